@@ -1,0 +1,315 @@
+//! The contract between h3fleet and a shared store of TLS sessions.
+//!
+//! A backend is a dumb, shared key-value store with per-key expiry. All the
+//! policy (what to store, when to trust it, when to delete it) lives in
+//! [`PersistableSessionCache`](crate::cache::PersistableSessionCache); a backend
+//! only has to be correct, concurrent and quick.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// A shared store for TLS session tickets and ECH configs.
+///
+/// One value of a type implementing this trait is shared, as
+/// `Arc<dyn SessionCacheBackend>`, by every connection of every
+/// [`PersistableSessionCache`](crate::cache::PersistableSessionCache) that uses
+/// it, so the trait is object safe and every method takes `&self`.
+///
+/// # Contract
+///
+/// - **Concurrency.** Every method may be called from many tasks at once; an
+///   implementation must be safe for that (a connection pool or a
+///   multiplexed connection, never a connection behind a lock held across a
+///   network round trip).
+/// - **A miss is `Ok(None)`**, never an error. An error means the store could
+///   not answer; the caller then proceeds with a full TLS handshake.
+/// - **Expiry.** Every value is written with a time to live, and a value is
+///   never returned after its TTL has passed. Stores without native expiry
+///   must record the deadline and check it on read.
+/// - **Values are secrets.** A session lets its holder resume a TLS session
+///   with the server. Keep the store private to the fleet, and never log
+///   values.
+/// - **Speed.** `get` runs before a handshake on a local miss, so the caller
+///   bounds it with a timeout (5 s by default); pick a store whose p99 is a
+///   few milliseconds.
+///
+/// [`MemoryBackend`](crate::cache::MemoryBackend) is the reference
+/// implementation.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use h3fleet::cache::{MemoryBackend, SessionCacheBackend};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), h3fleet::cache::BackendError> {
+/// let backend = MemoryBackend::new();
+/// backend.put_ech_config("h3fleet:ech:default:example.com:443", b"\x00\x01", Duration::from_secs(60)).await?;
+/// let config = backend.get_ech_config("h3fleet:ech:default:example.com:443").await?;
+/// assert_eq!(config.as_deref(), Some(&b"\x00\x01"[..]));
+/// # Ok(())
+/// # }
+/// ```
+#[async_trait]
+pub trait SessionCacheBackend: Send + Sync + 'static {
+    /// Returns the session stored under `key`, or `Ok(None)` when there is
+    /// none or it has expired.
+    ///
+    /// A stored value that cannot be parsed is an error of kind
+    /// [`BackendErrorKind::Decode`]; the cache then deletes the key.
+    async fn get(&self, key: &str) -> Result<Option<TlsSessionState>, BackendError>;
+
+    /// Stores `session` under `key` for `ttl`, replacing any earlier value.
+    ///
+    /// A `ttl` below one millisecond is rejected with
+    /// [`BackendErrorKind::InvalidInput`].
+    async fn put(&self, key: &str, session: &TlsSessionState, ttl: Duration) -> Result<(), BackendError>;
+
+    /// Removes the session stored under `key`. Deleting a missing key is not
+    /// an error.
+    async fn delete(&self, key: &str) -> Result<(), BackendError>;
+
+    /// Returns the ECHConfigList stored under `key`, or `Ok(None)`.
+    async fn get_ech_config(&self, key: &str) -> Result<Option<Vec<u8>>, BackendError>;
+
+    /// Stores the raw ECHConfigList bytes `config` under `key` for `ttl`.
+    async fn put_ech_config(&self, key: &str, config: &[u8], ttl: Duration) -> Result<(), BackendError>;
+
+    /// A short name for logs and errors raised about this backend by its
+    /// callers (a timeout, say). Defaults to `"custom"`.
+    fn name(&self) -> &'static str {
+        "custom"
+    }
+}
+
+/// One stored TLS session, as every backend holds it.
+///
+/// Its JSON form is exactly
+/// `{"ticket": <base64>, "state": <base64>, "created_at": <RFC 3339>}`,
+/// the shape of the reference design, so other tools can read it.
+///
+/// - `ticket` is standard base64 of the raw ticket the server sent. It is
+///   kept for observability and de-duplication (two replicas writing the same
+///   ticket is harmless).
+/// - `state` is standard base64 of an [`Envelope`](crate::cache::Envelope):
+///   everything needed to resume, in a versioned binary form.
+/// - `created_at` is when the entry was written.
+///
+/// `Debug` prints lengths, never the secrets themselves.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TlsSessionState {
+    /// Standard base64 of the raw session ticket.
+    pub ticket: String,
+    /// Standard base64 of the versioned session envelope.
+    pub state: String,
+    /// When the entry was written.
+    pub created_at: DateTime<Utc>,
+}
+
+impl TlsSessionState {
+    /// The JSON text stored by string-valued backends (Redis, SQLite).
+    ///
+    /// # Errors
+    ///
+    /// Fails only if serialisation fails, which for this type it cannot in
+    /// practice; the error is still reported rather than unwrapped.
+    pub fn to_json(&self) -> Result<String, BackendError> {
+        serde_json::to_string(self).map_err(|e| {
+            BackendError::new("json", BackendErrorKind::Encode, "cannot serialise a session").with_source(e)
+        })
+    }
+
+    /// Parses the JSON text written by [`to_json`](Self::to_json).
+    ///
+    /// # Errors
+    ///
+    /// A value that is not that JSON shape is a
+    /// [`BackendErrorKind::Decode`] error naming `backend`.
+    pub fn from_json(backend: &'static str, json: &[u8]) -> Result<Self, BackendError> {
+        serde_json::from_slice(json).map_err(|e| {
+            BackendError::new(
+                backend,
+                BackendErrorKind::Decode,
+                "stored session is not valid JSON",
+            )
+            .with_source(e)
+        })
+    }
+}
+
+impl fmt::Debug for TlsSessionState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsSessionState")
+            .field("ticket", &format_args!("<{} base64 chars>", self.ticket.len()))
+            .field("state", &format_args!("<{} base64 chars>", self.state.len()))
+            .field("created_at", &self.created_at)
+            .finish()
+    }
+}
+
+/// Called with `(operation, key, error)` whenever a backend call fails.
+///
+/// The callback is advisory: failures already degrade to a full handshake.
+/// Wire it into logs or metrics with `operation` as a label; the labels are
+/// those of [`Operation`](crate::cache::Operation): `get`, `put`,
+/// `put_serialize`, `delete`, `decode`, `get_ech`, `put_ech`.
+///
+/// It runs on the task that saw the failure, so it should be quick and must
+/// not block.
+pub type ErrorCallback = Arc<dyn Fn(&str, &str, &BackendError) + Send + Sync>;
+
+/// What went wrong in a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BackendErrorKind {
+    /// The store could not be reached, or the connection broke.
+    Connect,
+    /// The store answered with an error, or the local database failed.
+    Io,
+    /// The call took longer than allowed.
+    Timeout,
+    /// A stored value could not be parsed.
+    Decode,
+    /// A value could not be serialised for storage.
+    Encode,
+    /// The caller passed something the store cannot take (a zero TTL, say).
+    InvalidInput,
+    /// A backend URI that is not one of the accepted forms.
+    InvalidUri,
+}
+
+impl fmt::Display for BackendErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Connect => "cannot connect",
+            Self::Io => "operation failed",
+            Self::Timeout => "timed out",
+            Self::Decode => "cannot decode stored value",
+            Self::Encode => "cannot encode value",
+            Self::InvalidInput => "invalid input",
+            Self::InvalidUri => "invalid backend URI",
+        })
+    }
+}
+
+/// An error from a [`SessionCacheBackend`]: which backend, what kind of
+/// failure, what it was doing, and the underlying cause.
+#[derive(Debug, thiserror::Error)]
+#[error("{backend} backend: {kind}: {message}")]
+pub struct BackendError {
+    backend: &'static str,
+    kind: BackendErrorKind,
+    message: String,
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl BackendError {
+    /// A new error from the backend named `backend` (e.g. `"redis"`).
+    pub fn new(backend: &'static str, kind: BackendErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            backend,
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Attaches the underlying cause.
+    #[must_use]
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// The name of the backend that failed (`memory`, `sqlite`, `redis`, ...).
+    pub fn backend(&self) -> &'static str {
+        self.backend
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> BackendErrorKind {
+        self.kind
+    }
+
+    /// True when a stored value could not be parsed (the key is then deleted).
+    pub fn is_decode(&self) -> bool {
+        self.kind == BackendErrorKind::Decode
+    }
+
+    /// True when the call timed out.
+    pub fn is_timeout(&self) -> bool {
+        self.kind == BackendErrorKind::Timeout
+    }
+}
+
+/// Rejects TTLs the stores cannot express (below one millisecond).
+pub(crate) fn check_ttl(backend: &'static str, ttl: Duration) -> Result<u64, BackendError> {
+    let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+    if millis == 0 {
+        return Err(BackendError::new(
+            backend,
+            BackendErrorKind::InvalidInput,
+            "a TTL must be at least one millisecond",
+        ));
+    }
+    Ok(millis)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> TlsSessionState {
+        TlsSessionState {
+            ticket: "AQID".into(),
+            state: "BAUG".into(),
+            created_at: DateTime::parse_from_rfc3339("2026-11-28T10:00:00Z")
+                .unwrap()
+                .with_timezone(&Utc),
+        }
+    }
+
+    #[test]
+    fn json_has_exactly_the_reference_fields() {
+        let json = sample().to_json().unwrap();
+        assert_eq!(
+            json,
+            r#"{"ticket":"AQID","state":"BAUG","created_at":"2026-11-28T10:00:00Z"}"#
+        );
+    }
+
+    #[test]
+    fn json_round_trips_and_ignores_unknown_fields() {
+        let parsed = TlsSessionState::from_json(
+            "test",
+            br#"{"ticket":"AQID","state":"BAUG","created_at":"2026-11-28T10:00:00+00:00","extra":1}"#,
+        );
+        assert_eq!(parsed.ok(), Some(sample()));
+    }
+
+    #[test]
+    fn malformed_json_is_a_decode_error_naming_the_backend() {
+        let err = TlsSessionState::from_json("redis", b"{\"ticket\":").err();
+        assert!(err.as_ref().is_some_and(BackendError::is_decode));
+        assert!(err.is_some_and(|e| e.to_string().starts_with("redis backend:")));
+    }
+
+    #[test]
+    fn debug_never_shows_secrets() {
+        let text = format!("{:?}", sample());
+        assert!(!text.contains("AQID") && !text.contains("BAUG"));
+    }
+
+    #[test]
+    fn zero_ttl_is_rejected() {
+        assert!(check_ttl("x", Duration::ZERO).is_err());
+        assert_eq!(check_ttl("x", Duration::from_secs(2)).ok(), Some(2000));
+    }
+}

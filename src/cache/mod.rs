@@ -1,0 +1,51 @@
+//! The fleet-wide TLS session cache.
+//!
+//! ```text
+//! TLS layer ──get(host, port)──► PersistableSessionCache ──local miss──► SessionCacheBackend
+//!           ◄──CacheHit────────   (LRU, one per protocol)  ◄─TlsSessionState─ (SQLite, Redis, ...)
+//!           ──put(session)─────►  LRU now, backend on a background task ───►
+//! ```
+//!
+//! - [`SessionCacheBackend`] is the contract a store implements; a miss is
+//!   `Ok(None)` and every value carries a TTL. [`MemoryBackend`],
+//!   [`SqliteBackend`] (the embedded default), [`RedisBackend`] and
+//!   [`RedisClusterBackend`] implement it; [`backend_from_uri`] picks one
+//!   from a string.
+//! - [`PersistableSessionCache`] holds the policy: local LRU, bounded and
+//!   single-flight backend reads, background writes, invalidation.
+//! - [`KeyFormat`] and [`Envelope`] define what is stored, and where, so
+//!   every replica agrees.
+
+mod backend;
+mod clock;
+mod entry;
+mod envelope;
+mod key;
+mod memory;
+mod persistable;
+#[cfg(feature = "redis")]
+mod redis;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+mod uri;
+
+pub use backend::{BackendError, BackendErrorKind, ErrorCallback, SessionCacheBackend, TlsSessionState};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use entry::{CachedSession, EntryError};
+pub use envelope::{
+    Envelope, EnvelopeError, ENGINE_BORINGSSL, ENVELOPE_VERSION, MAX_ENVELOPE_LEN, MAX_SESSION_LEN,
+    MAX_TICKET_LIFETIME_SECS, MAX_TRANSPORT_PARAMS_LEN,
+};
+pub use key::{KeyError, KeyFormat, ParsedKey, Protocol, DEFAULT_KEY_PREFIX};
+pub use memory::MemoryBackend;
+pub use persistable::{
+    CacheHit, CacheOptions, Operation, PersistableSessionCache, TicketSource, MAX_GET_TIMEOUT,
+    TLS_SESSION_CACHE_MAX_SIZE, TLS_SESSION_MAX_AGE,
+};
+#[cfg(feature = "redis-cluster")]
+pub use redis::RedisClusterBackend;
+#[cfg(feature = "redis")]
+pub use redis::{RedisBackend, RedisOptions};
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteBackend;
+pub use uri::{backend_from_uri, ACCEPTED_BACKEND_URIS};

@@ -1,0 +1,664 @@
+//! [`PersistableSessionCache`]: a local LRU of sessions in front of a shared
+//! backend, one per protocol.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::num::NonZeroUsize;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use lru::LruCache;
+use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
+
+use crate::cache::backend::{BackendError, BackendErrorKind, ErrorCallback, SessionCacheBackend};
+use crate::cache::clock::{Clock, SystemClock};
+use crate::cache::entry::CachedSession;
+use crate::cache::envelope::Envelope;
+use crate::cache::key::{canonical_origin, KeyFormat, Protocol};
+
+/// Sessions kept in memory per cache, as in the reference
+/// (`TLS_SESSION_CACHE_MAX_SIZE`).
+pub const TLS_SESSION_CACHE_MAX_SIZE: usize = 32;
+/// The longest a session is trusted, whatever lifetime the server granted
+/// (`TLS_SESSION_MAX_AGE`).
+pub const TLS_SESSION_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+/// The longest a backend `get` may delay a handshake; configured timeouts are
+/// capped at this.
+pub const MAX_GET_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The operation labels passed to an [`ErrorCallback`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Operation {
+    /// Reading a session failed or timed out.
+    Get,
+    /// Writing a session failed or timed out.
+    Put,
+    /// A session could not be turned into its stored form.
+    PutSerialize,
+    /// Deleting a session failed.
+    Delete,
+    /// A stored session was corrupt (it is then deleted).
+    Decode,
+    /// Reading an ECH config failed.
+    GetEch,
+    /// Writing an ECH config failed.
+    PutEch,
+}
+
+impl Operation {
+    /// The label: `get`, `put`, `put_serialize`, `delete`, `decode`,
+    /// `get_ech` or `put_ech`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Get => "get",
+            Self::Put => "put",
+            Self::PutSerialize => "put_serialize",
+            Self::Delete => "delete",
+            Self::Decode => "decode",
+            Self::GetEch => "get_ech",
+            Self::PutEch => "put_ech",
+        }
+    }
+}
+
+/// Where a session handed to the TLS layer came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TicketSource {
+    /// This process's own memory.
+    Local,
+    /// The shared backend: another replica (or an earlier run) won it.
+    Backend,
+}
+
+/// A session found by [`PersistableSessionCache::get`].
+#[derive(Debug, Clone)]
+pub struct CacheHit {
+    /// The session to offer.
+    pub session: CachedSession,
+    /// Where it was found.
+    pub source: TicketSource,
+}
+
+/// Tuning of a [`PersistableSessionCache`].
+#[derive(Debug, Clone)]
+pub struct CacheOptions {
+    /// Sessions kept in memory. Default 32.
+    pub capacity: NonZeroUsize,
+    /// The longest a backend `get` may delay a handshake. Default 5 s, and
+    /// never more than [`MAX_GET_TIMEOUT`].
+    pub get_timeout: Duration,
+    /// The longest a background write or delete may take. Default 5 s.
+    pub write_timeout: Duration,
+    /// Sessions older than this are never offered. Default 24 h.
+    pub max_age: Duration,
+    /// Key prefix and format. Default prefix `h3fleet`.
+    pub keys: KeyFormat,
+    /// The time source. Default the system clock.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for CacheOptions {
+    fn default() -> Self {
+        Self {
+            capacity: NonZeroUsize::new(TLS_SESSION_CACHE_MAX_SIZE).unwrap_or(NonZeroUsize::MIN),
+            get_timeout: MAX_GET_TIMEOUT,
+            write_timeout: Duration::from_secs(5),
+            max_age: TLS_SESSION_MAX_AGE,
+            keys: KeyFormat::default(),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+/// The TLS session cache of one protocol: a local LRU in front of an
+/// optional shared [`SessionCacheBackend`].
+///
+/// The TLS layer calls [`get`](Self::get) before a handshake and
+/// [`put`](Self::put) when the server sends a ticket. With a backend, a
+/// ticket won by any replica can be resumed by every other one.
+///
+/// ## Behavior
+///
+/// - **Lookups** try the local LRU first. On a local miss they ask the
+///   backend, bounded by [`CacheOptions::get_timeout`]; a timeout or error is
+///   reported and is a miss (the caller does a full handshake). Concurrent
+///   lookups of one key share one backend `get` (single flight). No lock is
+///   held across a backend call.
+/// - **Stores** update the LRU at once and write to the backend on a
+///   background task: the handshake never waits for the backend. The TTL is
+///   the ticket's remaining lifetime, capped at [`CacheOptions::max_age`].
+///   [`flush`](Self::flush) waits for those writes, for short-lived processes.
+/// - **Deletes**: an entry that fails to decode, has expired, or whose
+///   ticket the server refused ([`invalidate`](Self::invalidate)) is deleted
+///   from the backend, unless a newer ticket has already replaced it. An
+///   entry written by another h3fleet version or TLS engine is a miss and
+///   is left alone, for the replicas that can use it.
+/// - **Errors** reach the error callback with an [`Operation`] label and are
+///   logged with `tracing`; they never reach the request.
+/// - **Identifiers** ([`set_session_identifier`](Self::set_session_identifier))
+///   namespace both the backend keys and the local entries: a cache under
+///   `alice` never sees a session stored under `bob`.
+///
+/// ## Security
+///
+/// Sharing a ticket lets every replica resume the same TLS session. That is
+/// the point, but it also means connections from different replicas can be
+/// linked by the server (RFC 8446 Appendix C.4 advises clients not to reuse
+/// tickets for that reason). Use identifiers to keep apart traffic that must
+/// not be linked, and keep the backend private: a stored session resumes a
+/// connection to its server.
+///
+/// # Example
+///
+/// ```
+/// use std::sync::Arc;
+/// use h3fleet::cache::{MemoryBackend, PersistableSessionCache, Protocol};
+///
+/// let backend = Arc::new(MemoryBackend::new());
+/// let cache = PersistableSessionCache::with_backend(backend, "default", Protocol::H3, None);
+/// cache.set_session_identifier("alice");
+/// assert_eq!(cache.session_identifier().as_deref(), Some("alice"));
+/// ```
+#[derive(Clone)]
+pub struct PersistableSessionCache {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    options: CacheOptions,
+    local: Mutex<LruCache<LocalKey, CachedSession>>,
+    attachment: RwLock<Attachment>,
+    flights: Mutex<HashMap<String, Flight>>,
+    next_flight: AtomicU64,
+    tasks: TaskTracker,
+}
+
+/// Local entries are namespaced by identifier, like backend keys.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct LocalKey {
+    identifier: Option<String>,
+    origin: String,
+}
+
+/// What the cache is attached to; read as a snapshot by every call.
+#[derive(Clone)]
+struct Attachment {
+    backend: Option<Arc<dyn SessionCacheBackend>>,
+    preset: String,
+    protocol: Protocol,
+    on_error: Option<ErrorCallback>,
+    identifier: Option<String>,
+}
+
+/// A backend lookup in progress; followers wait on `done`.
+struct Flight {
+    id: u64,
+    done: watch::Receiver<Option<Option<CachedSession>>>,
+}
+
+impl Default for PersistableSessionCache {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PersistableSessionCache {
+    /// A local-only cache with default options (attach a backend with
+    /// [`set_backend`](Self::set_backend)).
+    pub fn new() -> Self {
+        Self::with_options(CacheOptions::default())
+    }
+
+    /// A local-only cache with `options`.
+    pub fn with_options(options: CacheOptions) -> Self {
+        let capacity = options.capacity;
+        Self {
+            inner: Arc::new(Inner {
+                options,
+                local: Mutex::new(LruCache::new(capacity)),
+                attachment: RwLock::new(Attachment {
+                    backend: None,
+                    preset: "default".to_owned(),
+                    protocol: Protocol::H3,
+                    on_error: None,
+                    identifier: None,
+                }),
+                flights: Mutex::new(HashMap::new()),
+                next_flight: AtomicU64::new(0),
+                tasks: TaskTracker::new(),
+            }),
+        }
+    }
+
+    /// A cache on `backend` for `preset` and `protocol`, with default options.
+    pub fn with_backend(
+        backend: Arc<dyn SessionCacheBackend>,
+        preset: impl Into<String>,
+        protocol: Protocol,
+        on_error: Option<ErrorCallback>,
+    ) -> Self {
+        let cache = Self::new();
+        cache.set_backend(Some(backend), preset, protocol, on_error);
+        cache
+    }
+
+    /// Attaches, swaps or (with `None`) detaches the backend. Local entries
+    /// are kept, so a circuit breaker can fall back to local-only and back
+    /// without losing them; pass the same preset, protocol and callback to
+    /// keep the keys the same.
+    pub fn set_backend(
+        &self,
+        backend: Option<Arc<dyn SessionCacheBackend>>,
+        preset: impl Into<String>,
+        protocol: Protocol,
+        on_error: Option<ErrorCallback>,
+    ) {
+        let mut a = self
+            .inner
+            .attachment
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        a.backend = backend;
+        a.preset = preset.into();
+        a.protocol = protocol;
+        a.on_error = on_error;
+    }
+
+    /// Namespaces this cache's keys under `id` (an empty `id` removes the
+    /// namespace). Sessions stored under another identifier become invisible.
+    pub fn set_session_identifier(&self, id: impl Into<String>) {
+        let id = id.into();
+        let mut a = self
+            .inner
+            .attachment
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        a.identifier = (!id.is_empty()).then_some(id);
+    }
+
+    /// The current identifier, if any.
+    pub fn session_identifier(&self) -> Option<String> {
+        self.attachment().identifier
+    }
+
+    /// Replaces the error callback (`None` removes it).
+    pub fn set_error_callback(&self, on_error: Option<ErrorCallback>) {
+        self.inner
+            .attachment
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .on_error = on_error;
+    }
+
+    /// The protocol whose sessions this cache holds.
+    pub fn protocol(&self) -> Protocol {
+        self.attachment().protocol
+    }
+
+    /// True when a backend is attached.
+    pub fn has_backend(&self) -> bool {
+        self.attachment().backend.is_some()
+    }
+
+    /// The number of sessions held in memory.
+    pub fn local_len(&self) -> usize {
+        self.local().len()
+    }
+
+    /// The session to offer to `host:port`, from memory or the backend.
+    pub async fn get(&self, host: &str, port: u16) -> Option<CacheHit> {
+        let a = self.attachment();
+        let local_key = LocalKey {
+            identifier: a.identifier.clone(),
+            origin: canonical_origin(host, port),
+        };
+        if let Some(session) = self.local_get(&local_key) {
+            return Some(CacheHit {
+                session,
+                source: TicketSource::Local,
+            });
+        }
+        let backend = a.backend.clone()?;
+        let key = self.key(&a, host, port);
+        let session = self.single_flight(&key, &backend, &a).await?;
+        self.local().put(local_key, session.clone());
+        Some(CacheHit {
+            session,
+            source: TicketSource::Backend,
+        })
+    }
+
+    /// Stores a session the server just issued for `host:port`: in memory at
+    /// once, in the backend on a background task. Sessions that are already
+    /// expired are dropped.
+    pub fn put(&self, host: &str, port: u16, session: CachedSession) {
+        let a = self.attachment();
+        let Some(ttl) = self.remaining_life(&session.envelope) else {
+            tracing::debug!(host, port, "session already expired; not cached");
+            return;
+        };
+        let local_key = LocalKey {
+            identifier: a.identifier.clone(),
+            origin: canonical_origin(host, port),
+        };
+        self.local().put(local_key, session.clone());
+        let Some(backend) = a.backend.clone() else { return };
+        let key = self.key(&a, host, port);
+        if session.envelope.protocol != a.protocol {
+            let msg = format!(
+                "an {} session given to the {} cache",
+                session.envelope.protocol, a.protocol
+            );
+            let err = BackendError::new(backend.name(), BackendErrorKind::Encode, msg);
+            return report(&a, Operation::PutSerialize, &key, &err);
+        }
+        let state = match session.to_state(self.now()) {
+            Ok(state) => state,
+            Err(e) => {
+                let err = BackendError::new(backend.name(), BackendErrorKind::Encode, "invalid session")
+                    .with_source(e);
+                return report(&a, Operation::PutSerialize, &key, &err);
+            }
+        };
+        let (timeout, task_key) = (self.inner.options.write_timeout, key.clone());
+        self.spawn(&a, &key, Operation::Put, async move {
+            bounded(timeout, backend.name(), backend.put(&task_key, &state, ttl)).await
+        });
+    }
+
+    /// Forgets a session the server refused (we offered `refused_ticket` and
+    /// the handshake was full): from memory, and from the backend unless a
+    /// newer ticket has replaced it there.
+    pub fn invalidate(&self, host: &str, port: u16, refused_ticket: &[u8]) {
+        let a = self.attachment();
+        let local_key = LocalKey {
+            identifier: a.identifier.clone(),
+            origin: canonical_origin(host, port),
+        };
+        {
+            let mut local = self.local();
+            if local.peek(&local_key).is_some_and(|s| s.ticket == refused_ticket) {
+                local.pop(&local_key);
+            }
+        }
+        let Some(backend) = a.backend.clone() else { return };
+        let key = self.key(&a, host, port);
+        let refused = base64_of(refused_ticket);
+        let (timeout, att) = (self.inner.options.write_timeout, a.clone());
+        let key2 = key.clone();
+        self.spawn(&a, &key, Operation::Delete, async move {
+            let current = match bounded(timeout, backend.name(), backend.get(&key2)).await {
+                Ok(current) => current,
+                Err(e) if e.is_decode() => {
+                    report(&att, Operation::Decode, &key2, &e);
+                    return bounded(timeout, backend.name(), backend.delete(&key2)).await;
+                }
+                Err(e) => {
+                    report(&att, Operation::Get, &key2, &e);
+                    return Ok(());
+                }
+            };
+            if current.is_some_and(|s| s.ticket == refused) {
+                bounded(timeout, backend.name(), backend.delete(&key2)).await?;
+            }
+            Ok(())
+        });
+    }
+
+    /// Waits up to `timeout` for background writes and deletes to finish.
+    /// Returns true if none is left. Call it before a short-lived process
+    /// exits, or tickets won in its last moments are lost to the fleet.
+    pub async fn flush(&self, timeout: Duration) -> bool {
+        let tasks = &self.inner.tasks;
+        tasks.close();
+        let drained = tokio::time::timeout(timeout, tasks.wait()).await.is_ok();
+        tasks.reopen();
+        drained
+    }
+
+    fn attachment(&self) -> Attachment {
+        self.inner
+            .attachment
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn local(&self) -> MutexGuard<'_, LruCache<LocalKey, CachedSession>> {
+        // Each LRU operation is atomic under the lock, so poison is harmless.
+        self.inner.local.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn key(&self, a: &Attachment, host: &str, port: u16) -> String {
+        self.inner
+            .options
+            .keys
+            .session(a.identifier.as_deref(), &a.preset, a.protocol, host, port)
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        DateTime::<Utc>::from(self.inner.options.clock.now())
+    }
+
+    /// A live local entry; an expired one is dropped.
+    fn local_get(&self, key: &LocalKey) -> Option<CachedSession> {
+        let mut local = self.local();
+        let session = local.get(key)?.clone();
+        if self.remaining_life(&session.envelope).is_some() {
+            return Some(session);
+        }
+        local.pop(key);
+        None
+    }
+
+    /// How much longer a session may be offered, or `None` if never again.
+    fn remaining_life(&self, envelope: &Envelope) -> Option<Duration> {
+        let life = u64::from(envelope.lifetime_secs).min(self.inner.options.max_age.as_secs());
+        let age = self
+            .inner
+            .options
+            .clock
+            .unix_secs()
+            .saturating_sub(envelope.issued_at);
+        (age < life).then(|| Duration::from_secs(life - age))
+    }
+
+    /// Runs the backend lookup for `key` once, however many callers want it.
+    async fn single_flight(
+        &self,
+        key: &str,
+        backend: &Arc<dyn SessionCacheBackend>,
+        a: &Attachment,
+    ) -> Option<CachedSession> {
+        let joined = {
+            let mut flights = self.inner.flights.lock().unwrap_or_else(PoisonError::into_inner);
+            match flights.get(key) {
+                Some(flight) => Err(flight.done.clone()),
+                None => {
+                    let (tx, rx) = watch::channel(None);
+                    let id = self.inner.next_flight.fetch_add(1, Ordering::Relaxed);
+                    flights.insert(key.to_owned(), Flight { id, done: rx });
+                    Ok(FlightGuard {
+                        inner: &self.inner,
+                        key,
+                        id,
+                        tx,
+                    })
+                }
+            }
+        };
+        match joined {
+            Ok(guard) => {
+                let found = self.lookup(key, backend, a).await;
+                guard.tx.send_replace(Some(found.clone()));
+                found
+            }
+            Err(mut done) => {
+                // The leader is bounded by the same timeout; waiting for it
+                // longer than that would only add delay.
+                let waited = tokio::time::timeout(self.get_timeout(), done.wait_for(Option::is_some)).await;
+                match waited {
+                    Ok(Ok(result)) => result.clone().flatten(),
+                    _ => None,
+                }
+            }
+        }
+    }
+
+    fn get_timeout(&self) -> Duration {
+        self.inner.options.get_timeout.min(MAX_GET_TIMEOUT)
+    }
+
+    /// One bounded backend `get`, with every failure reported and every bad
+    /// entry deleted.
+    async fn lookup(
+        &self,
+        key: &str,
+        backend: &Arc<dyn SessionCacheBackend>,
+        a: &Attachment,
+    ) -> Option<CachedSession> {
+        let state = match bounded(self.get_timeout(), backend.name(), backend.get(key)).await {
+            Ok(state) => state?,
+            Err(e) if e.is_decode() => {
+                report(a, Operation::Decode, key, &e);
+                self.delete_in_background(a, key);
+                return None;
+            }
+            Err(e) => {
+                report(a, Operation::Get, key, &e);
+                return None;
+            }
+        };
+        match CachedSession::from_state(&state, a.protocol) {
+            Ok(session) => {
+                let too_old = self.now().signed_duration_since(state.created_at)
+                    > chrono::Duration::from_std(self.inner.options.max_age).unwrap_or(chrono::Duration::MAX);
+                if too_old || self.remaining_life(&session.envelope).is_none() {
+                    tracing::debug!(key, "stored session has expired; deleting it");
+                    self.delete_in_background(a, key);
+                    return None;
+                }
+                Some(session)
+            }
+            Err(e) if e.is_foreign() => {
+                tracing::debug!(key, error = %e, "stored session is from another version; ignoring it");
+                None
+            }
+            Err(e) => {
+                let err = BackendError::new(
+                    backend.name(),
+                    BackendErrorKind::Decode,
+                    "stored session is corrupt",
+                )
+                .with_source(e);
+                report(a, Operation::Decode, key, &err);
+                self.delete_in_background(a, key);
+                None
+            }
+        }
+    }
+
+    fn delete_in_background(&self, a: &Attachment, key: &str) {
+        let Some(backend) = a.backend.clone() else { return };
+        let (timeout, key_owned) = (self.inner.options.write_timeout, key.to_owned());
+        self.spawn(a, key, Operation::Delete, async move {
+            bounded(timeout, backend.name(), backend.delete(&key_owned)).await
+        });
+    }
+
+    /// Spawns a backend call on the cache's task tracker; its error is
+    /// reported under `op`.
+    fn spawn<F>(&self, a: &Attachment, key: &str, op: Operation, call: F)
+    where
+        F: std::future::Future<Output = Result<(), BackendError>> + Send + 'static,
+    {
+        let (a, key) = (a.clone(), key.to_owned());
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            let name = a.backend.as_ref().map_or("backend", |b| b.name());
+            let err = BackendError::new(
+                name,
+                BackendErrorKind::Io,
+                "no Tokio runtime to run the backend call on",
+            );
+            return report(&a, op, &key, &err);
+        };
+        self.inner.tasks.spawn_on(
+            async move {
+                if let Err(e) = call.await {
+                    report(&a, op, &key, &e);
+                }
+            },
+            &runtime,
+        );
+    }
+}
+
+/// Removes the flight from the map when the leader finishes or is cancelled;
+/// dropping `tx` then wakes any follower still waiting.
+struct FlightGuard<'a> {
+    inner: &'a Inner,
+    key: &'a str,
+    id: u64,
+    tx: watch::Sender<Option<Option<CachedSession>>>,
+}
+
+impl Drop for FlightGuard<'_> {
+    fn drop(&mut self) {
+        let mut flights = self.inner.flights.lock().unwrap_or_else(PoisonError::into_inner);
+        if flights.get(self.key).is_some_and(|f| f.id == self.id) {
+            flights.remove(self.key);
+        }
+    }
+}
+
+/// Runs a backend call with a deadline; running out is a `Timeout` error.
+async fn bounded<T>(
+    timeout: Duration,
+    backend: &'static str,
+    call: impl std::future::Future<Output = Result<T, BackendError>>,
+) -> Result<T, BackendError> {
+    tokio::time::timeout(timeout, call).await.unwrap_or_else(|_| {
+        Err(BackendError::new(
+            backend,
+            BackendErrorKind::Timeout,
+            format!("no answer within {} ms", timeout.as_millis()),
+        ))
+    })
+}
+
+/// Logs a backend failure and hands it to the error callback. A panicking
+/// callback is contained: observability must not take the request down.
+fn report(a: &Attachment, op: Operation, key: &str, err: &BackendError) {
+    tracing::warn!(operation = op.as_str(), key, error = %err, "session cache backend call failed");
+    if let Some(cb) = &a.on_error {
+        if catch_unwind(AssertUnwindSafe(|| cb(op.as_str(), key, err))).is_err() {
+            tracing::error!(
+                operation = op.as_str(),
+                "the session cache error callback panicked"
+            );
+        }
+    }
+}
+
+fn base64_of(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+impl fmt::Debug for PersistableSessionCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let a = self.attachment();
+        f.debug_struct("PersistableSessionCache")
+            .field("protocol", &a.protocol)
+            .field("preset", &a.preset)
+            .field("identifier", &a.identifier)
+            .field("backend", &a.backend.as_ref().map(|b| b.name()))
+            .field("local_len", &self.local_len())
+            .finish()
+    }
+}

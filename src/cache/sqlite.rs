@@ -1,0 +1,344 @@
+//! [`SqliteBackend`]: the embedded default, one database file per host.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::cache::backend::{
+    check_ttl, BackendError, BackendErrorKind, SessionCacheBackend, TlsSessionState,
+};
+use crate::cache::clock::{Clock, SystemClock};
+
+const NAME: &str = "sqlite";
+/// How long a statement waits for another process's write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Idle connections kept for reuse.
+const MAX_IDLE_CONNECTIONS: usize = 4;
+/// Expired rows are purged once per this many writes.
+const WRITES_BETWEEN_PURGES: u64 = 64;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS h3fleet_sessions (
+    key        TEXT PRIMARY KEY NOT NULL,
+    value      TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS h3fleet_sessions_expiry ON h3fleet_sessions (expires_at);
+CREATE TABLE IF NOT EXISTS h3fleet_ech_configs (
+    key        TEXT PRIMARY KEY NOT NULL,
+    value      BLOB NOT NULL,
+    expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS h3fleet_ech_configs_expiry ON h3fleet_ech_configs (expires_at);
+";
+
+/// A backend in one SQLite database file, shared by every process on the
+/// host that opens the same path.
+///
+/// This is the default for a single machine: tickets survive restarts and
+/// are shared between the processes of one host, with nothing to run. For a
+/// fleet of machines use [`RedisBackend`](crate::cache::RedisBackend).
+///
+/// ## Behavior
+///
+/// - The database runs in WAL mode, so readers never block the writer, and
+///   every connection waits up to 5 s for another process's write lock
+///   instead of failing.
+/// - Every call runs on Tokio's blocking pool (`spawn_blocking`), never on a
+///   runtime worker thread, over a small pool of connections.
+/// - Each row carries its expiry (Unix milliseconds). Reads ignore expired
+///   rows; every 64th write from this process purges them.
+/// - Session values are stored as the same JSON text as in Redis; ECH
+///   configs as raw bytes.
+///
+/// ```
+/// use h3fleet::cache::SqliteBackend;
+///
+/// let dir = tempfile::tempdir()?;
+/// let backend = SqliteBackend::open(dir.path().join("cache.db"))?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct SqliteBackend {
+    pool: Arc<Pool>,
+    clock: Arc<dyn Clock>,
+}
+
+#[derive(Debug)]
+struct Pool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+    writes: AtomicU64,
+}
+
+impl SqliteBackend {
+    /// Opens (creating if needed, with its parent directories) the database
+    /// at `path`. This blocks briefly on file I/O; call it at start-up.
+    ///
+    /// # Errors
+    ///
+    /// The directory cannot be created, or the file cannot be opened as a
+    /// SQLite database.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, BackendError> {
+        Self::open_with_clock(path, Arc::new(SystemClock))
+    }
+
+    /// As [`open`](Self::open), reading time from `clock`.
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open).
+    pub fn open_with_clock(path: impl AsRef<Path>, clock: Arc<dyn Clock>) -> Result<Self, BackendError> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                BackendError::new(
+                    NAME,
+                    BackendErrorKind::Io,
+                    format!("cannot create directory {}", dir.display()),
+                )
+                .with_source(e)
+            })?;
+        }
+        let conn = connect(&path)?;
+        conn.execute_batch(SCHEMA)
+            .map_err(|e| db_error("cannot create the schema", e))?;
+        let pool = Pool {
+            path,
+            idle: Mutex::new(vec![conn]),
+            writes: AtomicU64::new(0),
+        };
+        Ok(Self {
+            pool: Arc::new(pool),
+            clock,
+        })
+    }
+
+    /// The database file's path.
+    pub fn path(&self) -> &Path {
+        &self.pool.path
+    }
+
+    fn now_ms(&self) -> i64 {
+        let ms = self
+            .clock
+            .now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        i64::try_from(ms).unwrap_or(i64::MAX)
+    }
+
+    fn expiry_ms(&self, ttl: Duration) -> Result<i64, BackendError> {
+        let ttl = i64::try_from(check_ttl(NAME, ttl)?).unwrap_or(i64::MAX);
+        Ok(self.now_ms().saturating_add(ttl))
+    }
+
+    /// Runs `job` with a pooled connection on the blocking pool.
+    async fn run<T, F>(&self, job: F) -> Result<T, BackendError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, BackendError> + Send + 'static,
+    {
+        let pool = Arc::clone(&self.pool);
+        tokio::task::spawn_blocking(move || {
+            let conn = pool.take()?;
+            let result = job(&conn);
+            pool.give_back(conn);
+            result
+        })
+        .await
+        .map_err(|e| BackendError::new(NAME, BackendErrorKind::Io, "database task failed").with_source(e))?
+    }
+
+    /// After a write: purge expired rows now and then.
+    fn purge_due(&self) -> bool {
+        self.pool.writes.fetch_add(1, Ordering::Relaxed) % WRITES_BETWEEN_PURGES == WRITES_BETWEEN_PURGES - 1
+    }
+}
+
+impl Pool {
+    fn take(&self) -> Result<Connection, BackendError> {
+        let idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        match idle {
+            Some(conn) => Ok(conn),
+            None => connect(&self.path),
+        }
+    }
+
+    fn give_back(&self, conn: Connection) {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < MAX_IDLE_CONNECTIONS {
+            idle.push(conn);
+        }
+    }
+}
+
+fn connect(path: &Path) -> Result<Connection, BackendError> {
+    let conn = Connection::open(path)
+        .map_err(|e| db_error(&format!("cannot open database {}", path.display()), e))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(|e| db_error("cannot set busy timeout", e))?;
+    // WAL lets other processes read while one writes; NORMAL sync is durable
+    // across process crashes, which is all a ticket cache needs.
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(|e| db_error("cannot enable WAL", e))?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(|e| db_error("cannot set synchronous mode", e))?;
+    Ok(conn)
+}
+
+fn db_error(what: &str, e: rusqlite::Error) -> BackendError {
+    let kind = match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+            BackendErrorKind::Timeout
+        }
+        _ => BackendErrorKind::Io,
+    };
+    BackendError::new(NAME, kind, what.to_owned()).with_source(e)
+}
+
+fn purge(conn: &Connection, now: i64) -> Result<(), BackendError> {
+    conn.execute(
+        "DELETE FROM h3fleet_sessions WHERE expires_at <= ?1",
+        params![now],
+    )
+    .and_then(|_| {
+        conn.execute(
+            "DELETE FROM h3fleet_ech_configs WHERE expires_at <= ?1",
+            params![now],
+        )
+    })
+    .map(drop)
+    .map_err(|e| db_error("cannot purge expired rows", e))
+}
+
+#[async_trait]
+impl SessionCacheBackend for SqliteBackend {
+    async fn get(&self, key: &str) -> Result<Option<TlsSessionState>, BackendError> {
+        let (key, now) = (key.to_owned(), self.now_ms());
+        let text: Option<String> = self
+            .run(move |conn| {
+                conn.query_row(
+                    "SELECT value FROM h3fleet_sessions WHERE key = ?1 AND expires_at > ?2",
+                    params![key, now],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(|e| db_error("cannot read a session", e))
+            })
+            .await?;
+        text.map(|t| TlsSessionState::from_json(NAME, t.as_bytes()))
+            .transpose()
+    }
+
+    async fn put(&self, key: &str, session: &TlsSessionState, ttl: Duration) -> Result<(), BackendError> {
+        let (key, json, expires_at) = (key.to_owned(), session.to_json()?, self.expiry_ms(ttl)?);
+        let (purge_now, now) = (self.purge_due(), self.now_ms());
+        self.run(move |conn| {
+            conn.execute(
+                "INSERT INTO h3fleet_sessions (key, value, expires_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
+                params![key, json, expires_at],
+            )
+            .map_err(|e| db_error("cannot write a session", e))?;
+            if purge_now {
+                purge(conn, now)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), BackendError> {
+        let key = key.to_owned();
+        self.run(move |conn| {
+            conn.execute("DELETE FROM h3fleet_sessions WHERE key = ?1", params![key])
+                .map(drop)
+                .map_err(|e| db_error("cannot delete a session", e))
+        })
+        .await
+    }
+
+    async fn get_ech_config(&self, key: &str) -> Result<Option<Vec<u8>>, BackendError> {
+        let (key, now) = (key.to_owned(), self.now_ms());
+        self.run(move |conn| {
+            conn.query_row(
+                "SELECT value FROM h3fleet_ech_configs WHERE key = ?1 AND expires_at > ?2",
+                params![key, now],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(|e| db_error("cannot read an ECH config", e))
+        })
+        .await
+    }
+
+    async fn put_ech_config(&self, key: &str, config: &[u8], ttl: Duration) -> Result<(), BackendError> {
+        let (key, config, expires_at) = (key.to_owned(), config.to_vec(), self.expiry_ms(ttl)?);
+        let (purge_now, now) = (self.purge_due(), self.now_ms());
+        self.run(move |conn| {
+            conn.execute(
+                "INSERT INTO h3fleet_ech_configs (key, value, expires_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
+                params![key, config, expires_at],
+            )
+            .map_err(|e| db_error("cannot write an ECH config", e))?;
+            if purge_now {
+                purge(conn, now)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    fn name(&self) -> &'static str {
+        NAME
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::clock::ManualClock;
+
+    #[tokio::test]
+    async fn expired_rows_are_purged_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::starting_now();
+        let backend = SqliteBackend::open_with_clock(dir.path().join("c.db"), clock.clone()).unwrap();
+        backend
+            .put_ech_config("old", b"x", Duration::from_secs(1))
+            .await
+            .unwrap();
+        clock.advance(Duration::from_secs(2));
+        for i in 0..WRITES_BETWEEN_PURGES {
+            backend
+                .put_ech_config(&format!("new{i}"), b"y", Duration::from_secs(60))
+                .await
+                .unwrap();
+        }
+        let rows: i64 = backend
+            .run(|c| {
+                c.query_row(
+                    "SELECT count(*) FROM h3fleet_ech_configs WHERE key = 'old'",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(|e| db_error("count", e))
+            })
+            .await
+            .unwrap();
+        assert_eq!(rows, 0);
+    }
+
+    #[test]
+    fn unwritable_path_is_a_clear_error() {
+        let err = SqliteBackend::open("/proc/h3fleet-cannot-exist/cache.db").unwrap_err();
+        assert_eq!(err.backend(), "sqlite");
+        assert!(err.to_string().contains("/proc/h3fleet-cannot-exist"), "{err}");
+    }
+}

@@ -1,0 +1,179 @@
+//! [`backend_from_uri`]: one string picks and configures a backend, so the
+//! command line, environment variables and config files can all name one.
+
+use std::sync::Arc;
+
+use crate::cache::backend::{BackendError, BackendErrorKind, SessionCacheBackend};
+use crate::cache::memory::MemoryBackend;
+
+/// The forms [`backend_from_uri`] accepts, for error messages and docs.
+pub const ACCEPTED_BACKEND_URIS: &str = "memory:, sqlite:PATH, redis://[:PASSWORD@]HOST:PORT[/DB], \
+     redis+cluster://[:PASSWORD@]HOST:PORT,HOST:PORT,...";
+
+/// Builds the backend a URI names.
+///
+/// | URI | backend |
+/// |---|---|
+/// | `memory:` | [`MemoryBackend`] (this process only) |
+/// | `sqlite:PATH` (also `sqlite://PATH`) | [`SqliteBackend`](crate::cache::SqliteBackend) on the file `PATH` |
+/// | `redis://[[USER]:PASSWORD@]HOST:PORT[/DB]` | [`RedisBackend`](crate::cache::RedisBackend) |
+/// | `redis+cluster://[[USER]:PASSWORD@]HOST:PORT,HOST:PORT,...` | [`RedisClusterBackend`](crate::cache::RedisClusterBackend), with those seed nodes |
+///
+/// Redis backends connect on first use, so this makes no network call;
+/// `sqlite:` opens (and if needed creates) the file.
+///
+/// ```
+/// use h3fleet::cache::backend_from_uri;
+///
+/// let backend = backend_from_uri("memory:")?;
+/// assert_eq!(backend.name(), "memory");
+/// let err = backend_from_uri("mongodb://localhost").unwrap_err();
+/// assert!(err.to_string().contains("redis+cluster://"));
+/// # Ok::<(), h3fleet::cache::BackendError>(())
+/// ```
+///
+/// # Errors
+///
+/// A URI of no accepted form (the message lists them), a backend this build
+/// left out (its cargo feature is off), or a backend that cannot be set up.
+pub fn backend_from_uri(uri: &str) -> Result<Arc<dyn SessionCacheBackend>, BackendError> {
+    let (scheme, rest) = uri.split_once(':').ok_or_else(|| invalid(uri))?;
+    match scheme.to_ascii_lowercase().as_str() {
+        "memory" if rest.is_empty() || rest == "//" => Ok(Arc::new(MemoryBackend::new())),
+        "sqlite" => sqlite(uri, rest.strip_prefix("//").unwrap_or(rest)),
+        "redis" => redis(uri),
+        "redis+cluster" => redis_cluster(uri, rest.strip_prefix("//").ok_or_else(|| invalid(uri))?),
+        _ => Err(invalid(uri)),
+    }
+}
+
+fn invalid(uri: &str) -> BackendError {
+    let shown: String = uri.chars().take(80).collect();
+    let shown = match shown.split_once('@') {
+        Some((_, host)) => format!("<redacted>@{host}"),
+        None => shown,
+    };
+    BackendError::new(
+        "uri",
+        BackendErrorKind::InvalidUri,
+        format!("`{shown}` is not a backend URI; use one of: {ACCEPTED_BACKEND_URIS}"),
+    )
+}
+
+#[cfg(not(all(feature = "sqlite", feature = "redis", feature = "redis-cluster")))]
+fn not_built(feature: &str) -> BackendError {
+    BackendError::new(
+        "uri",
+        BackendErrorKind::InvalidUri,
+        format!("this build of h3fleet has no {feature} backend (enable the `{feature}` cargo feature)"),
+    )
+}
+
+#[cfg(feature = "sqlite")]
+fn sqlite(uri: &str, path: &str) -> Result<Arc<dyn SessionCacheBackend>, BackendError> {
+    if path.is_empty() {
+        return Err(invalid(uri));
+    }
+    Ok(Arc::new(crate::cache::sqlite::SqliteBackend::open(path)?))
+}
+
+#[cfg(not(feature = "sqlite"))]
+fn sqlite(_: &str, _: &str) -> Result<Arc<dyn SessionCacheBackend>, BackendError> {
+    Err(not_built("sqlite"))
+}
+
+#[cfg(feature = "redis")]
+fn redis(uri: &str) -> Result<Arc<dyn SessionCacheBackend>, BackendError> {
+    Ok(Arc::new(crate::cache::redis::RedisBackend::new(uri)?))
+}
+
+#[cfg(not(feature = "redis"))]
+fn redis(_: &str) -> Result<Arc<dyn SessionCacheBackend>, BackendError> {
+    Err(not_built("redis"))
+}
+
+/// `[userinfo@]h1:p1,h2:p2` → `redis://[userinfo@]h1:p1`, ...
+#[cfg(feature = "redis-cluster")]
+fn redis_cluster(uri: &str, rest: &str) -> Result<Arc<dyn SessionCacheBackend>, BackendError> {
+    let (userinfo, hosts) = match rest.rsplit_once('@') {
+        Some((user, hosts)) => (format!("{user}@"), hosts),
+        None => (String::new(), rest),
+    };
+    let hosts = hosts.trim_end_matches('/');
+    if hosts.is_empty() || hosts.split(',').any(|h| h.is_empty() || h.contains('/')) {
+        return Err(invalid(uri));
+    }
+    let nodes = hosts.split(',').map(|h| format!("redis://{userinfo}{h}"));
+    Ok(Arc::new(crate::cache::redis::RedisClusterBackend::new(nodes)?))
+}
+
+#[cfg(not(feature = "redis-cluster"))]
+fn redis_cluster(_: &str, _: &str) -> Result<Arc<dyn SessionCacheBackend>, BackendError> {
+    Err(not_built("redis-cluster"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_accepted_form_builds_its_backend() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("x.db");
+        assert_eq!(backend_from_uri("memory:").unwrap().name(), "memory");
+        assert_eq!(
+            backend_from_uri(&format!("sqlite:{}", db.display()))
+                .unwrap()
+                .name(),
+            "sqlite"
+        );
+        assert_eq!(
+            backend_from_uri(&format!("sqlite://{}", db.display()))
+                .unwrap()
+                .name(),
+            "sqlite"
+        );
+        assert_eq!(
+            backend_from_uri("redis://127.0.0.1:6379/1").unwrap().name(),
+            "redis"
+        );
+        assert_eq!(
+            backend_from_uri("redis+cluster://127.0.0.1:7000,127.0.0.1:7001")
+                .unwrap()
+                .name(),
+            "redis-cluster"
+        );
+        assert_eq!(
+            backend_from_uri("redis+cluster://:pw@127.0.0.1:7000")
+                .unwrap()
+                .name(),
+            "redis-cluster"
+        );
+    }
+
+    #[test]
+    fn bad_uris_name_the_accepted_forms() {
+        for bad in [
+            "",
+            "memory",
+            "memory:x",
+            "sqlite:",
+            "postgres://x",
+            "redis+cluster://",
+            "redis+cluster:x",
+            "redis+cluster://a:1,,b:2",
+        ] {
+            let err = backend_from_uri(bad)
+                .err()
+                .unwrap_or_else(|| panic!("{bad:?} was accepted"));
+            assert_eq!(err.kind(), BackendErrorKind::InvalidUri, "{bad:?}");
+            assert!(err.to_string().contains("sqlite:PATH"), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn passwords_never_appear_in_uri_errors() {
+        let err = backend_from_uri("foo://user:hunter2@host").err().unwrap();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+}

@@ -1,0 +1,3 @@
+//! h3fleet
+#![deny(unsafe_code)]
+pub mod cache;
