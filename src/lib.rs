@@ -1,3 +1,77 @@
-//! h3fleet
+//! # h3fleet
+//!
+//! An HTTP client for fleets. Many replicas of a service talk to the same
+//! hosts, and each normally pays a full TLS handshake on its first request to
+//! every host. h3fleet keeps TLS session tickets (and ECH configs) in a
+//! backend the whole fleet shares, so a ticket won by any replica lets every
+//! other replica resume, and send its first idempotent request as 0-RTT
+//! early data.
+//!
+//! ## How data flows
+//!
+//! ```text
+//! request ─► Session ─► protocol (h3 | h2 | h1) ─► connection pool ─ miss ─► new connection
+//!                                                        │
+//!           ticket: PersistableSessionCache[protocol] ◄──┤  (local LRU, then the backend)
+//!           ECH:    EchCache                          ◄──┘  (local, backend, DNS HTTPS record)
+//!                                                        ▼
+//!                                 BoringSSL handshake (QUIC via quinn, or TLS over TCP)
+//!                                   new tickets ─► local LRU now, backend put in the background
+//! ```
+//!
+//! ## What is built so far
+//!
+//! The foundation every protocol stands on: the [`cache`] module. It holds
+//! the backend contract ([`cache::SessionCacheBackend`]), the backends
+//! (in-memory, SQLite, Redis, Redis Cluster), the key formats, the versioned
+//! session envelope, and [`cache::PersistableSessionCache`], which puts a
+//! local LRU in front of a backend with bounded, single-flight reads and
+//! background writes. The TLS engine (BoringSSL), HTTP/3, HTTP/2, HTTP/1.1
+//! and ECH plug into it next.
+//!
+//! ## A short tour
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use h3fleet::cache::{backend_from_uri, PersistableSessionCache, Protocol, TicketSource};
+//! # use h3fleet::cache::{CachedSession, Envelope};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = tempfile::tempdir()?;
+//! # let path = dir.path().join("cache.db");
+//! // Every replica points at the same backend (here a SQLite file; in a fleet,
+//! // `redis://...` or `redis+cluster://...`).
+//! let backend = backend_from_uri(&format!("sqlite:{}", path.display()))?;
+//!
+//! // Replica A finishes a full handshake and stores the ticket it was given.
+//! let replica_a = PersistableSessionCache::with_backend(backend.clone(), "default", Protocol::H3, None);
+//! # let issued_at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+//! # let ticket = CachedSession { ticket: vec![1; 32], envelope: Envelope {
+//! #     protocol: Protocol::H3, session: vec![2; 64], lifetime_secs: 7200, issued_at,
+//! #     alpn: b"h3".to_vec(), early_data: true, transport_params: vec![3; 8] } };
+//! replica_a.put("example.com", 443, ticket);
+//! replica_a.flush(Duration::from_secs(5)).await; // a short-lived process waits for its writes
+//!
+//! // Replica B starts cold and finds it: no full handshake for B.
+//! let replica_b = PersistableSessionCache::with_backend(backend, "default", Protocol::H3, None);
+//! let hit = replica_b.get("example.com", 443).await.expect("shared ticket");
+//! assert_eq!(hit.source, TicketSource::Backend);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Cargo features
+//!
+//! All on by default.
+//!
+//! | feature | adds |
+//! |---|---|
+//! | `sqlite` | [`cache::SqliteBackend`], the embedded default (bundled SQLite) |
+//! | `redis` | [`cache::RedisBackend`] |
+//! | `redis-cluster` | [`cache::RedisClusterBackend`] |
+//! | `cli` | the `h3fleet` command-line tool |
 #![deny(unsafe_code)]
+
 pub mod cache;

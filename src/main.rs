@@ -1,1 +1,7 @@
-fn main() {}
+//! The `h3fleet` command-line tool; see `h3fleet --help`.
+
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
+}

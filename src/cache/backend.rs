@@ -88,6 +88,12 @@ pub trait SessionCacheBackend: Send + Sync + 'static {
     }
 }
 
+impl fmt::Debug for dyn SessionCacheBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionCacheBackend({})", self.name())
+    }
+}
+
 /// One stored TLS session, as every backend holds it.
 ///
 /// Its JSON form is exactly

@@ -133,6 +133,8 @@ impl Default for CacheOptions {
 ///   background task: the handshake never waits for the backend. The TTL is
 ///   the ticket's remaining lifetime, capped at [`CacheOptions::max_age`].
 ///   [`flush`](Self::flush) waits for those writes, for short-lived processes.
+///   Background calls run on the current Tokio runtime, or else on the one
+///   the cache was created on; with neither, they are reported and skipped.
 /// - **Deletes**: an entry that fails to decode, has expired, or whose
 ///   ticket the server refused ([`invalidate`](Self::invalidate)) is deleted
 ///   from the backend, unless a newer ticket has already replaced it. An
@@ -176,6 +178,9 @@ struct Inner {
     flights: Mutex<HashMap<String, Flight>>,
     next_flight: AtomicU64,
     tasks: TaskTracker,
+    /// The runtime the cache was made on, for calls from threads outside
+    /// any runtime (a TLS callback on a foreign thread, say).
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 /// Local entries are namespaced by identifier, like backend keys.
@@ -231,6 +236,7 @@ impl PersistableSessionCache {
                 flights: Mutex::new(HashMap::new()),
                 next_flight: AtomicU64::new(0),
                 tasks: TaskTracker::new(),
+                runtime: tokio::runtime::Handle::try_current().ok(),
             }),
         }
     }
@@ -578,7 +584,8 @@ impl PersistableSessionCache {
         F: std::future::Future<Output = Result<(), BackendError>> + Send + 'static,
     {
         let (a, key) = (a.clone(), key.to_owned());
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        let current = tokio::runtime::Handle::try_current().ok();
+        let Some(runtime) = current.or_else(|| self.inner.runtime.clone()) else {
             let name = a.backend.as_ref().map_or("backend", |b| b.name());
             let err = BackendError::new(
                 name,

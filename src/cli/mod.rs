@@ -1,0 +1,104 @@
+//! Argument parsing and dispatch for the `h3fleet` command.
+
+mod cache_cmd;
+mod demo;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// h3fleet: an HTTP client for fleets, whose replicas share TLS session
+/// tickets and ECH configs through Redis, Redis Cluster or SQLite.
+#[derive(Debug, Parser)]
+#[command(name = "h3fleet", version, about)]
+struct Cli {
+    /// Log more (-v: debug, -vv: trace). `RUST_LOG` overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show fleet-wide ticket sharing between two processes on the embedded
+    /// SQLite cache (the HTTP/3 demo replaces this once requests land).
+    Demo {
+        /// Backend URI (default: the embedded SQLite file).
+        #[arg(long)]
+        cache: Option<String>,
+    },
+    /// Inspect and check a session-cache backend.
+    #[command(subcommand)]
+    Cache(cache_cmd::CacheCommand),
+    /// One replica of `h3fleet demo` (run by it, in a child process).
+    #[command(hide = true)]
+    DemoReplica(demo::ReplicaArgs),
+}
+
+/// Parses arguments, runs the command, and maps errors to exit code 1.
+pub(crate) fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Demo { cache } => demo::run(&cache.unwrap_or_else(default_cache_uri)).await,
+            Command::Cache(cmd) => cache_cmd::run(cmd).await,
+            Command::DemoReplica(args) => demo::replica(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            let mut source = e.source();
+            while let Some(cause) = source {
+                eprintln!("  caused by: {cause}");
+                source = cause.source();
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error type of every command.
+pub(crate) type CliError = Box<dyn std::error::Error + Send + Sync>;
+
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "h3fleet=debug,info",
+        _ => "h3fleet=trace,debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// `sqlite:` on `$XDG_CACHE_HOME/h3fleet/cache.db`, else
+/// `~/.cache/h3fleet/cache.db`, else `./h3fleet-cache.db`.
+pub(crate) fn default_cache_uri() -> String {
+    let non_empty = |v: std::ffi::OsString| (!v.is_empty()).then(|| PathBuf::from(v));
+    let dir = std::env::var_os("XDG_CACHE_HOME")
+        .and_then(non_empty)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .and_then(non_empty)
+                .map(|h| h.join(".cache"))
+        });
+    match dir {
+        Some(dir) => format!("sqlite:{}", dir.join("h3fleet").join("cache.db").display()),
+        None => "sqlite:h3fleet-cache.db".to_owned(),
+    }
+}

@@ -1,0 +1,89 @@
+//! Test support: real services on loopback ports chosen here, stopped on
+//! `Drop`, and a recording wrapper that counts calls to a real backend.
+//!
+//! Each integration test file uses a different part of this module.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+
+pub mod recording;
+pub mod redis;
+pub mod sessions;
+
+use std::net::{TcpListener, UdpSocket};
+use std::path::PathBuf;
+
+/// The path of `binary`, or a panic that says which package installs it.
+///
+/// A missing service is a test failure, never a silent skip.
+pub fn require_binary(binary: &str, package: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/bin".into(), "/usr/sbin".into(), "/usr/local/bin".into()])
+        .map(|dir| dir.join(binary))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!("`{binary}` is not installed: run `apt-get install -y {package}` (or `make test`, which installs it)")
+        })
+}
+
+/// A loopback TCP port that is free now (and, with `plus`, whose port +
+/// `plus` is free too, as Redis Cluster's bus port needs).
+pub fn free_port(plus: Option<u16>) -> u16 {
+    for _ in 0..200 {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let Some(plus) = plus else { return port };
+        let Some(other) = port.checked_add(plus) else {
+            continue;
+        };
+        if TcpListener::bind(("127.0.0.1", other)).is_ok() && UdpSocket::bind(("127.0.0.1", other)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port found");
+}
+
+/// A TCP server that accepts connections and never answers: what a backend
+/// looks like when it hangs. Stops on drop.
+pub struct BlackHole {
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl BlackHole {
+    pub fn start() -> Self {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = std::sync::Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while !flag.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((stream, _)) => held.push(stream),
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
+                }
+            }
+        });
+        Self {
+            port,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl Drop for BlackHole {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
