@@ -75,3 +75,5 @@
 #![deny(unsafe_code)]
 
 pub mod cache;
+pub mod quic;
+pub mod tls;

@@ -1,0 +1,567 @@
+//! Client and server configurations: quinn's `crypto::ClientConfig` and
+//! `crypto::ServerConfig` on BoringSSL.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, OnceLock};
+
+use boring::ex_data::Index;
+use boring::pkey::PKey;
+use boring::ssl::{
+    AlpnError, Ssl, SslContext, SslContextBuilder, SslMethod, SslRef, SslSession, SslSessionCacheMode,
+    SslVerifyMode, SslVersion,
+};
+use boring::x509::X509;
+use quinn_proto::crypto::{self, Keys, UnsupportedVersion};
+use quinn_proto::transport_parameters::TransportParameters;
+use quinn_proto::{ConnectError, ConnectionId, Side};
+
+use crate::cache::{CachedSession, Envelope, Protocol, MAX_TICKET_LIFETIME_SECS, MAX_TRANSPORT_PARAMS_LEN};
+use crate::quic::keys::{self, QUIC_V1};
+use crate::quic::params;
+use crate::quic::session::TlsSession;
+use crate::tls::{alpn_wire, ffi, load_roots, TlsError};
+
+/// Receives every session ticket a server sends on a connection, exported
+/// and ready to store.
+pub type TicketSink = Arc<dyn Fn(CachedSession) + Send + Sync>;
+
+/// Per-connection hooks, reached from BoringSSL's new-session callback.
+struct ConnectionHooks {
+    on_ticket: Option<TicketSink>,
+}
+
+fn hooks_index() -> Option<Index<Ssl, ConnectionHooks>> {
+    static INDEX: OnceLock<Option<Index<Ssl, ConnectionHooks>>> = OnceLock::new();
+    *INDEX.get_or_init(|| Ssl::new_ex_index().ok())
+}
+
+/// A QUIC client's TLS configuration on BoringSSL.
+///
+/// Build one per profile with [`QuicClientConfig::builder`], then derive a
+/// cheap per-connection copy that carries the session to resume
+/// ([`with_session`](Self::with_session)) and where to send new tickets
+/// ([`on_ticket`](Self::on_ticket)). Wrap it for quinn with
+/// `quinn::ClientConfig::new(Arc::new(config))`.
+///
+/// ## Behavior
+///
+/// - The server's certificate is verified against the trusted roots, and its
+///   name against the server name quinn is given (host name or IP literal).
+/// - ALPN is mandatory in QUIC; the client offers the configured protocols.
+/// - A session to resume is imported before the ClientHello. If it allows
+///   early data and carries the server's transport parameters, the
+///   connection offers 0-RTT; quinn's `Connecting::into_0rtt()` then
+///   succeeds. A session that cannot be imported is logged and ignored: the
+///   handshake is full.
+/// - Each ticket the server sends is exported (session bytes, the server's
+///   transport parameters, lifetime, ALPN, early-data permission) and handed
+///   to the ticket sink.
+#[derive(Clone)]
+pub struct QuicClientConfig {
+    ctx: SslContext,
+    resume: Option<CachedSession>,
+    on_ticket: Option<TicketSink>,
+    ech_config_list: Option<Vec<u8>>,
+}
+
+impl fmt::Debug for QuicClientConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QuicClientConfig")
+            .field("resume", &self.resume.is_some())
+            .field("on_ticket", &self.on_ticket.is_some())
+            .field("ech", &self.ech_config_list.is_some())
+            .finish()
+    }
+}
+
+/// Builds a [`QuicClientConfig`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct QuicClientConfigBuilder {
+    alpn: Vec<Vec<u8>>,
+    system_roots: bool,
+    roots_pem: Vec<Vec<u8>>,
+}
+
+impl QuicClientConfig {
+    /// A builder offering ALPN `h3` and trusting the system's roots.
+    pub fn builder() -> QuicClientConfigBuilder {
+        QuicClientConfigBuilder {
+            alpn: vec![b"h3".to_vec()],
+            system_roots: true,
+            roots_pem: Vec::new(),
+        }
+    }
+
+    /// A copy that resumes `session` (if it is an h3 session).
+    #[must_use]
+    pub fn with_session(&self, session: Option<CachedSession>) -> Self {
+        Self {
+            resume: session.filter(|s| s.envelope.protocol == Protocol::H3),
+            ..self.clone()
+        }
+    }
+
+    /// A copy that hands every new ticket to `sink`.
+    #[must_use]
+    pub fn on_ticket(&self, sink: TicketSink) -> Self {
+        Self {
+            on_ticket: Some(sink),
+            ..self.clone()
+        }
+    }
+
+    /// A copy that offers Encrypted Client Hello with `config_list` (an
+    /// ECHConfigList, as in a DNS HTTPS record's `ech` parameter).
+    #[must_use]
+    pub fn with_ech_config_list(&self, config_list: Option<Vec<u8>>) -> Self {
+        Self {
+            ech_config_list: config_list,
+            ..self.clone()
+        }
+    }
+
+    fn new_ssl(&self, server_name: &str) -> Result<Ssl, TlsError> {
+        let mut ssl = Ssl::new(&self.ctx).map_err(|e| TlsError::boring("cannot create a connection", e))?;
+        ffi::set_side(&mut ssl, true);
+        match server_name.parse::<IpAddr>() {
+            // RFC 6066 §3: no SNI for IP literals; verify the address instead.
+            Ok(ip) => ssl.param_mut().set_ip(ip),
+            Err(_) => ssl
+                .set_hostname(server_name)
+                .and_then(|()| ssl.param_mut().set_host(server_name)),
+        }
+        .map_err(|e| TlsError::boring(format!("cannot set server name {server_name:?}"), e))?;
+        if let Some(index) = hooks_index() {
+            ssl.set_ex_data(
+                index,
+                ConnectionHooks {
+                    on_ticket: self.on_ticket.clone(),
+                },
+            );
+        }
+        if let Some(list) = &self.ech_config_list {
+            ssl.set_ech_config_list(list)
+                .map_err(|e| TlsError::boring("cannot use the ECH config", e))?;
+        }
+        Ok(ssl)
+    }
+
+    /// Offers the session to resume, if it can be imported.
+    fn resume(&self, session: &mut TlsSession) {
+        let Some(cached) = &self.resume else { return };
+        let imported = SslSession::from_der(&cached.envelope.session)
+            .map_err(|e| TlsError::boring("cannot parse the stored session", e))
+            .and_then(|s| {
+                ffi::set_session(session.ssl_mut(), &s).map_err(|e| TlsError::boring("session refused", e))
+            });
+        if let Err(e) = imported {
+            tracing::warn!(error = %e, "stored session not usable; doing a full handshake");
+            return;
+        }
+        if !cached.envelope.early_data {
+            return;
+        }
+        match TransportParameters::read(Side::Client, &mut cached.envelope.transport_params.as_slice()) {
+            Ok(params) => session.offer_early_data(params),
+            Err(e) => tracing::warn!(error = %e, "stored transport parameters invalid; no 0-RTT"),
+        }
+    }
+}
+
+impl QuicClientConfigBuilder {
+    /// The ALPN protocols to offer, most preferred first. Default `["h3"]`.
+    pub fn alpn_protocols<I, P>(mut self, protocols: I) -> Self
+    where
+        I: IntoIterator<Item = P>,
+        P: AsRef<[u8]>,
+    {
+        self.alpn = protocols.into_iter().map(|p| p.as_ref().to_vec()).collect();
+        self
+    }
+
+    /// Also trust the roots in `pem` (one or more PEM certificates).
+    pub fn add_root_certificates_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.roots_pem.push(pem.into());
+        self
+    }
+
+    /// Whether to trust the system's CA bundle. Default true.
+    pub fn system_roots(mut self, enabled: bool) -> Self {
+        self.system_roots = enabled;
+        self
+    }
+
+    /// Builds the configuration.
+    ///
+    /// # Errors
+    ///
+    /// A root certificate cannot be parsed, no ALPN protocol is given, or
+    /// BoringSSL refuses a setting.
+    pub fn build(self) -> Result<QuicClientConfig, TlsError> {
+        if self.alpn.is_empty() {
+            return Err(TlsError::new("QUIC needs at least one ALPN protocol"));
+        }
+        let mut ctx = tls13_context()?;
+        ctx.set_verify(SslVerifyMode::PEER);
+        load_roots(&mut ctx, self.system_roots, &self.roots_pem)?;
+        ctx.set_alpn_protos(&alpn_wire(&self.alpn)?)
+            .map_err(|e| TlsError::boring("cannot set ALPN", e))?;
+        ctx.set_grease_enabled(true);
+        // Clients must opt in to session caching for the new-session callback
+        // to fire; the sessions themselves live in h3fleet's cache.
+        ctx.set_session_cache_mode(SslSessionCacheMode::CLIENT | SslSessionCacheMode::NO_INTERNAL);
+        ctx.set_new_session_callback(|ssl, session| {
+            if catch_unwind(AssertUnwindSafe(|| deliver_ticket(ssl, &session))).is_err() {
+                tracing::error!("the ticket sink panicked; the ticket was dropped");
+            }
+        });
+        Ok(QuicClientConfig {
+            ctx: ctx.build(),
+            resume: None,
+            on_ticket: None,
+            ech_config_list: None,
+        })
+    }
+}
+
+fn tls13_context() -> Result<SslContextBuilder, TlsError> {
+    let mut ctx = SslContextBuilder::new(SslMethod::tls())
+        .map_err(|e| TlsError::boring("cannot create a TLS context", e))?;
+    ctx.set_min_proto_version(Some(SslVersion::TLS1_3))
+        .and_then(|()| ctx.set_max_proto_version(Some(SslVersion::TLS1_3)))
+        .map_err(|e| TlsError::boring("cannot restrict to TLS 1.3", e))?;
+    Ok(ctx)
+}
+
+/// Exports a ticket the server just sent and hands it to the connection's sink.
+fn deliver_ticket(ssl: &mut SslRef, session: &SslSession) {
+    let Some(sink) = hooks_index()
+        .and_then(|i| ssl.ex_data(i))
+        .and_then(|h| h.on_ticket.clone())
+    else {
+        return;
+    };
+    match export(ssl, session) {
+        Ok(cached) => sink(cached),
+        Err(e) => tracing::debug!(error = %e, "a ticket could not be exported"),
+    }
+}
+
+fn export(ssl: &SslRef, session: &SslSession) -> Result<CachedSession, TlsError> {
+    let bytes = session
+        .to_der()
+        .map_err(|e| TlsError::boring("cannot serialise the session", e))?;
+    let mut params = ffi::peer_quic_transport_params(ssl).unwrap_or_default();
+    if params.len() > MAX_TRANSPORT_PARAMS_LEN {
+        params.clear();
+    }
+    // Pitfall: BoringSSL does not keep the transport parameters in the
+    // session, and 0-RTT without them is impossible, so no parameters means
+    // no early data.
+    let early_data = ffi::session_early_data_capable(session) && !params.is_empty();
+    let envelope = Envelope {
+        protocol: Protocol::H3,
+        session: bytes,
+        lifetime_secs: session.timeout().min(MAX_TICKET_LIFETIME_SECS),
+        issued_at: session.time(),
+        alpn: ssl.selected_alpn_protocol().unwrap_or_default().to_vec(),
+        early_data,
+        transport_params: params,
+    };
+    Ok(CachedSession {
+        ticket: ffi::session_ticket(session),
+        envelope,
+    })
+}
+
+impl crypto::ClientConfig for QuicClientConfig {
+    fn start_session(
+        self: Arc<Self>,
+        version: u32,
+        server_name: &str,
+        params: &TransportParameters,
+    ) -> Result<Box<dyn crypto::Session>, ConnectError> {
+        if version != QUIC_V1 {
+            return Err(ConnectError::UnsupportedVersion);
+        }
+        // quinn has no error for a TLS set-up failure; the nearest is an
+        // invalid server name, which is also what most such failures are.
+        let fail = |e: TlsError| ConnectError::InvalidServerName(format!("{server_name} ({e})"));
+        let mut ssl = self.new_ssl(server_name).map_err(fail)?;
+        ffi::enable_quic(&mut ssl, &params::encode(params))
+            .map_err(|e| fail(TlsError::boring("cannot enable QUIC", e)))?;
+        let mut session = TlsSession::new(ssl, Side::Client);
+        self.resume(&mut session);
+        // Produce the ClientHello (and the 0-RTT secret) now: quinn asks for
+        // both right after this returns.
+        session
+            .drive()
+            .map_err(|e| ConnectError::InvalidServerName(format!("{server_name} ({})", e.reason)))?;
+        Ok(Box::new(session))
+    }
+}
+
+/// A QUIC server's TLS configuration on BoringSSL: for h3fleet's own origin
+/// (tests, benchmarks, `h3fleet serve`), which rustls cannot replace where
+/// ECH must be served.
+///
+/// ## Behavior
+///
+/// - TLS 1.3 only; ALPN is mandatory (a client offering none of the
+///   configured protocols is refused).
+/// - Session tickets are issued after every handshake (BoringSSL's ticket
+///   keys, per configuration, rotated in memory).
+/// - With early data on (the default), 0-RTT from a ticket is accepted when
+///   the ticket was issued under the same *early-data context*: the
+///   configuration's context bytes plus the transport parameters that bind
+///   0-RTT (RFC 9000 §7.4.1). Changing either makes later 0-RTT attempts be
+///   rejected (the connection still completes at 1-RTT).
+/// - **No 0.5-RTT data.** BoringSSL installs the server's 1-RTT read secret
+///   only when the client's Finished arrives, and quinn takes 1-RTT keys in
+///   pairs, so this server sends its first 1-RTT bytes (a response to a
+///   0-RTT request included) one round trip later than a rustls server
+///   would. A 0-RTT request still saves the round trip of the request
+///   itself.
+#[derive(Clone)]
+pub struct QuicServerConfig {
+    ctx: SslContext,
+    early_data: bool,
+    early_data_context: Vec<u8>,
+}
+
+impl fmt::Debug for QuicServerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QuicServerConfig")
+            .field("early_data", &self.early_data)
+            .finish()
+    }
+}
+
+/// Builds a [`QuicServerConfig`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct QuicServerConfigBuilder {
+    cert_chain_pem: Vec<u8>,
+    key_pem: Vec<u8>,
+    alpn: Vec<Vec<u8>>,
+    early_data: bool,
+}
+
+impl QuicServerConfig {
+    /// A builder for a server with this certificate chain and private key
+    /// (PEM), ALPN `h3`, early data on.
+    pub fn builder(
+        cert_chain_pem: impl Into<Vec<u8>>,
+        key_pem: impl Into<Vec<u8>>,
+    ) -> QuicServerConfigBuilder {
+        QuicServerConfigBuilder {
+            cert_chain_pem: cert_chain_pem.into(),
+            key_pem: key_pem.into(),
+            alpn: vec![b"h3".to_vec()],
+            early_data: true,
+        }
+    }
+
+    /// A copy (same certificate, same ticket keys) that accepts or refuses
+    /// early data.
+    #[must_use]
+    pub fn with_early_data(&self, enabled: bool) -> Self {
+        Self {
+            early_data: enabled,
+            ..self.clone()
+        }
+    }
+
+    /// A copy (same ticket keys) whose early-data context is `context`:
+    /// tickets issued under another context resume, but without 0-RTT.
+    #[must_use]
+    pub fn with_early_data_context(&self, context: impl Into<Vec<u8>>) -> Self {
+        Self {
+            early_data_context: context.into(),
+            ..self.clone()
+        }
+    }
+
+    fn new_session(&self, params: &TransportParameters) -> Result<TlsSession, (Option<Ssl>, TlsError)> {
+        let mut ssl =
+            Ssl::new(&self.ctx).map_err(|e| (None, TlsError::boring("cannot create a connection", e)))?;
+        ffi::set_side(&mut ssl, false);
+        let encoded = params::encode(params);
+        if let Err(e) = ffi::enable_quic(&mut ssl, &encoded) {
+            return Err((Some(ssl), TlsError::boring("cannot enable QUIC", e)));
+        }
+        ffi::set_early_data_enabled(&mut ssl, self.early_data);
+        if self.early_data {
+            let context = params::early_data_context(&self.early_data_context, &encoded);
+            if let Err(e) = ffi::set_quic_early_data_context(&mut ssl, &context) {
+                return Err((
+                    Some(ssl),
+                    TlsError::boring("cannot set the early-data context", e),
+                ));
+            }
+        }
+        Ok(TlsSession::new(ssl, Side::Server))
+    }
+}
+
+impl QuicServerConfigBuilder {
+    /// The ALPN protocols to accept, most preferred first. Default `["h3"]`.
+    pub fn alpn_protocols<I, P>(mut self, protocols: I) -> Self
+    where
+        I: IntoIterator<Item = P>,
+        P: AsRef<[u8]>,
+    {
+        self.alpn = protocols.into_iter().map(|p| p.as_ref().to_vec()).collect();
+        self
+    }
+
+    /// Whether to accept early data (0-RTT). Default true.
+    pub fn early_data(mut self, enabled: bool) -> Self {
+        self.early_data = enabled;
+        self
+    }
+
+    /// Builds the configuration.
+    ///
+    /// # Errors
+    ///
+    /// The certificate or key cannot be parsed or do not match, or no ALPN
+    /// protocol is given.
+    pub fn build(self) -> Result<QuicServerConfig, TlsError> {
+        if self.alpn.is_empty() {
+            return Err(TlsError::new("QUIC needs at least one ALPN protocol"));
+        }
+        let mut ctx = tls13_context()?;
+        let mut chain = X509::stack_from_pem(&self.cert_chain_pem)
+            .map_err(|e| TlsError::boring("cannot parse the certificate chain", e))?
+            .into_iter();
+        let leaf = chain
+            .next()
+            .ok_or_else(|| TlsError::new("the certificate chain is empty"))?;
+        ctx.set_certificate(&leaf)
+            .map_err(|e| TlsError::boring("cannot use the certificate", e))?;
+        for cert in chain {
+            ctx.add_extra_chain_cert(cert)
+                .map_err(|e| TlsError::boring("cannot use a chain certificate", e))?;
+        }
+        let key = PKey::private_key_from_pem(&self.key_pem)
+            .map_err(|e| TlsError::boring("cannot parse the private key", e))?;
+        ctx.set_private_key(&key)
+            .map_err(|e| TlsError::boring("cannot use the private key", e))?;
+        ctx.check_private_key()
+            .map_err(|e| TlsError::boring("the private key does not match the certificate", e))?;
+        let ours = self.alpn.clone();
+        ctx.set_alpn_select_callback(move |_, offered| {
+            select_alpn(&ours, offered).ok_or(AlpnError::ALERT_FATAL)
+        });
+        ffi::ctx_set_early_data_enabled(&mut ctx, self.early_data);
+        Ok(QuicServerConfig {
+            ctx: ctx.build(),
+            early_data: self.early_data,
+            early_data_context: b"h3fleet-origin-v1".to_vec(),
+        })
+    }
+}
+
+/// The first of `ours` that the client `offered` (TLS wire form), as a
+/// slice of `offered`.
+fn select_alpn<'a>(ours: &[Vec<u8>], offered: &'a [u8]) -> Option<&'a [u8]> {
+    let mut theirs = Vec::new();
+    let mut rest = offered;
+    while let Some((&len, tail)) = rest.split_first() {
+        let len = usize::from(len);
+        let name = tail.get(..len)?;
+        theirs.push(name);
+        rest = &tail[len..];
+    }
+    ours.iter()
+        .find_map(|p| theirs.iter().copied().find(|t| *t == p.as_slice()))
+}
+
+impl crypto::ServerConfig for QuicServerConfig {
+    fn initial_keys(&self, version: u32, dst_cid: &ConnectionId) -> Result<Keys, UnsupportedVersion> {
+        if version != QUIC_V1 {
+            return Err(UnsupportedVersion);
+        }
+        Ok(keys::initial_keys(dst_cid, Side::Server))
+    }
+
+    fn retry_tag(&self, _version: u32, orig_dst_cid: &ConnectionId, packet: &[u8]) -> [u8; 16] {
+        // quinn calls this only for versions `initial_keys` accepted (v1).
+        keys::retry_tag(orig_dst_cid, packet)
+    }
+
+    fn start_session(
+        self: Arc<Self>,
+        _version: u32,
+        params: &TransportParameters,
+    ) -> Box<dyn crypto::Session> {
+        match self.new_session(params) {
+            Ok(session) => Box::new(session),
+            Err((ssl, e)) => {
+                tracing::error!(error = %e, "cannot start a server TLS session");
+                // quinn's server side cannot fail here; hand it a session
+                // that fails its first handshake step with the reason.
+                match ssl.or_else(|| Ssl::new(&self.ctx).ok()) {
+                    Some(ssl) => Box::new(TlsSession::failed(ssl, Side::Server, e.to_string())),
+                    None => Box::new(FailedSession(e.to_string())),
+                }
+            }
+        }
+    }
+}
+
+/// A server session with no `SSL` at all (BoringSSL could not allocate
+/// one): every handshake step fails.
+struct FailedSession(String);
+
+impl crypto::Session for FailedSession {
+    fn initial_keys(&self, dst_cid: &ConnectionId, side: Side) -> Keys {
+        keys::initial_keys(dst_cid, side)
+    }
+    fn handshake_data(&self) -> Option<Box<dyn std::any::Any>> {
+        None
+    }
+    fn peer_identity(&self) -> Option<Box<dyn std::any::Any>> {
+        None
+    }
+    fn early_crypto(&self) -> Option<(Box<dyn crypto::HeaderKey>, Box<dyn crypto::PacketKey>)> {
+        None
+    }
+    fn early_data_accepted(&self) -> Option<bool> {
+        Some(false)
+    }
+    fn is_handshaking(&self) -> bool {
+        true
+    }
+    fn read_handshake(&mut self, _: &[u8]) -> Result<bool, quinn_proto::TransportError> {
+        Err(quinn_proto::TransportError {
+            code: quinn_proto::TransportErrorCode::crypto(0x50),
+            frame: None,
+            reason: self.0.clone(),
+        })
+    }
+    fn transport_parameters(&self) -> Result<Option<TransportParameters>, quinn_proto::TransportError> {
+        Ok(None)
+    }
+    fn write_handshake(&mut self, _: &mut Vec<u8>) -> Option<Keys> {
+        None
+    }
+    fn next_1rtt_keys(&mut self) -> Option<crypto::KeyPair<Box<dyn crypto::PacketKey>>> {
+        None
+    }
+    fn is_valid_retry(&self, _: &ConnectionId, _: &[u8], _: &[u8]) -> bool {
+        false
+    }
+    fn export_keying_material(
+        &self,
+        _: &mut [u8],
+        _: &[u8],
+        _: &[u8],
+    ) -> Result<(), crypto::ExportKeyingMaterialError> {
+        Err(crypto::ExportKeyingMaterialError)
+    }
+}

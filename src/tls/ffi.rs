@@ -1,0 +1,391 @@
+//! Every raw BoringSSL call h3fleet makes, behind safe functions.
+//!
+//! The `boring` crate wraps most of BoringSSL safely, but none of its QUIC
+//! API, early-data controls or a few session accessors. Those are called
+//! here, and only here: the crate root denies `unsafe_code`, this module
+//! alone allows it, and each block says why it is sound.
+//!
+//! ## Callbacks
+//!
+//! BoringSSL's QUIC method calls back into Rust while `SSL_do_handshake`,
+//! `SSL_provide_quic_data` or `SSL_process_quic_post_handshake` run. The
+//! callbacks here only append what they receive to a [`QuicEvents`] record
+//! stored in the `SSL`'s ex-data; the caller drains it with
+//! [`take_quic_events`] after the call returns. No callback can unwind:
+//! each body runs under `catch_unwind` and turns a panic into a failure
+//! return, which BoringSSL reports as an internal error.
+
+#![allow(unsafe_code)]
+
+use std::ffi::CStr;
+use std::os::raw::c_int;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::OnceLock;
+
+use boring::error::ErrorStack;
+use boring::ex_data::Index;
+use boring::ssl::{Ssl, SslContextBuilder, SslRef, SslSession, SslSessionRef};
+use boring_sys as sys;
+use foreign_types::ForeignTypeRef;
+
+/// A QUIC encryption level (RFC 9001 §4.1.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum Level {
+    Initial,
+    EarlyData,
+    Handshake,
+    Application,
+}
+
+impl Level {
+    fn from_raw(level: sys::ssl_encryption_level_t) -> Option<Self> {
+        match level {
+            sys::ssl_encryption_level_t::ssl_encryption_initial => Some(Self::Initial),
+            sys::ssl_encryption_level_t::ssl_encryption_early_data => Some(Self::EarlyData),
+            sys::ssl_encryption_level_t::ssl_encryption_handshake => Some(Self::Handshake),
+            sys::ssl_encryption_level_t::ssl_encryption_application => Some(Self::Application),
+            _ => None,
+        }
+    }
+}
+
+/// Which way a secret protects traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Direction {
+    Read,
+    Write,
+}
+
+/// A traffic secret BoringSSL installed.
+pub(crate) struct NewSecret {
+    pub(crate) direction: Direction,
+    pub(crate) level: Level,
+    /// The IANA id of the cipher suite (0x1301..0x1303).
+    pub(crate) cipher: u16,
+    pub(crate) secret: Vec<u8>,
+}
+
+/// What the QUIC callbacks received during one BoringSSL call.
+#[derive(Default)]
+pub(crate) struct QuicEvents {
+    pub(crate) secrets: Vec<NewSecret>,
+    pub(crate) handshake: Vec<(Level, Vec<u8>)>,
+    pub(crate) alert: Option<u8>,
+}
+
+/// The outcome of driving the handshake one step.
+#[derive(Debug)]
+pub(crate) enum Progress {
+    /// The handshake is complete (or, with 0-RTT, far enough to send early data).
+    Done,
+    /// BoringSSL needs more handshake bytes from the peer.
+    WantRead,
+    /// The server refused our early data; the handshake goes on at 1-RTT.
+    EarlyDataRejected,
+    /// The handshake failed.
+    Failed(ErrorStack),
+}
+
+fn events_index() -> Option<Index<Ssl, QuicEvents>> {
+    static INDEX: OnceLock<Option<Index<Ssl, QuicEvents>>> = OnceLock::new();
+    *INDEX.get_or_init(|| Ssl::new_ex_index().ok())
+}
+
+/// Runs `f` on the events record of the `SSL` a callback was called for.
+fn with_events(ssl: *mut sys::SSL, f: impl FnOnce(&mut QuicEvents) -> bool) -> c_int {
+    let run = AssertUnwindSafe(|| {
+        let Some(index) = events_index() else { return false };
+        // SAFETY: BoringSSL calls the QUIC method with the `SSL` it was set
+        // on, which is alive for the whole call. The Rust code that started
+        // the call holds no reference into its ex-data meanwhile (it passed
+        // only the pointer), so this is the only live reference.
+        let ssl = unsafe { SslRef::from_ptr_mut(ssl) };
+        ssl.ex_data_mut(index).is_some_and(f)
+    });
+    c_int::from(catch_unwind(run).unwrap_or(false))
+}
+
+fn secret_callback(
+    direction: Direction,
+    ssl: *mut sys::SSL,
+    level: sys::ssl_encryption_level_t,
+    cipher: *const sys::SSL_CIPHER,
+    secret: *const u8,
+    secret_len: usize,
+) -> c_int {
+    if cipher.is_null() || secret.is_null() {
+        return 0;
+    }
+    // SAFETY: BoringSSL passes a valid cipher and `secret_len` readable bytes
+    // at `secret`, both alive for the duration of the callback; we copy them.
+    let (cipher, secret) = unsafe {
+        (
+            sys::SSL_CIPHER_get_protocol_id(cipher),
+            std::slice::from_raw_parts(secret, secret_len).to_vec(),
+        )
+    };
+    with_events(ssl, |events| {
+        let Some(level) = Level::from_raw(level) else {
+            return false;
+        };
+        events.secrets.push(NewSecret {
+            direction,
+            level,
+            cipher,
+            secret,
+        });
+        true
+    })
+}
+
+extern "C" fn set_read_secret(
+    ssl: *mut sys::SSL,
+    level: sys::ssl_encryption_level_t,
+    cipher: *const sys::SSL_CIPHER,
+    secret: *const u8,
+    secret_len: usize,
+) -> c_int {
+    secret_callback(Direction::Read, ssl, level, cipher, secret, secret_len)
+}
+
+extern "C" fn set_write_secret(
+    ssl: *mut sys::SSL,
+    level: sys::ssl_encryption_level_t,
+    cipher: *const sys::SSL_CIPHER,
+    secret: *const u8,
+    secret_len: usize,
+) -> c_int {
+    secret_callback(Direction::Write, ssl, level, cipher, secret, secret_len)
+}
+
+extern "C" fn add_handshake_data(
+    ssl: *mut sys::SSL,
+    level: sys::ssl_encryption_level_t,
+    data: *const u8,
+    len: usize,
+) -> c_int {
+    if data.is_null() && len > 0 {
+        return 0;
+    }
+    let bytes = if len == 0 {
+        Vec::new()
+    } else {
+        // SAFETY: BoringSSL passes `len` readable bytes at `data`, alive for
+        // the duration of the callback; we copy them.
+        unsafe { std::slice::from_raw_parts(data, len).to_vec() }
+    };
+    with_events(ssl, |events| {
+        let Some(level) = Level::from_raw(level) else {
+            return false;
+        };
+        events.handshake.push((level, bytes));
+        true
+    })
+}
+
+extern "C" fn flush_flight(_ssl: *mut sys::SSL) -> c_int {
+    // quinn pulls handshake bytes with `write_handshake`; nothing to flush.
+    1
+}
+
+extern "C" fn send_alert(ssl: *mut sys::SSL, _level: sys::ssl_encryption_level_t, alert: u8) -> c_int {
+    with_events(ssl, |events| {
+        events.alert = Some(alert);
+        true
+    })
+}
+
+static QUIC_METHOD: sys::SSL_QUIC_METHOD = sys::SSL_QUIC_METHOD {
+    set_read_secret: Some(set_read_secret),
+    set_write_secret: Some(set_write_secret),
+    add_handshake_data: Some(add_handshake_data),
+    flush_flight: Some(flush_flight),
+    send_alert: Some(send_alert),
+};
+
+/// Turns `ssl` into a QUIC connection that sends `transport_params`, with
+/// an events record for the callbacks.
+pub(crate) fn enable_quic(ssl: &mut SslRef, transport_params: &[u8]) -> Result<(), ErrorStack> {
+    let index = events_index().ok_or_else(ErrorStack::get)?;
+    ssl.set_ex_data(index, QuicEvents::default());
+    clear_errors();
+    // SAFETY: `ssl` is a valid `SSL`; `QUIC_METHOD` is a static that outlives
+    // it; the callbacks it names only touch the ex-data slot set just above.
+    let ok = unsafe { sys::SSL_set_quic_method(ssl.as_ptr(), &QUIC_METHOD) };
+    check(ok)?;
+    // SAFETY: the parameters are copied by BoringSSL before the call returns.
+    let ok = unsafe {
+        sys::SSL_set_quic_transport_params(ssl.as_ptr(), transport_params.as_ptr(), transport_params.len())
+    };
+    check(ok)
+}
+
+/// What the callbacks recorded since the last call.
+pub(crate) fn take_quic_events(ssl: &mut SslRef) -> QuicEvents {
+    events_index()
+        .and_then(|index| ssl.ex_data_mut(index))
+        .map(std::mem::take)
+        .unwrap_or_default()
+}
+
+/// Hands the peer's handshake bytes to BoringSSL at its current read level.
+pub(crate) fn provide_quic_data(ssl: &mut SslRef, data: &[u8]) -> Result<(), ErrorStack> {
+    clear_errors();
+    // SAFETY: `ssl` is valid and `data` is readable for `data.len()` bytes;
+    // BoringSSL buffers what it needs before returning.
+    let ok = unsafe {
+        let level = sys::SSL_quic_read_level(ssl.as_ptr());
+        sys::SSL_provide_quic_data(ssl.as_ptr(), level, data.as_ptr(), data.len())
+    };
+    check(ok)
+}
+
+/// Drives the handshake as far as the data provided allows.
+///
+/// On an early-data rejection this also calls `SSL_reset_early_data_reject`,
+/// which BoringSSL allows only in exactly that state (elsewhere it aborts the
+/// process), so callers cannot misuse it.
+pub(crate) fn do_handshake(ssl: &mut SslRef) -> Progress {
+    clear_errors();
+    // SAFETY: `ssl` is a valid `SSL` configured by this module.
+    let ret = unsafe { sys::SSL_do_handshake(ssl.as_ptr()) };
+    if ret == 1 {
+        return Progress::Done;
+    }
+    // SAFETY: `ret` is the return value of the call just made on `ssl`.
+    let error = unsafe { sys::SSL_get_error(ssl.as_ptr(), ret) };
+    match error {
+        sys::SSL_ERROR_WANT_READ => Progress::WantRead,
+        sys::SSL_ERROR_EARLY_DATA_REJECTED => {
+            // SAFETY: SSL_get_error just reported SSL_ERROR_EARLY_DATA_REJECTED,
+            // the one state in which resetting is allowed.
+            unsafe { sys::SSL_reset_early_data_reject(ssl.as_ptr()) };
+            Progress::EarlyDataRejected
+        }
+        _ => Progress::Failed(ErrorStack::get()),
+    }
+}
+
+/// Processes post-handshake messages (NewSessionTicket) after completion.
+pub(crate) fn process_post_handshake(ssl: &mut SslRef) -> Result<(), ErrorStack> {
+    clear_errors();
+    // SAFETY: `ssl` is a valid QUIC `SSL` whose handshake is complete.
+    check(unsafe { sys::SSL_process_quic_post_handshake(ssl.as_ptr()) })
+}
+
+/// True while the handshake has not finished (with 0-RTT, `SSL_do_handshake`
+/// returns early, so completion is checked here instead).
+pub(crate) fn in_init(ssl: &SslRef) -> bool {
+    // SAFETY: `ssl` is a valid `SSL`; this only reads its state.
+    unsafe { sys::SSL_in_init(ssl.as_ptr()) == 1 }
+}
+
+/// True when the server accepted our early data (meaningful once the
+/// handshake is complete).
+pub(crate) fn early_data_accepted(ssl: &SslRef) -> bool {
+    // SAFETY: `ssl` is a valid `SSL`; this only reads its state.
+    unsafe { sys::SSL_early_data_accepted(ssl.as_ptr()) == 1 }
+}
+
+/// BoringSSL's words for why early data was or was not used.
+pub(crate) fn early_data_reason(ssl: &SslRef) -> &'static str {
+    // SAFETY: `ssl` is valid; the returned string is a static C string (or
+    // null for an unknown reason, handled below).
+    unsafe {
+        let reason = sys::SSL_get_early_data_reason(ssl.as_ptr());
+        let text = sys::SSL_early_data_reason_string(reason);
+        if text.is_null() {
+            return "unknown";
+        }
+        CStr::from_ptr(text).to_str().unwrap_or("unknown")
+    }
+}
+
+/// Offers (client) or accepts (server) early data on this connection.
+pub(crate) fn set_early_data_enabled(ssl: &mut SslRef, enabled: bool) {
+    // SAFETY: `ssl` is valid and its handshake has not started.
+    unsafe { sys::SSL_set_early_data_enabled(ssl.as_ptr(), c_int::from(enabled)) }
+}
+
+/// Enables early data for every connection of a context.
+pub(crate) fn ctx_set_early_data_enabled(ctx: &mut SslContextBuilder, enabled: bool) {
+    // SAFETY: `ctx` is a valid `SSL_CTX` under construction.
+    unsafe { sys::SSL_CTX_set_early_data_enabled(ctx.as_ptr(), c_int::from(enabled)) }
+}
+
+/// The server's context for 0-RTT: early data is accepted only from tickets
+/// issued under the same context (BoringSSL requires one for QUIC servers).
+pub(crate) fn set_quic_early_data_context(ssl: &mut SslRef, context: &[u8]) -> Result<(), ErrorStack> {
+    clear_errors();
+    // SAFETY: `ssl` is valid; BoringSSL copies `context`.
+    check(unsafe { sys::SSL_set_quic_early_data_context(ssl.as_ptr(), context.as_ptr(), context.len()) })
+}
+
+/// The transport parameters the peer sent, once it has.
+pub(crate) fn peer_quic_transport_params(ssl: &SslRef) -> Option<Vec<u8>> {
+    let mut ptr = std::ptr::null();
+    let mut len = 0;
+    // SAFETY: `ssl` is valid; on return `ptr` is null or points at `len`
+    // bytes owned by `ssl`, which we copy before `ssl` can change.
+    unsafe {
+        sys::SSL_get_peer_quic_transport_params(ssl.as_ptr(), &mut ptr, &mut len);
+        (!ptr.is_null() && len > 0).then(|| std::slice::from_raw_parts(ptr, len).to_vec())
+    }
+}
+
+/// The raw ticket of a session (empty for a session without one).
+pub(crate) fn session_ticket(session: &SslSessionRef) -> Vec<u8> {
+    let mut ptr = std::ptr::null();
+    let mut len = 0;
+    // SAFETY: `session` is valid; `ptr` is null or points at `len` bytes
+    // owned by it, copied at once.
+    unsafe {
+        sys::SSL_SESSION_get0_ticket(session.as_ptr(), &mut ptr, &mut len);
+        if ptr.is_null() || len == 0 {
+            return Vec::new();
+        }
+        std::slice::from_raw_parts(ptr, len).to_vec()
+    }
+}
+
+/// True when the session's ticket allows early data.
+pub(crate) fn session_early_data_capable(session: &SslSessionRef) -> bool {
+    // SAFETY: `session` is valid; this only reads it.
+    unsafe { sys::SSL_SESSION_early_data_capable(session.as_ptr()) == 1 }
+}
+
+/// Offers `session` for resumption on `ssl`.
+pub(crate) fn set_session(ssl: &mut SslRef, session: &SslSession) -> Result<(), ErrorStack> {
+    // SAFETY: boring marks this unsafe because a session must come from a
+    // context with the same TLS method. Every h3fleet session is a TLS 1.3
+    // session from a context built by h3fleet's own TLS layer, and BoringSSL
+    // itself refuses (without misbehaving) a session it cannot resume.
+    unsafe { ssl.set_session(session) }
+}
+
+/// Makes `ssl` the client (`true`) or server side of a connection.
+pub(crate) fn set_side(ssl: &mut SslRef, client: bool) {
+    // SAFETY: `ssl` is a valid `SSL` whose handshake has not started.
+    unsafe {
+        if client {
+            sys::SSL_set_connect_state(ssl.as_ptr());
+        } else {
+            sys::SSL_set_accept_state(ssl.as_ptr());
+        }
+    }
+}
+
+/// Empties BoringSSL's thread-local error queue, so that the errors read
+/// after a call are that call's.
+pub(crate) fn clear_errors() {
+    // SAFETY: only touches this thread's error queue.
+    unsafe { sys::ERR_clear_error() }
+}
+
+fn check(ok: c_int) -> Result<(), ErrorStack> {
+    if ok == 1 {
+        Ok(())
+    } else {
+        Err(ErrorStack::get())
+    }
+}

@@ -1,0 +1,57 @@
+//! BoringSSL: contexts, certificates and session export shared by the QUIC
+//! layer and (later) the TCP connector. [`ffi`] holds every raw call.
+
+pub(crate) mod ffi;
+mod roots;
+
+pub(crate) use roots::load_roots;
+
+use std::fmt;
+
+use boring::error::ErrorStack;
+
+/// A TLS set-up or handshake failure, with what h3fleet was doing and what
+/// BoringSSL said.
+#[derive(Debug, thiserror::Error)]
+#[error("TLS: {context}{}", detail(.stack))]
+pub struct TlsError {
+    context: String,
+    stack: Option<ErrorStack>,
+}
+
+fn detail(stack: &Option<ErrorStack>) -> String {
+    match stack {
+        Some(s) if !s.errors().is_empty() => format!(" ({s})"),
+        _ => String::new(),
+    }
+}
+
+impl TlsError {
+    pub(crate) fn new(context: impl fmt::Display) -> Self {
+        Self {
+            context: context.to_string(),
+            stack: None,
+        }
+    }
+
+    pub(crate) fn boring(context: impl fmt::Display, stack: ErrorStack) -> Self {
+        Self {
+            context: context.to_string(),
+            stack: Some(stack),
+        }
+    }
+}
+
+/// Encodes ALPN protocol names in the TLS wire form (length-prefixed).
+pub(crate) fn alpn_wire(protocols: &[Vec<u8>]) -> Result<Vec<u8>, TlsError> {
+    let mut wire = Vec::new();
+    for p in protocols {
+        let len = u8::try_from(p.len())
+            .ok()
+            .filter(|l| *l > 0)
+            .ok_or_else(|| TlsError::new("an ALPN protocol name must be 1 to 255 bytes"))?;
+        wire.push(len);
+        wire.extend_from_slice(p);
+    }
+    Ok(wire)
+}
