@@ -1,5 +1,6 @@
 //! BoringSSL: contexts, certificates and session export shared by the QUIC
-//! layer and (later) the TCP connector. [`ffi`] holds every raw call.
+//! layer and (later) the TCP connector. The private `ffi` module holds every
+//! raw call; [`TlsError`] is what callers see when TLS set-up fails.
 
 pub(crate) mod ffi;
 mod roots;
