@@ -20,7 +20,7 @@ use quinn_proto::{ConnectError, ConnectionId, Side};
 use crate::cache::{CachedSession, Envelope, Protocol, MAX_TICKET_LIFETIME_SECS, MAX_TRANSPORT_PARAMS_LEN};
 use crate::quic::keys::{self, QUIC_V1};
 use crate::quic::params;
-use crate::quic::session::TlsSession;
+use crate::quic::session::{client_app_secret_index, ClientAppSecret, TlsSession};
 use crate::tls::{alpn_wire, ffi, load_roots, TlsError};
 
 /// Receives every session ticket a server sends on a connection, exported
@@ -319,12 +319,13 @@ impl crypto::ClientConfig for QuicClientConfig {
 ///   configuration's context bytes plus the transport parameters that bind
 ///   0-RTT (RFC 9000 §7.4.1). Changing either makes later 0-RTT attempts be
 ///   rejected (the connection still completes at 1-RTT).
-/// - **No 0.5-RTT data.** BoringSSL installs the server's 1-RTT read secret
-///   only when the client's Finished arrives, and quinn takes 1-RTT keys in
-///   pairs, so this server sends its first 1-RTT bytes (a response to a
-///   0-RTT request included) one round trip later than a rustls server
-///   would. A 0-RTT request still saves the round trip of the request
-///   itself.
+/// - **0.5-RTT data**: the server's 1-RTT keys go to quinn right after the
+///   server's Finished, so a response to a 0-RTT request leaves in the
+///   server's first flight, one round trip after the client's first packet.
+///   BoringSSL installs the client's 1-RTT secret late (with the client's
+///   Finished); the server takes it from BoringSSL's key-log callback
+///   instead, the moment it is derived (see `ClientAppSecret` in the
+///   source).
 #[derive(Clone)]
 pub struct QuicServerConfig {
     ctx: SslContext,
@@ -389,6 +390,9 @@ impl QuicServerConfig {
         let mut ssl =
             Ssl::new(&self.ctx).map_err(|e| (None, TlsError::boring("cannot create a connection", e)))?;
         ffi::set_side(&mut ssl, false);
+        if let Some(index) = client_app_secret_index() {
+            ssl.set_ex_data(index, ClientAppSecret::default());
+        }
         let encoded = params::encode(params);
         if let Err(e) = ffi::enable_quic(&mut ssl, &encoded) {
             return Err((Some(ssl), TlsError::boring("cannot enable QUIC", e)));
@@ -458,6 +462,15 @@ impl QuicServerConfigBuilder {
             select_alpn(&ours, offered).ok_or(AlpnError::ALERT_FATAL)
         });
         ffi::ctx_set_early_data_enabled(&mut ctx, self.early_data);
+        // 0.5-RTT: see `ClientAppSecret`. The line is only parsed, never kept.
+        ctx.set_keylog_callback(|ssl, line| {
+            let record = AssertUnwindSafe(|| {
+                if let Some(slot) = client_app_secret_index().and_then(|i| ssl.ex_data(i)) {
+                    slot.record(line);
+                }
+            });
+            let _ = catch_unwind(record);
+        });
         Ok(QuicServerConfig {
             ctx: ctx.build(),
             early_data: self.early_data,

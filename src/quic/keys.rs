@@ -104,6 +104,10 @@ impl Secret {
         }
     }
 
+    pub(crate) fn suite(&self) -> Suite {
+        self.suite
+    }
+
     pub(crate) fn packet_key(&self) -> PacketKey {
         let key = expand_label(self.suite.hkdf(), &self.bytes, b"quic key", self.suite.key_len());
         let iv = expand_label(self.suite.hkdf(), &self.bytes, b"quic iv", NONCE_LEN);

@@ -12,7 +12,9 @@
 //! - 1-RTT secrets are kept to derive key-update generations.
 
 use std::any::Any;
+use std::sync::{Mutex, OnceLock, PoisonError};
 
+use boring::ex_data::Index;
 use boring::ssl::{NameType, Ssl, SslRef};
 use quinn_proto::crypto::{self, ExportKeyingMaterialError, KeyPair, Keys};
 use quinn_proto::transport_parameters::TransportParameters;
@@ -49,6 +51,47 @@ pub struct HandshakeData {
     /// BoringSSL's reason for the early-data outcome (e.g. `accepted`,
     /// `session_not_resumed`, `alpn_mismatch`, `quic_parameter_mismatch`).
     pub early_data_reason: &'static str,
+}
+
+/// Server side: the client's first 1-RTT secret, taken from BoringSSL's key
+/// log the moment the server derives it.
+///
+/// BoringSSL installs the server's 1-RTT *read* secret only when the
+/// client's Finished arrives, but quinn takes 1-RTT keys in pairs; waiting
+/// would delay every response to a 0-RTT request by a round trip (no
+/// 0.5-RTT data). The key log reports `CLIENT_TRAFFIC_SECRET_0` together
+/// with the server's own 1-RTT secret, after the server's Finished, so both
+/// keys can go to quinn then, as they do with rustls. quinn still holds
+/// back 1-RTT packets from the client until the handshake completes.
+#[derive(Default)]
+pub(crate) struct ClientAppSecret(Mutex<Option<Vec<u8>>>);
+
+impl ClientAppSecret {
+    /// Records the secret from a key-log line, if it is the right line.
+    pub(crate) fn record(&self, keylog_line: &str) {
+        let Some(hex) = keylog_line
+            .strip_prefix("CLIENT_TRAFFIC_SECRET_0 ")
+            .and_then(|rest| rest.split(' ').nth(1))
+        else {
+            return;
+        };
+        let bytes: Option<Vec<u8>> = (0..hex.len())
+            .step_by(2)
+            .map(|i| hex.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+            .collect();
+        if let Some(bytes) = bytes.filter(|b| !b.is_empty()) {
+            *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(bytes);
+        }
+    }
+
+    fn take(&self) -> Option<Vec<u8>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+}
+
+pub(crate) fn client_app_secret_index() -> Option<Index<Ssl, ClientAppSecret>> {
+    static INDEX: OnceLock<Option<Index<Ssl, ClientAppSecret>>> = OnceLock::new();
+    *INDEX.get_or_init(|| Ssl::new_ex_index().ok())
 }
 
 const LEVELS: usize = 4;
@@ -182,7 +225,26 @@ impl TlsSession {
                 Direction::Write => self.write_secrets[slot(s.level)] = Some(secret),
             }
         }
+        self.take_logged_client_secret();
         Ok(())
+    }
+
+    /// Server: pairs the server's 1-RTT write secret with the client's,
+    /// from the key log, as soon as both exist (see [`ClientAppSecret`]).
+    fn take_logged_client_secret(&mut self) {
+        let app = slot(Level::Application);
+        if self.side != Side::Server || self.read_secrets[app].is_some() {
+            return;
+        }
+        let Some(suite) = self.write_secrets[app].as_ref().map(Secret::suite) else {
+            return;
+        };
+        let logged = client_app_secret_index()
+            .and_then(|i| self.ssl.ex_data(i))
+            .and_then(ClientAppSecret::take);
+        if let Some(bytes) = logged {
+            self.read_secrets[app] = Some(Secret::new(suite, &bytes));
+        }
     }
 
     fn handshake_error(&self, detail: &str) -> TransportError {
