@@ -424,6 +424,28 @@ mod tests {
     }
 
     #[test]
+    fn full_size_packets_round_trip_and_tags_are_checked() {
+        for suite in [Suite::Aes128Gcm, Suite::Aes256Gcm, Suite::ChaCha20Poly1305] {
+            let secret = Secret::new(suite, &[9; 48][..if suite == Suite::Aes256Gcm { 48 } else { 32 }]);
+            let pk = secret.packet_key();
+            let header = [0x41, 1, 2, 3, 4];
+            let payload: Vec<u8> = (0..1200u32).map(|i| i as u8).collect();
+            let mut packet = [&header[..], &payload, &[0; TAG_LEN]].concat();
+            pk.encrypt(77, &mut packet, header.len());
+            let tag_is_zero = packet[packet.len() - TAG_LEN..].iter().all(|b| *b == 0);
+            assert!(!tag_is_zero, "{suite:?}: no tag written");
+            let mut body = BytesMut::from(&packet[header.len()..]);
+            pk.decrypt(77, &header, &mut body).unwrap();
+            assert_eq!(&body[..], &payload[..], "{suite:?}");
+            let mut wrong_pn = BytesMut::from(&packet[header.len()..]);
+            assert!(
+                pk.decrypt(78, &header, &mut wrong_pn).is_err(),
+                "{suite:?}: wrong nonce accepted"
+            );
+        }
+    }
+
+    #[test]
     fn retry_tag_round_trips_and_rejects_tampering() {
         let odcid = hex(DCID);
         let packet = hex("ff000000010008f067a5502a4262b5746f6b656e");
