@@ -359,3 +359,24 @@ async fn ip_literal_server_name_is_verified_against_the_ip_san() {
         .unwrap_err();
     assert!(err.contains("certificate verification"), "{err}");
 }
+
+#[tokio::test]
+async fn ech_config_is_offered_and_accepted_by_our_server() {
+    let pki = TestPki::new();
+    let keys = Arc::new(h3fleet::tls::EchKeys::generate("public.example").unwrap());
+    let config = h3fleet::quic::QuicServerConfig::builder(pki.cert_pem.as_bytes(), pki.key_pem.as_bytes())
+        .ech_keys(Arc::clone(&keys))
+        .build()
+        .unwrap();
+    let server = EchoServer::start(quinn::ServerConfig::with_crypto(Arc::new(config)));
+    let with_ech = pki
+        .boring_client()
+        .with_ech_config_list(Some(keys.config_list().to_vec()));
+    let conn = connect(with_ech, server.addr(), "localhost").await.unwrap();
+    assert!(handshake_data(&conn).ech_accepted, "ECH was not accepted");
+    assert_eq!(echo(&conn, b"hidden name").await.unwrap(), b"hidden name");
+    let without = connect(pki.boring_client(), server.addr(), "localhost")
+        .await
+        .unwrap();
+    assert!(!handshake_data(&without).ech_accepted);
+}

@@ -21,7 +21,7 @@ use crate::cache::{CachedSession, Envelope, Protocol, MAX_TICKET_LIFETIME_SECS, 
 use crate::quic::keys::{self, QUIC_V1};
 use crate::quic::params;
 use crate::quic::session::{client_app_secret_index, ClientAppSecret, TlsSession};
-use crate::tls::{alpn_wire, ffi, load_roots, TlsError};
+use crate::tls::{alpn_wire, ffi, load_roots, EchKeys, TlsError};
 
 /// Receives every session ticket a server sends on a connection, exported
 /// and ready to store.
@@ -342,13 +342,14 @@ impl fmt::Debug for QuicServerConfig {
 }
 
 /// Builds a [`QuicServerConfig`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[must_use]
 pub struct QuicServerConfigBuilder {
     cert_chain_pem: Vec<u8>,
     key_pem: Vec<u8>,
     alpn: Vec<Vec<u8>>,
     early_data: bool,
+    ech: Option<Arc<EchKeys>>,
 }
 
 impl QuicServerConfig {
@@ -363,6 +364,7 @@ impl QuicServerConfig {
             key_pem: key_pem.into(),
             alpn: vec![b"h3".to_vec()],
             early_data: true,
+            ech: None,
         }
     }
 
@@ -411,6 +413,15 @@ impl QuicServerConfig {
     }
 }
 
+impl fmt::Debug for QuicServerConfigBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QuicServerConfigBuilder")
+            .field("early_data", &self.early_data)
+            .field("ech", &self.ech.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 impl QuicServerConfigBuilder {
     /// The ALPN protocols to accept, most preferred first. Default `["h3"]`.
     pub fn alpn_protocols<I, P>(mut self, protocols: I) -> Self
@@ -425,6 +436,12 @@ impl QuicServerConfigBuilder {
     /// Whether to accept early data (0-RTT). Default true.
     pub fn early_data(mut self, enabled: bool) -> Self {
         self.early_data = enabled;
+        self
+    }
+
+    /// Accept Encrypted Client Hello with these keys. Default: no ECH.
+    pub fn ech_keys(mut self, keys: Arc<EchKeys>) -> Self {
+        self.ech = Some(keys);
         self
     }
 
@@ -462,6 +479,10 @@ impl QuicServerConfigBuilder {
             select_alpn(&ours, offered).ok_or(AlpnError::ALERT_FATAL)
         });
         ffi::ctx_set_early_data_enabled(&mut ctx, self.early_data);
+        if let Some(ech) = &self.ech {
+            ctx.set_ech_keys(&ech.keys)
+                .map_err(|e| TlsError::boring("cannot use the ECH keys", e))?;
+        }
         // 0.5-RTT: see `ClientAppSecret`. The line is only parsed, never kept.
         ctx.set_keylog_callback(|ssl, line| {
             let record = AssertUnwindSafe(|| {

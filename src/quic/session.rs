@@ -48,6 +48,9 @@ pub struct HandshakeData {
     pub resumed: bool,
     /// What happened to early data.
     pub early_data: EarlyDataStatus,
+    /// True when Encrypted Client Hello was offered and accepted: the real
+    /// server name travelled encrypted.
+    pub ech_accepted: bool,
     /// BoringSSL's reason for the early-data outcome (e.g. `accepted`,
     /// `session_not_resumed`, `alpn_mismatch`, `quic_parameter_mismatch`).
     pub early_data_reason: &'static str,
@@ -287,6 +290,7 @@ impl crypto::Session for TlsSession {
             },
             resumed: self.ssl.session_reused(),
             early_data: self.early_data,
+            ech_accepted: self.ssl.ech_accepted(),
             early_data_reason: ffi::early_data_reason(&self.ssl),
         }))
     }

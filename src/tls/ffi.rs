@@ -363,6 +363,61 @@ pub(crate) fn set_session(ssl: &mut SslRef, session: &SslSession) -> Result<(), 
     unsafe { ssl.set_session(session) }
 }
 
+/// A fresh X25519 HPKE key and the ECHConfig that publishes it.
+pub(crate) struct NewEchKey {
+    /// The 32-byte X25519 private key. Secret.
+    pub(crate) private_key: Vec<u8>,
+    /// One ECHConfig (RFC 9849 §4), without the list's length prefix.
+    pub(crate) ech_config: Vec<u8>,
+}
+
+/// Generates an ECH key and its ECHConfig for `public_name`.
+pub(crate) fn generate_ech_key(config_id: u8, public_name: &str) -> Result<NewEchKey, ErrorStack> {
+    let public_name = std::ffi::CString::new(public_name).map_err(|_| ErrorStack::get())?;
+    clear_errors();
+    // SAFETY: the key is allocated, used and freed within this block; every
+    // out-pointer points at a live local; the config BoringSSL allocates is
+    // copied, then freed with OPENSSL_free as its documentation requires.
+    unsafe {
+        let key = sys::EVP_HPKE_KEY_new();
+        if key.is_null() {
+            return Err(ErrorStack::get());
+        }
+        let result = (|| {
+            check(sys::EVP_HPKE_KEY_generate(
+                key,
+                sys::EVP_hpke_x25519_hkdf_sha256(),
+            ))?;
+            let mut private_key = vec![0u8; 32];
+            let mut len = 0;
+            check(sys::EVP_HPKE_KEY_private_key(
+                key,
+                private_key.as_mut_ptr(),
+                &mut len,
+                private_key.len(),
+            ))?;
+            private_key.truncate(len);
+            let (mut out, mut out_len) = (std::ptr::null_mut(), 0);
+            check(sys::SSL_marshal_ech_config(
+                &mut out,
+                &mut out_len,
+                config_id,
+                key,
+                public_name.as_ptr(),
+                0,
+            ))?;
+            let ech_config = std::slice::from_raw_parts(out, out_len).to_vec();
+            sys::OPENSSL_free(out.cast());
+            Ok(NewEchKey {
+                private_key,
+                ech_config,
+            })
+        })();
+        sys::EVP_HPKE_KEY_free(key);
+        result
+    }
+}
+
 /// Makes `ssl` the client (`true`) or server side of a connection.
 pub(crate) fn set_side(ssl: &mut SslRef, client: bool) {
     // SAFETY: `ssl` is a valid `SSL` whose handshake has not started.

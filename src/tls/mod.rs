@@ -2,8 +2,11 @@
 //! layer and (later) the TCP connector. The private `ffi` module holds every
 //! raw call; [`TlsError`] is what callers see when TLS set-up fails.
 
+mod ech_keys;
 pub(crate) mod ffi;
 mod roots;
+
+pub use ech_keys::EchKeys;
 
 pub(crate) use roots::load_roots;
 
