@@ -26,8 +26,14 @@
 //! (in-memory, SQLite, Redis, Redis Cluster), the key formats, the versioned
 //! session envelope, and [`cache::PersistableSessionCache`], which puts a
 //! local LRU in front of a backend with bounded, single-flight reads and
-//! background writes. The TLS engine (BoringSSL), HTTP/3, HTTP/2, HTTP/1.1
-//! and ECH plug into it next.
+//! background writes.
+//!
+//! The [`quic`] module is quinn's crypto layer on BoringSSL: a QUIC client
+//! session can be exported when the server sends a ticket (as a
+//! [`cache::CachedSession`], ready for the cache) and imported by another
+//! process before its handshake, with 0-RTT. Its server side is h3fleet's
+//! own origin, with tickets, 0-RTT, 0.5-RTT answers and ECH keys. The HTTP/3
+//! `Session`, HTTP/2, HTTP/1.1 and DNS-driven ECH build on these next.
 //!
 //! ## A short tour
 //!
@@ -72,6 +78,10 @@
 //! | `redis` | [`cache::RedisBackend`] |
 //! | `redis-cluster` | [`cache::RedisClusterBackend`] |
 //! | `cli` | the `h3fleet` command-line tool |
+//!
+//! BoringSSL (through `boring-sys`) is always built: it needs `cmake`, a C
+//! compiler and `libclang` at build time, and no OpenSSL may be linked into
+//! the same binary.
 #![deny(unsafe_code)]
 
 pub mod cache;
