@@ -325,25 +325,24 @@ async fn corrupt_or_truncated_session_falls_back_to_a_full_handshake() {
     assert!(CachedSession::from_state(&state, Protocol::H3).is_err());
 }
 
+/// Connecting as `name` with `client` fails, and the error says why.
+async fn assert_verification_fails(client: QuicClientConfig, server: &EchoServer, name: &str) {
+    let err = connect(client, server.addr(), name).await.unwrap_err();
+    assert!(err.contains("certificate verification"), "{err}");
+}
+
 #[tokio::test]
 async fn wrong_server_name_fails_with_a_clear_error() {
     let pki = TestPki::new();
     let server = EchoServer::start(pki.rustls_server());
-    let err = connect(pki.boring_client(), server.addr(), "wrong.example")
-        .await
-        .unwrap_err();
-    assert!(err.contains("certificate verification"), "{err}");
+    assert_verification_fails(pki.boring_client(), &server, "wrong.example").await;
 }
 
 #[tokio::test]
 async fn untrusted_certificate_fails_with_a_clear_error() {
     let pki = TestPki::new();
     let server = EchoServer::start(pki.rustls_server());
-    let other_ca = TestPki::new();
-    let err = connect(other_ca.boring_client(), server.addr(), "localhost")
-        .await
-        .unwrap_err();
-    assert!(err.contains("certificate verification"), "{err}");
+    assert_verification_fails(TestPki::new().boring_client(), &server, "localhost").await;
 }
 
 #[tokio::test]
@@ -354,10 +353,7 @@ async fn ip_literal_server_name_is_verified_against_the_ip_san() {
         .await
         .unwrap();
     assert_eq!(echo(&conn, b"ip").await.unwrap(), b"ip");
-    let err = connect(pki.boring_client(), server.addr(), "127.0.0.2")
-        .await
-        .unwrap_err();
-    assert!(err.contains("certificate verification"), "{err}");
+    assert_verification_fails(pki.boring_client(), &server, "127.0.0.2").await;
 }
 
 #[tokio::test]

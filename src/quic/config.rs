@@ -21,7 +21,7 @@ use crate::cache::{CachedSession, Envelope, Protocol, MAX_TICKET_LIFETIME_SECS, 
 use crate::quic::keys::{self, QUIC_V1};
 use crate::quic::params;
 use crate::quic::session::{client_app_secret_index, ClientAppSecret, TlsSession};
-use crate::tls::{alpn_wire, ffi, load_roots, EchKeys, TlsError};
+use crate::tls::{alpn_list, alpn_wire, ffi, load_roots, EchKeys, TlsError};
 
 /// Receives every session ticket a server sends on a connection, exported
 /// and ready to store.
@@ -178,7 +178,7 @@ impl QuicClientConfigBuilder {
         I: IntoIterator<Item = P>,
         P: AsRef<[u8]>,
     {
-        self.alpn = protocols.into_iter().map(|p| p.as_ref().to_vec()).collect();
+        self.alpn = alpn_list(protocols);
         self
     }
 
@@ -429,7 +429,7 @@ impl QuicServerConfigBuilder {
         I: IntoIterator<Item = P>,
         P: AsRef<[u8]>,
     {
-        self.alpn = protocols.into_iter().map(|p| p.as_ref().to_vec()).collect();
+        self.alpn = alpn_list(protocols);
         self
     }
 

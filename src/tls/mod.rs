@@ -46,6 +46,15 @@ impl TlsError {
     }
 }
 
+/// Collects ALPN protocol names given in any byte-string form.
+pub(crate) fn alpn_list<I, P>(protocols: I) -> Vec<Vec<u8>>
+where
+    I: IntoIterator<Item = P>,
+    P: AsRef<[u8]>,
+{
+    protocols.into_iter().map(|p| p.as_ref().to_vec()).collect()
+}
+
 /// Encodes ALPN protocol names in the TLS wire form (length-prefixed).
 pub(crate) fn alpn_wire(protocols: &[Vec<u8>]) -> Result<Vec<u8>, TlsError> {
     let mut wire = Vec::new();
