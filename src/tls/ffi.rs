@@ -96,9 +96,11 @@ fn with_events(ssl: *mut sys::SSL, f: impl FnOnce(&mut QuicEvents) -> bool) -> c
     let run = AssertUnwindSafe(|| {
         let Some(index) = events_index() else { return false };
         // SAFETY: BoringSSL calls the QUIC method with the `SSL` it was set
-        // on, which is alive for the whole call. The Rust code that started
-        // the call holds no reference into its ex-data meanwhile (it passed
-        // only the pointer), so this is the only live reference.
+        // on, which is alive for the whole call. The caller up the stack
+        // holds a `&mut SslRef`, but that is an opaque zero-sized handle
+        // (foreign-types) covering no Rust-visible bytes, and it touches no
+        // ex-data until the call returns; so the ex-data reached here has no
+        // other live reference, the same pattern `boring`'s own callbacks use.
         let ssl = unsafe { SslRef::from_ptr_mut(ssl) };
         ssl.ex_data_mut(index).is_some_and(f)
     });
