@@ -77,6 +77,7 @@
 //! | `sqlite` | [`cache::SqliteBackend`], the embedded default (bundled SQLite) |
 //! | `redis` | [`cache::RedisBackend`] |
 //! | `redis-cluster` | [`cache::RedisClusterBackend`] |
+//! | `server` | [`server::H3Origin`], h3fleet's own HTTP/3 origin (tests, benchmarks, `serve`) |
 //! | `cli` | the `h3fleet` command-line tool |
 //!
 //! BoringSSL (through `boring-sys`) is always built: it needs `cmake`, a C
@@ -86,4 +87,6 @@
 
 pub mod cache;
 pub mod quic;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod tls;
