@@ -316,6 +316,28 @@ async fn put_never_waits_for_the_backend_and_flush_does() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_flushes_all_see_the_writes_finish() {
+    let recording = RecordingBackend::new(Arc::new(MemoryBackend::new()));
+    recording.hold_puts();
+    let cache = cache_on(recording.clone(), CacheOptions::default());
+    cache.put(HOST, 443, fresh(Protocol::H3, b"t"));
+    let flushes: Vec<_> = (0..4)
+        .map(|_| {
+            let cache = cache.clone();
+            tokio::spawn(async move { cache.flush(FLUSH).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    recording.release_puts();
+    for flush in flushes {
+        assert!(
+            flush.await.unwrap(),
+            "a concurrent flush gave up although the write finished"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn put_from_a_thread_outside_the_runtime_still_reaches_the_backend() {
     let backend: Arc<dyn SessionCacheBackend> = Arc::new(MemoryBackend::new());
     let cache = cache_on(Arc::clone(&backend), CacheOptions::default());

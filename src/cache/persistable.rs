@@ -11,8 +11,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use lru::LruCache;
-use tokio::sync::watch;
-use tokio_util::task::TaskTracker;
+use tokio::sync::{watch, Notify};
 
 use crate::cache::backend::{BackendError, BackendErrorKind, ErrorCallback, SessionCacheBackend};
 use crate::cache::clock::{Clock, SystemClock};
@@ -177,7 +176,8 @@ struct Inner {
     attachment: RwLock<Attachment>,
     flights: Mutex<HashMap<String, Flight>>,
     next_flight: AtomicU64,
-    tasks: TaskTracker,
+    /// Background backend calls still running, and a wake-up for `flush`.
+    pending: Arc<Pending>,
     /// The runtime the cache was made on, for calls from threads outside
     /// any runtime (a TLS callback on a foreign thread, say).
     runtime: Option<tokio::runtime::Handle>,
@@ -235,7 +235,7 @@ impl PersistableSessionCache {
                 }),
                 flights: Mutex::new(HashMap::new()),
                 next_flight: AtomicU64::new(0),
-                tasks: TaskTracker::new(),
+                pending: Arc::default(),
                 runtime: tokio::runtime::Handle::try_current().ok(),
             }),
         }
@@ -420,11 +420,19 @@ impl PersistableSessionCache {
     /// Returns true if none is left. Call it before a short-lived process
     /// exits, or tickets won in its last moments are lost to the fleet.
     pub async fn flush(&self, timeout: Duration) -> bool {
-        let tasks = &self.inner.tasks;
-        tasks.close();
-        let drained = tokio::time::timeout(timeout, tasks.wait()).await.is_ok();
-        tasks.reopen();
-        drained
+        let pending = &self.inner.pending;
+        let drained = async {
+            loop {
+                // Register for the wake-up before checking, so a task that
+                // finishes in between is not missed.
+                let notified = pending.idle.notified();
+                if pending.count.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(timeout, drained).await.is_ok()
     }
 
     fn attachment(&self) -> Attachment {
@@ -594,14 +602,39 @@ impl PersistableSessionCache {
             );
             return report(&a, op, &key, &err);
         };
-        self.inner.tasks.spawn_on(
-            async move {
-                if let Err(e) = call.await {
-                    report(&a, op, &key, &e);
-                }
-            },
-            &runtime,
-        );
+        let guard = PendingGuard::new(Arc::clone(&self.inner.pending));
+        runtime.spawn(async move {
+            let _guard = guard;
+            if let Err(e) = call.await {
+                report(&a, op, &key, &e);
+            }
+        });
+    }
+}
+
+/// Counts background calls; `flush` waits for the count to reach zero.
+#[derive(Default)]
+struct Pending {
+    count: std::sync::atomic::AtomicUsize,
+    idle: Notify,
+}
+
+/// One background call in flight; dropping it (when the call ends, or when
+/// the runtime drops the task) lowers the count and wakes `flush`.
+struct PendingGuard(Arc<Pending>);
+
+impl PendingGuard {
+    fn new(pending: Arc<Pending>) -> Self {
+        pending.count.fetch_add(1, Ordering::SeqCst);
+        Self(pending)
+    }
+}
+
+impl Drop for PendingGuard {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
     }
 }
 
