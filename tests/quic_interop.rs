@@ -22,6 +22,13 @@ fn handshake_data(conn: &quinn::Connection) -> HandshakeData {
         .expect("h3fleet handshake data")
 }
 
+/// Starts a connection to `localhost` at `addr` from a fresh client endpoint.
+fn start_connecting(tls: QuicClientConfig, addr: SocketAddr) -> quinn::Connecting {
+    client_endpoint()
+        .connect_with(quinn::ClientConfig::new(Arc::new(tls)), addr, "localhost")
+        .unwrap()
+}
+
 async fn connect(tls: QuicClientConfig, addr: SocketAddr, name: &str) -> Result<quinn::Connection, String> {
     let endpoint = client_endpoint();
     let connecting = endpoint
@@ -175,14 +182,7 @@ mod child {
             .build()
             .unwrap()
             .with_session(Some(session));
-        let endpoint = client_endpoint();
-        let connecting = endpoint
-            .connect_with(
-                quinn::ClientConfig::new(Arc::new(tls)),
-                addr.parse().unwrap(),
-                "localhost",
-            )
-            .unwrap();
+        let connecting = start_connecting(tls, addr.parse().unwrap());
         let Ok((conn, accepted)) = connecting.into_0rtt() else {
             panic!("the imported ticket did not allow 0-RTT");
         };
@@ -208,14 +208,7 @@ async fn resume_against(
     pki: &TestPki,
 ) -> (quinn::Connection, bool, bool) {
     let tls = pki.boring_client().with_session(Some(ticket));
-    let endpoint = client_endpoint();
-    let connecting = endpoint
-        .connect_with(
-            quinn::ClientConfig::new(Arc::new(tls)),
-            server.addr(),
-            "localhost",
-        )
-        .unwrap();
+    let connecting = start_connecting(tls, server.addr());
     let (conn, accepted) = connecting
         .into_0rtt()
         .unwrap_or_else(|_| panic!("0-RTT was not offered"));
@@ -303,14 +296,7 @@ async fn corrupt_or_truncated_session_falls_back_to_a_full_handshake() {
     garbage.envelope.session = vec![0x30; 64];
     for broken in [truncated, garbage] {
         let tls = pki.boring_client().with_session(Some(broken));
-        let endpoint = client_endpoint();
-        let connecting = endpoint
-            .connect_with(
-                quinn::ClientConfig::new(Arc::new(tls)),
-                server.addr(),
-                "localhost",
-            )
-            .unwrap();
+        let connecting = start_connecting(tls, server.addr());
         let connecting = match connecting.into_0rtt() {
             Ok(_) => panic!("a broken session offered 0-RTT"),
             Err(connecting) => connecting,
