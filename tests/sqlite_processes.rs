@@ -1,6 +1,6 @@
-//! The SQLite backend shares one database file between OS processes: two
-//! processes write and read the same file at the same time, and each sees
-//! every write of the other.
+//! The SQLite backend shares one database file between OS processes: four
+//! processes create, write and read the same new file at the same time, and
+//! each sees every write of the others.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use h3fleet::cache::{SessionCacheBackend, SqliteBackend};
 use support::sessions::state;
 
-const ENTRIES: usize = 150;
+const ENTRIES: usize = 100;
+const ROLES: [&str; 4] = ["a", "b", "c", "d"];
 const DB_VAR: &str = "H3FLEET_TEST_SQLITE_DB";
 const ROLE_VAR: &str = "H3FLEET_TEST_SQLITE_ROLE";
 
@@ -21,7 +22,7 @@ fn sqlite_file_is_shared_between_processes() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("shared.db");
     let exe = std::env::current_exe().unwrap();
-    let children: Vec<_> = ["a", "b"]
+    let children: Vec<_> = ROLES
         .into_iter()
         .map(|role| {
             Command::new(&exe)
@@ -54,7 +55,7 @@ fn sqlite_file_is_shared_between_processes() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let backend = SqliteBackend::open(&db).unwrap();
-        for role in ["a", "b"] {
+        for role in ROLES {
             for i in 0..ENTRIES {
                 let got = backend.get(&key(role, i)).await.unwrap();
                 assert_eq!(got.map(|s| s.ticket), Some(format!("{role}{i}")));
@@ -78,41 +79,44 @@ mod worker {
             eprintln!("sqlite_worker runs only as a child of sqlite_file_is_shared_between_processes");
             return;
         };
-        let other = if role == "a" { "b" } else { "a" };
         let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(run(Path::new(&db), &role, other));
+        rt.block_on(run(Path::new(&db), &role));
     }
 
-    async fn run(db: &Path, me: &str, other: &str) {
+    async fn run(db: &Path, me: &str) {
         let backend = SqliteBackend::open(db).unwrap();
         let long = Duration::from_secs(600);
-        let mut seen = vec![false; ENTRIES];
+        let others: Vec<&str> = ROLES.into_iter().filter(|r| *r != me).collect();
+        // seen[o][i]: entry i of the other process o has been read back.
+        let mut seen = vec![vec![false; ENTRIES]; others.len()];
         for i in 0..ENTRIES {
             let value = state(&format!("{me}{i}"), "cw==");
             backend.put(&key(me, i), &value, long).await.unwrap();
-            // Interleave reads of the other process's keys with our writes.
-            poll_other(&backend, other, &mut seen).await;
+            // Interleave reads of the other processes' keys with our writes.
+            poll_others(&backend, &others, &mut seen).await;
         }
         let deadline = Instant::now() + Duration::from_secs(60);
-        while seen.iter().any(|s| !s) {
+        while seen.iter().flatten().any(|s| !s) {
             assert!(
                 Instant::now() < deadline,
-                "{me} never saw all of {other}'s writes"
+                "{me} never saw all the other processes' writes"
             );
-            poll_other(&backend, other, &mut seen).await;
+            poll_others(&backend, &others, &mut seen).await;
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
-    async fn poll_other(backend: &SqliteBackend, other: &str, seen: &mut [bool]) {
-        for (i, s) in seen.iter_mut().enumerate().filter(|(_, s)| !**s) {
-            if let Some(v) = backend.get(&key(other, i)).await.unwrap() {
-                assert_eq!(
-                    v.ticket,
-                    format!("{other}{i}"),
-                    "a read returned another entry's value"
-                );
-                *s = true;
+    async fn poll_others(backend: &SqliteBackend, others: &[&str], seen: &mut [Vec<bool>]) {
+        for (other, seen) in others.iter().zip(seen.iter_mut()) {
+            for (i, s) in seen.iter_mut().enumerate().filter(|(_, s)| !**s) {
+                if let Some(v) = backend.get(&key(other, i)).await.unwrap() {
+                    assert_eq!(
+                        v.ticket,
+                        format!("{other}{i}"),
+                        "a read returned another entry's value"
+                    );
+                    *s = true;
+                }
             }
         }
     }

@@ -182,13 +182,44 @@ fn connect(path: &Path) -> Result<Connection, BackendError> {
         .map_err(|e| db_error(&format!("cannot open database {}", path.display()), e))?;
     conn.busy_timeout(BUSY_TIMEOUT)
         .map_err(|e| db_error("cannot set busy timeout", e))?;
-    // WAL lets other processes read while one writes; NORMAL sync is durable
-    // across process crashes, which is all a ticket cache needs.
-    conn.pragma_update(None, "journal_mode", "WAL")
-        .map_err(|e| db_error("cannot enable WAL", e))?;
+    enable_wal(&conn)?;
+    // NORMAL sync in WAL mode is durable across process crashes, which is
+    // all a ticket cache needs.
     conn.pragma_update(None, "synchronous", "NORMAL")
         .map_err(|e| db_error("cannot set synchronous mode", e))?;
     Ok(conn)
+}
+
+/// Switches the file to WAL, which lets other processes read while one
+/// writes. The mode is stored in the file, so only the first opener changes
+/// it; but two processes opening a new file at once can see `SQLITE_BUSY`
+/// here without SQLite running the busy handler, so this retries until the
+/// busy timeout.
+fn enable_wal(conn: &Connection) -> Result<(), BackendError> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get::<_, String>(0)) {
+            Ok(mode) if mode.eq_ignore_ascii_case("wal") => return Ok(()),
+            Ok(mode) => {
+                return Err(BackendError::new(
+                    NAME,
+                    BackendErrorKind::Io,
+                    format!("the database cannot use WAL (journal mode stays {mode})"),
+                ))
+            }
+            Err(e) if is_busy(&e) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => return Err(db_error("cannot enable WAL", e)),
+        }
+    }
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
 }
 
 fn db_error(what: &str, e: rusqlite::Error) -> BackendError {
