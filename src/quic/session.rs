@@ -44,6 +44,10 @@ pub struct HandshakeData {
     pub protocol: Option<Vec<u8>>,
     /// The server name the client asked for (server side only).
     pub server_name: Option<String>,
+    /// True once the handshake is complete (the peer's Finished has been
+    /// verified). A server that reads a request while this is false got it
+    /// as 0-RTT early data.
+    pub handshake_complete: bool,
     /// True when the connection resumed an earlier session (no full handshake).
     pub resumed: bool,
     /// What happened to early data.
@@ -288,6 +292,7 @@ impl crypto::Session for TlsSession {
                 Side::Server => self.ssl.servername(NameType::HOST_NAME).map(str::to_owned),
                 Side::Client => None,
             },
+            handshake_complete: !self.handshaking,
             resumed: self.ssl.session_reused(),
             early_data: self.early_data,
             ech_accepted: self.ssl.ech_accepted(),

@@ -1,14 +1,14 @@
 //! The HTTP/3 side of the origin.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::{Request, Response, StatusCode};
 
 use super::ServerError;
-use crate::quic::QuicServerConfig;
+use crate::quic::{HandshakeData, QuicServerConfig};
 
 /// The largest request body the origin reads (it echoes bodies back).
 const MAX_BODY: usize = 1 << 20;
@@ -44,8 +44,8 @@ impl OriginStats {
 ///
 /// - Connections are taken with quinn's `into_0rtt`, so requests sent as
 ///   0-RTT are answered before the handshake completes (0.5-RTT).
-/// - Every request gets `200 OK` with `x-early-data: 1` if its headers
-///   arrived before the handshake completed, else `0`. A `GET` gets a short
+/// - Every request gets `200 OK` with `x-early-data: 1` if it was read
+///   before the handshake completed (so it came as 0-RTT), else `0`. A `GET` gets a short
 ///   text naming the method and path; any other method gets its body back.
 /// - Stopping ([`close`](Self::close) or drop) closes every connection.
 pub struct H3Origin {
@@ -117,33 +117,35 @@ async fn accept_loop(endpoint: quinn::Endpoint, stats: Arc<OriginStats>) {
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// True until the TLS handshake is complete. BoringSSL verifies the
+/// client's Finished while quinn processes that packet, before any later
+/// packet's streams reach h3, so a request read while this is true came in
+/// 0-RTT packets. (The converse can miss: on a path with almost no delay the
+/// Finished may be processed before h3 gets to a 0-RTT request.)
+fn still_handshaking(conn: &quinn::Connection) -> bool {
+    !conn
+        .handshake_data()
+        .and_then(|d| d.downcast::<HandshakeData>().ok())
+        .is_some_and(|d| d.handshake_complete)
+}
+
 async fn serve_connection(incoming: quinn::Incoming, stats: Arc<OriginStats>) -> Result<(), BoxError> {
     let connecting = incoming.accept()?;
-    let handshake_done = Arc::new(AtomicBool::new(false));
+    // On a server `into_0rtt` always succeeds: it lets 0-RTT requests be
+    // answered before the handshake completes (0.5-RTT data).
     let conn = match connecting.into_0rtt() {
-        Ok((conn, done)) => {
-            let flag = Arc::clone(&handshake_done);
-            tokio::spawn(async move {
-                done.await;
-                flag.store(true, Ordering::SeqCst);
-            });
-            conn
-        }
-        Err(connecting) => {
-            let conn = connecting.await?;
-            handshake_done.store(true, Ordering::SeqCst);
-            conn
-        }
+        Ok((conn, _)) => conn,
+        Err(connecting) => connecting.await?,
     };
     stats.connections.fetch_add(1, Ordering::Relaxed);
-    let mut h3 = h3::server::Connection::new(h3_quinn::Connection::new(conn)).await?;
+    let mut h3 = h3::server::Connection::new(h3_quinn::Connection::new(conn.clone())).await?;
     while let Some(resolver) = h3.accept().await? {
-        let (stats, done) = (Arc::clone(&stats), Arc::clone(&handshake_done));
+        let (stats, conn) = (Arc::clone(&stats), conn.clone());
         tokio::spawn(async move {
             let Ok((request, stream)) = resolver.resolve_request().await else {
                 return;
             };
-            let early = !done.load(Ordering::SeqCst);
+            let early = still_handshaking(&conn);
             if let Err(e) = answer(request, stream, early, &stats).await {
                 tracing::debug!(error = %e, "origin request failed");
             }
