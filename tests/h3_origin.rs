@@ -65,7 +65,11 @@ fn origin(pki: &TestPki) -> H3Origin {
 }
 
 async fn connect(pki: &TestPki, addr: std::net::SocketAddr) -> quinn::Connection {
-    let tls = quinn::ClientConfig::new(Arc::new(pki.boring_client()));
+    connect_with(pki.boring_client(), addr).await
+}
+
+async fn connect_with(tls: h3fleet::quic::QuicClientConfig, addr: std::net::SocketAddr) -> quinn::Connection {
+    let tls = quinn::ClientConfig::new(Arc::new(tls));
     client_endpoint()
         .connect_with(tls, addr, "localhost")
         .unwrap()
@@ -145,4 +149,36 @@ async fn request_sent_as_0rtt_is_answered_and_marked_early() {
     assert_eq!(answer.early, "1", "the request did not arrive as early data");
     assert_eq!(origin.stats().early_requests(), 1);
     assert_eq!(origin.stats().connections(), 2);
+}
+
+/// A ClientHello carrying a ticket spans two datagrams. The origin must not
+/// start HTTP/3 (which opens streams) before it has read the second part,
+/// the one with the client's transport parameters: quinn would never wake it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_hello_split_across_delayed_datagrams_is_answered() {
+    let pki = TestPki::new();
+    let origin = origin(&pki);
+    let (sink, tickets) = ticket_collector();
+    let first = connect_with(pki.boring_client().on_ticket(sink), origin.local_addr().unwrap()).await;
+    request(first, None, http::Method::GET, b"").await;
+    let ticket = tickets.lock().unwrap().first().cloned().expect("a ticket");
+    let relay = UdpRelay::start_holding_second(
+        origin.local_addr().unwrap(),
+        Duration::from_millis(2),
+        Duration::from_millis(300),
+    )
+    .await;
+    let tls = quinn::ClientConfig::new(Arc::new(pki.boring_client().with_session(Some(ticket))));
+    let (conn, accepted) = client_endpoint()
+        .connect_with(tls, relay.addr(), "localhost")
+        .unwrap()
+        .into_0rtt()
+        .unwrap_or_else(|_| panic!("0-RTT not offered"));
+    let answer = tokio::time::timeout(
+        Duration::from_secs(10),
+        request(conn, Some(accepted), http::Method::GET, b""),
+    )
+    .await
+    .expect("the origin never answered");
+    assert_eq!(answer.status, http::StatusCode::OK);
 }

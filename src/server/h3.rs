@@ -130,7 +130,14 @@ fn still_handshaking(conn: &quinn::Connection) -> bool {
 }
 
 async fn serve_connection(incoming: quinn::Incoming, stats: Arc<OriginStats>) -> Result<(), BoxError> {
-    let connecting = incoming.accept()?;
+    let mut connecting = incoming.accept()?;
+    // Wait for the whole ClientHello first. A ClientHello (large with a
+    // ticket) can span two datagrams, and until it is read quinn knows none
+    // of the client's transport parameters, so it has no stream credit;
+    // quinn 0.11 does not wake a stream opener when those parameters arrive,
+    // so an h3 server started earlier would wait forever to open its
+    // control stream.
+    connecting.handshake_data().await?;
     // On a server `into_0rtt` always succeeds: it lets 0-RTT requests be
     // answered before the handshake completes (0.5-RTT data).
     let conn = match connecting.into_0rtt() {

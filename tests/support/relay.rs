@@ -38,18 +38,28 @@ fn delayed_sender(
 
 impl UdpRelay {
     pub async fn start(upstream: SocketAddr, rtt: Duration) -> Self {
+        Self::start_holding_second(upstream, rtt, Duration::ZERO).await
+    }
+
+    /// Like [`start`](Self::start), but each client's second datagram (and,
+    /// to keep order, everything after it) waits `hold` longer: a ClientHello
+    /// that spans two datagrams then reaches the server in two parts.
+    pub async fn start_holding_second(upstream: SocketAddr, rtt: Duration, hold: Duration) -> Self {
         let front = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
         let addr = front.local_addr().unwrap();
         let half = rtt / 2;
         let task = tokio::spawn(async move {
-            let mut upstreams = HashMap::new();
+            let mut upstreams: HashMap<SocketAddr, (mpsc::UnboundedSender<_>, u64)> = HashMap::new();
             let mut buf = vec![0u8; 65536];
             loop {
                 let Ok((n, client)) = front.recv_from(&mut buf).await else {
                     return;
                 };
-                let to_server = match upstreams.get(&client) {
-                    Some(tx) => mpsc::UnboundedSender::clone(tx),
+                let (to_server, seen) = match upstreams.get_mut(&client) {
+                    Some((tx, seen)) => {
+                        *seen += 1;
+                        (mpsc::UnboundedSender::clone(tx), *seen)
+                    }
                     None => {
                         let back = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
                         back.connect(upstream).await.unwrap();
@@ -62,11 +72,12 @@ impl UdpRelay {
                             }
                         });
                         let tx = delayed_sender(back, None);
-                        upstreams.insert(client, tx.clone());
-                        tx
+                        upstreams.insert(client, (tx.clone(), 1));
+                        (tx, 1)
                     }
                 };
-                let _ = to_server.send((Instant::now() + half, buf[..n].to_vec()));
+                let extra = if seen == 2 { hold } else { Duration::ZERO };
+                let _ = to_server.send((Instant::now() + half + extra, buf[..n].to_vec()));
             }
         });
         Self { addr, task }
