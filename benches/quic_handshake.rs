@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion};
 use h3fleet::cache::CachedSession;
 use h3fleet::quic::QuicClientConfig;
+use h3fleet::server::LatencyRelay;
 use support::quic::{client_endpoint, echo, EchoServer, TestPki};
-use support::relay::UdpRelay;
 
 /// The newest ticket of a server, used once and replaced by one the next
 /// connection receives (rustls's stateful tickets are single-use).
@@ -168,8 +168,8 @@ fn bench_group(c: &mut Criterion, group_name: &str, rtt: Option<Duration>) {
         ("rustls_server", rustls_server.addr()),
         ("h3fleet_server", our_server.addr()),
     ] {
-        let relay = rtt.map(|rtt| rt.block_on(UdpRelay::start(upstream, rtt)));
-        let addr = relay.as_ref().map_or(upstream, UdpRelay::addr);
+        let relay = rtt.map(|rtt| rt.block_on(LatencyRelay::start(upstream, rtt)).unwrap());
+        let addr = relay.as_ref().map_or(upstream, LatencyRelay::addr);
         let latest = LatestTicket::default();
         let kinds = [
             ("full/h3fleet_client", Kind::FullOurs),

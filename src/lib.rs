@@ -86,7 +86,17 @@
 #![deny(unsafe_code)]
 
 pub mod cache;
+mod dns;
+mod error;
+mod http;
+mod preset;
 pub mod quic;
 #[cfg(feature = "server")]
 pub mod server;
+mod session;
 pub mod tls;
+
+pub use dns::DnsError;
+pub use error::Error;
+pub use preset::{Preset, DEFAULT_PRESET, KNOWN_PRESETS};
+pub use session::{EarlyData, EarlyDataPolicy, RequestBuilder, Response, Session, SessionBuilder, TlsInfo};

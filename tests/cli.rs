@@ -10,32 +10,32 @@ fn h3fleet() -> Command {
 }
 
 #[test]
-fn demo_shares_a_ticket_between_two_processes_on_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    let uri = format!("sqlite:{}", dir.path().join("demo.db").display());
-    let out = h3fleet().args(["demo", "--cache", &uri]).output().unwrap();
+fn demo_second_replica_resumes_from_sqlite_with_0rtt() {
+    let out = h3fleet().args(["demo", "--json"]).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(
-        stdout.contains("ticket_source: backend, same ticket: yes"),
-        "{stdout}"
-    );
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let replicas = report["replicas"].as_array().unwrap();
+    assert_eq!(replicas.len(), 2);
+    assert_eq!(replicas[0]["ticket_source"], "none");
+    assert_eq!(replicas[1]["ticket_source"], "backend");
+    assert_eq!(replicas[1]["resumed"], true);
+    assert_eq!(replicas[1]["early_data"], "accepted");
 }
 
 #[test]
-fn demo_uses_the_embedded_sqlite_file_under_xdg_cache_home() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = h3fleet()
-        .arg("demo")
-        .env("XDG_CACHE_HOME", dir.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(dir.path().join("h3fleet/cache.db").is_file());
+fn demo_prints_a_table_of_both_replicas() {
+    let out = h3fleet().arg("demo").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("backend") && stdout.contains("accepted"),
+        "{stdout}"
+    );
 }
 
 #[test]

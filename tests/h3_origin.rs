@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use h3fleet::server::H3Origin;
+use h3fleet::server::LatencyRelay;
 use support::quic::{client_endpoint, ticket_collector, TestPki};
-use support::relay::UdpRelay;
 
 struct Answer {
     status: http::StatusCode,
@@ -61,7 +61,7 @@ async fn request(
 }
 
 fn origin(pki: &TestPki) -> H3Origin {
-    H3Origin::bind("127.0.0.1:0".parse().unwrap(), pki.boring_server()).unwrap()
+    H3Origin::bind("127.0.0.1:0".parse().unwrap(), Arc::new(pki.boring_server())).unwrap()
 }
 
 async fn connect(pki: &TestPki, addr: std::net::SocketAddr) -> quinn::Connection {
@@ -124,7 +124,9 @@ async fn request_sent_as_0rtt_is_answered_and_marked_early() {
     let pki = TestPki::new();
     let origin = origin(&pki);
     // A 20 ms RTT keeps the client's Finished well behind its 0-RTT request.
-    let relay = UdpRelay::start(origin.local_addr().unwrap(), Duration::from_millis(20)).await;
+    let relay = LatencyRelay::start(origin.local_addr().unwrap(), Duration::from_millis(20))
+        .await
+        .unwrap();
     let (sink, tickets) = ticket_collector();
     let first = client_endpoint()
         .connect_with(
@@ -162,12 +164,13 @@ async fn client_hello_split_across_delayed_datagrams_is_answered() {
     let first = connect_with(pki.boring_client().on_ticket(sink), origin.local_addr().unwrap()).await;
     request(first, None, http::Method::GET, b"").await;
     let ticket = tickets.lock().unwrap().first().cloned().expect("a ticket");
-    let relay = UdpRelay::start_holding_second(
+    let relay = LatencyRelay::start_holding_second(
         origin.local_addr().unwrap(),
         Duration::from_millis(2),
         Duration::from_millis(300),
     )
-    .await;
+    .await
+    .unwrap();
     let tls = quinn::ClientConfig::new(Arc::new(pki.boring_client().with_session(Some(ticket))));
     let (conn, accepted) = client_endpoint()
         .connect_with(tls, relay.addr(), "localhost")

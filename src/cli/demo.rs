@@ -1,161 +1,130 @@
-//! `h3fleet demo`: two replica processes share one session through the
-//! embedded SQLite backend.
-//!
-//! Until HTTP requests land (issue #4), the session is synthetic: real
-//! cache code, real processes, real SQLite file, but no TLS handshake. The
-//! demo says so when it runs.
+//! `h3fleet demo`: two replica processes, one HTTP/3 origin, one shared
+//! SQLite cache. The first replica pays a full handshake; the second starts
+//! cold, finds the first one's ticket in the backend and sends its request
+//! as 0-RTT early data.
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
-use std::process::Command;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
-use clap::{Args, ValueEnum};
-use h3fleet::cache::{
-    backend_from_uri, CachedSession, Clock, Envelope, ErrorCallback, PersistableSessionCache, Protocol,
-    SystemClock, TicketSource,
-};
+use clap::Args;
+use h3fleet::server::{LatencyRelay, RequestRecord};
 
+use super::get::GetReport;
+use super::serve;
 use super::CliError;
 
-/// An origin that can never resolve (RFC 2606), so the demo session can
-/// never be offered to a real server.
-const DEMO_HOST: &str = "demo.h3fleet.invalid";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum Role {
-    /// Store a session, as a replica that just finished a full handshake.
-    Write,
-    /// Look the session up from a cold start, as a freshly started replica.
-    Read,
-}
-
 #[derive(Debug, Args)]
-pub(crate) struct ReplicaArgs {
-    #[arg(long, value_enum)]
-    role: Role,
+pub(crate) struct DemoArgs {
+    /// Print `{"replicas":[...]}` (each as `h3fleet get --json` prints it).
     #[arg(long)]
-    cache: String,
-    /// The ticket, in hex, that the writer stores and the reader expects.
+    json: bool,
+    /// Backend URI (default: a fresh SQLite file in a temporary directory).
     #[arg(long)]
-    ticket: String,
+    cache: Option<String>,
+    /// Round-trip time added between the replicas and the origin, in ms, so
+    /// the round trips 0-RTT saves are visible on loopback.
+    #[arg(long, default_value_t = 20)]
+    rtt_ms: u64,
 }
 
-pub(crate) async fn run(cache: &str) -> Result<(), CliError> {
-    println!("h3fleet demo: one ticket, shared by two replica processes");
-    println!("  note: HTTP/3 requests are not built yet (issue #4); this demo runs the fleet-wide");
-    println!("  session cache for real, across processes, with a synthetic session and no network.");
-    println!("  cache: {cache}\n");
-    let ticket = random_hex(32);
+pub(crate) async fn run(args: DemoArgs) -> Result<(), CliError> {
+    let dir = tempfile::tempdir()?;
+    let cache = args
+        .cache
+        .clone()
+        .unwrap_or_else(|| format!("sqlite:{}", dir.path().join("cache.db").display()));
+    let listen: SocketAddr = ([127, 0, 0, 1], 0).into();
+    let started = serve::start(listen, &[], Some(&dir.path().join("origin.pem")))?;
+    let records = Arc::new(Mutex::new(Vec::<RequestRecord>::new()));
+    let log = Arc::clone(&records);
+    started
+        .origin
+        .set_request_log(Some(Arc::new(move |r: &RequestRecord| {
+            log.lock().unwrap_or_else(PoisonError::into_inner).push(r.clone());
+        })));
+    let origin_addr = started.origin.local_addr().ok_or("the origin has no address")?;
+    let relay = LatencyRelay::start(origin_addr, Duration::from_millis(args.rtt_ms)).await?;
+    let port = relay.addr().port();
+    let url = format!("https://localhost:{port}/demo");
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        replicas.push(replica(&url, &cache, &started.cert, port).await?);
+    }
+    let seen = records.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    let server_saw_early = |i: usize| seen.get(i).is_some_and(|r| r.early_data);
+    if args.json {
+        println!("{}", serde_json::json!({ "replicas": replicas }));
+    } else {
+        println!("h3fleet demo: two replica processes, one HTTP/3 origin (quinn + rustls), one shared cache");
+        println!(
+            "  origin  {url} (a relay adds {} ms of round-trip time)",
+            args.rtt_ms
+        );
+        println!("  cache   {cache}\n");
+        println!(
+            "  {:<8} {:<9} {:<8} {:<14} {:<12} {:>10} {:>10}",
+            "replica", "ticket", "resumed", "0-RTT", "server: early", "handshake", "total"
+        );
+        for (i, r) in replicas.iter().enumerate() {
+            println!(
+                "  {:<8} {:<9} {:<8} {:<14} {:<12} {:>7.1} ms {:>7.1} ms",
+                i + 1,
+                r.ticket_source,
+                if r.resumed { "yes" } else { "no" },
+                r.early_data,
+                if server_saw_early(i) { "yes" } else { "no" },
+                r.handshake_ms,
+                r.total_ms
+            );
+        }
+    }
+    let (first, second) = (&replicas[0], &replicas[1]);
+    let as_expected = first.ticket_source == "none"
+        && !first.resumed
+        && second.ticket_source == "backend"
+        && second.resumed
+        && second.early_data == "accepted"
+        && server_saw_early(1);
+    if !as_expected {
+        return Err("the second replica did not resume from the backend with 0-RTT accepted".into());
+    }
+    if !args.json {
+        println!(
+            "\n  replica 2 resumed replica 1's ticket from the shared cache and its request rode in 0-RTT."
+        );
+    }
+    Ok(())
+}
+
+/// Runs one `h3fleet get --json` process and reads its report.
+async fn replica(url: &str, cache: &str, cert: &std::path::Path, port: u16) -> Result<GetReport, CliError> {
     let exe = std::env::current_exe()?;
-    for role in ["write", "read"] {
-        let status = Command::new(&exe)
-            .args([
-                "demo-replica",
-                "--role",
-                role,
-                "--cache",
-                cache,
-                "--ticket",
-                &ticket,
-            ])
-            .status()?;
-        if !status.success() {
-            return Err(format!("the {role} replica failed ({status})").into());
-        }
+    let cert = cert.display().to_string();
+    let resolve = format!("localhost:{port}:127.0.0.1");
+    let out = tokio::process::Command::new(exe)
+        .args([
+            "get",
+            url,
+            "--json",
+            "--cache",
+            cache,
+            "--cacert",
+            &cert,
+            "--resolve",
+            &resolve,
+        ])
+        .output()
+        .await?;
+    if !out.status.success() {
+        return Err(format!(
+            "a replica failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )
+        .into());
     }
-    println!("\nok: replica B found replica A's ticket in the shared cache. Once HTTP/3 lands, that is");
-    println!("    the ticket it resumes (and sends 0-RTT on) instead of paying a full handshake.");
-    Ok(())
-}
-
-pub(crate) async fn replica(args: ReplicaArgs) -> Result<(), CliError> {
-    let pid = std::process::id();
-    let on_error: ErrorCallback = Arc::new(move |op: &str, key: &str, err: &h3fleet::cache::BackendError| {
-        eprintln!("replica {pid}: backend {op} failed for {key}: {err}");
-    });
-    let backend = backend_from_uri(&args.cache)?;
-    let cache = PersistableSessionCache::with_backend(backend, "default", Protocol::H3, Some(on_error));
-    let ticket = from_hex(&args.ticket).ok_or("--ticket is not hex")?;
-    match args.role {
-        Role::Write => {
-            let started = Instant::now();
-            cache.put(DEMO_HOST, 443, synthetic_session(&ticket));
-            let stored = started.elapsed();
-            if !cache.flush(Duration::from_secs(5)).await {
-                return Err("the backend write did not finish within 5 s".into());
-            }
-            println!(
-                "replica A (pid {pid}): stored a ticket for {DEMO_HOST}:443 in {:.2} ms; backend write done after {:.2} ms",
-                stored.as_secs_f64() * 1e3,
-                started.elapsed().as_secs_f64() * 1e3
-            );
-        }
-        Role::Read => {
-            let started = Instant::now();
-            let hit = cache
-                .get(DEMO_HOST, 443)
-                .await
-                .ok_or("no session found in the backend")?;
-            let source = match hit.source {
-                TicketSource::Backend => "backend",
-                TicketSource::Local => "local",
-            };
-            println!(
-                "replica B (pid {pid}): cold start, found the ticket in {:.2} ms (ticket_source: {source}, same ticket: {})",
-                started.elapsed().as_secs_f64() * 1e3,
-                if hit.session.ticket == ticket { "yes" } else { "NO" }
-            );
-            if hit.session.ticket != ticket || hit.source != TicketSource::Backend {
-                return Err("replica B did not get replica A's ticket from the backend".into());
-            }
-            // Leave nothing behind in the user's cache.
-            cache.invalidate(DEMO_HOST, 443, &ticket);
-            cache.flush(Duration::from_secs(5)).await;
-        }
-    }
-    Ok(())
-}
-
-fn synthetic_session(ticket: &[u8]) -> CachedSession {
-    CachedSession {
-        ticket: ticket.to_vec(),
-        envelope: Envelope {
-            protocol: Protocol::H3,
-            session: b"h3fleet demo: synthetic session, not resumable".to_vec(),
-            lifetime_secs: 600,
-            issued_at: SystemClock.unix_secs(),
-            alpn: b"h3".to_vec(),
-            early_data: false,
-            transport_params: Vec::new(),
-        },
-    }
-}
-
-fn random_hex(bytes: usize) -> String {
-    let mut out = String::with_capacity(bytes * 2);
-    // Each RandomState is seeded from the OS's randomness (std's HashMap
-    // keys); good enough for a demo ticket, which is no secret.
-    let state = RandomState::new();
-    for block in 0u64.. {
-        if out.len() >= bytes * 2 {
-            break;
-        }
-        let mut h = state.build_hasher();
-        h.write_u64(block);
-        out.push_str(&format!("{:016x}", h.finish()));
-    }
-    out.truncate(bytes * 2);
-    out
-}
-
-fn from_hex(hex: &str) -> Option<Vec<u8>> {
-    if !hex.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-        .collect()
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().ok_or("a replica printed nothing")?;
+    Ok(serde_json::from_str(line).map_err(|e| format!("a replica printed {line:?}: {e}"))?)
 }

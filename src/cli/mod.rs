@@ -2,6 +2,8 @@
 
 mod cache_cmd;
 mod demo;
+mod get;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,19 +24,16 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Show fleet-wide ticket sharing between two processes on the embedded
-    /// SQLite cache (the HTTP/3 demo replaces this once requests land).
-    Demo {
-        /// Backend URI (default: the embedded SQLite file).
-        #[arg(long)]
-        cache: Option<String>,
-    },
+    /// Make one HTTP/3 request through the shared session cache.
+    Get(get::GetArgs),
+    /// Run a local HTTP/3 origin with session tickets and 0-RTT.
+    Serve(serve::ServeArgs),
+    /// Two replica processes, one origin, one shared cache: the second
+    /// resumes the first one's ticket and sends its request in 0-RTT.
+    Demo(demo::DemoArgs),
     /// Inspect and check a session-cache backend.
     #[command(subcommand)]
     Cache(cache_cmd::CacheCommand),
-    /// One replica of `h3fleet demo` (run by it, in a child process).
-    #[command(hide = true)]
-    DemoReplica(demo::ReplicaArgs),
 }
 
 /// Parses arguments, runs the command, and maps errors to exit code 1.
@@ -50,9 +49,10 @@ pub(crate) fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Demo { cache } => demo::run(&cache.unwrap_or_else(default_cache_uri)).await,
+            Command::Get(args) => get::run(args).await,
+            Command::Serve(args) => serve::run(args).await,
+            Command::Demo(args) => demo::run(args).await,
             Command::Cache(cmd) => cache_cmd::run(cmd).await,
-            Command::DemoReplica(args) => demo::replica(args).await,
         }
     });
     match result {

@@ -2,13 +2,13 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::{Request, Response, StatusCode};
 
 use super::ServerError;
-use crate::quic::{HandshakeData, QuicServerConfig};
+use crate::quic::HandshakeData;
 
 /// The largest request body the origin reads (it echoes bodies back).
 const MAX_BODY: usize = 1 << 20;
@@ -19,6 +19,8 @@ pub struct OriginStats {
     connections: AtomicU64,
     requests: AtomicU64,
     early_requests: AtomicU64,
+    clean_closes: AtomicU64,
+    error_closes: AtomicU64,
 }
 
 impl OriginStats {
@@ -36,7 +38,36 @@ impl OriginStats {
     pub fn early_requests(&self) -> u64 {
         self.early_requests.load(Ordering::Relaxed)
     }
+
+    /// Connections that ended cleanly (`H3_NO_ERROR` from either side).
+    pub fn clean_closes(&self) -> u64 {
+        self.clean_closes.load(Ordering::Relaxed)
+    }
+
+    /// Connections that ended with an error (e.g. `H3_CLOSED_CRITICAL_STREAM`,
+    /// an idle timeout).
+    pub fn error_closes(&self) -> u64 {
+        self.error_closes.load(Ordering::Relaxed)
+    }
 }
+
+/// One request the origin answered, as handed to the request log.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RequestRecord {
+    /// The request method.
+    pub method: String,
+    /// The request path.
+    pub path: String,
+    /// True if the request arrived as 0-RTT early data.
+    pub early_data: bool,
+    /// True if the connection resumed a session.
+    pub resumed: bool,
+    /// The status the origin answered with.
+    pub status: u16,
+}
+
+/// Receives a [`RequestRecord`] for every request answered.
+pub type RequestLog = Arc<dyn Fn(&RequestRecord) + Send + Sync>;
 
 /// An HTTP/3 origin on a UDP port.
 ///
@@ -47,10 +78,18 @@ impl OriginStats {
 /// - Every request gets `200 OK` with `x-early-data: 1` if it was read
 ///   before the handshake completed (so it came as 0-RTT), else `0`. A `GET` gets a short
 ///   text naming the method and path; any other method gets its body back.
+/// - The path `/too-early` answers `425 Too Early` to a request that came as
+///   early data (RFC 8470), and `200 OK` otherwise: clients use it to test
+///   their retry.
 /// - Stopping ([`close`](Self::close) or drop) closes every connection.
+///
+/// The TLS stack is the caller's: [`rustls_quic_config`](super::rustls_quic_config)
+/// (quinn's standard rustls server, the default of `h3fleet serve`) or
+/// h3fleet's BoringSSL [`QuicServerConfig`](crate::quic::QuicServerConfig).
 pub struct H3Origin {
     endpoint: quinn::Endpoint,
     stats: Arc<OriginStats>,
+    log: Arc<RwLock<Option<RequestLog>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -68,17 +107,30 @@ impl H3Origin {
     /// # Errors
     ///
     /// The socket cannot be bound.
-    pub fn bind(addr: SocketAddr, tls: QuicServerConfig) -> Result<Self, ServerError> {
-        let config = quinn::ServerConfig::with_crypto(Arc::new(tls));
+    pub fn bind(addr: SocketAddr, tls: Arc<dyn quinn::crypto::ServerConfig>) -> Result<Self, ServerError> {
+        let config = quinn::ServerConfig::with_crypto(tls);
         let endpoint =
             quinn::Endpoint::server(config, addr).map_err(|source| ServerError::Bind { addr, source })?;
         let stats = Arc::new(OriginStats::default());
-        let task = tokio::spawn(accept_loop(endpoint.clone(), Arc::clone(&stats)));
+        let log = Arc::new(RwLock::new(None));
+        let task = tokio::spawn(accept_loop(
+            endpoint.clone(),
+            Arc::clone(&stats),
+            Arc::clone(&log),
+        ));
         Ok(Self {
             endpoint,
             stats,
+            log,
             task,
         })
+    }
+
+    /// Hands every answered request to `log` (or stops, with `None`).
+    pub fn set_request_log(&self, log: Option<RequestLog>) {
+        if let Ok(mut slot) = self.log.write() {
+            *slot = log;
+        }
     }
 
     /// The address it listens on.
@@ -104,11 +156,15 @@ impl Drop for H3Origin {
     }
 }
 
-async fn accept_loop(endpoint: quinn::Endpoint, stats: Arc<OriginStats>) {
+async fn accept_loop(
+    endpoint: quinn::Endpoint,
+    stats: Arc<OriginStats>,
+    log: Arc<RwLock<Option<RequestLog>>>,
+) {
     while let Some(incoming) = endpoint.accept().await {
-        let stats = Arc::clone(&stats);
+        let (stats, log) = (Arc::clone(&stats), Arc::clone(&log));
         tokio::spawn(async move {
-            if let Err(e) = serve_connection(incoming, stats).await {
+            if let Err(e) = serve_connection(incoming, stats, log).await {
                 tracing::debug!(error = %e, "origin connection ended");
             }
         });
@@ -122,14 +178,24 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// packet's streams reach h3, so a request read while this is true came in
 /// 0-RTT packets. (The converse can miss: on a path with almost no delay the
 /// Finished may be processed before h3 gets to a 0-RTT request.)
-fn still_handshaking(conn: &quinn::Connection) -> bool {
-    !conn
-        .handshake_data()
-        .and_then(|d| d.downcast::<HandshakeData>().ok())
-        .is_some_and(|d| d.handshake_complete)
+fn still_handshaking(data: Option<&HandshakeData>) -> bool {
+    !data.is_some_and(|d| d.handshake_complete)
 }
 
-async fn serve_connection(incoming: quinn::Incoming, stats: Arc<OriginStats>) -> Result<(), BoxError> {
+fn handshake_data(conn: &quinn::Connection) -> Option<HandshakeData> {
+    conn.handshake_data()
+        .and_then(|d| d.downcast::<HandshakeData>().ok())
+        .map(|d| *d)
+}
+
+/// H3_NO_ERROR (RFC 9114 §8.1).
+const H3_NO_ERROR: u64 = 0x100;
+
+async fn serve_connection(
+    incoming: quinn::Incoming,
+    stats: Arc<OriginStats>,
+    log: Arc<RwLock<Option<RequestLog>>>,
+) -> Result<(), BoxError> {
     let mut connecting = incoming.accept()?;
     // Wait for the whole ClientHello first. A ClientHello (large with a
     // ticket) can span two datagrams, and until it is read quinn knows none
@@ -145,16 +211,50 @@ async fn serve_connection(incoming: quinn::Incoming, stats: Arc<OriginStats>) ->
         Err(connecting) => connecting.await?,
     };
     stats.connections.fetch_add(1, Ordering::Relaxed);
+    let served = serve_requests(&conn, &stats, &log).await;
+    let clean = match &served {
+        Err(e) => e.is_h3_no_error(),
+        Ok(()) => matches!(conn.closed().await,
+            quinn::ConnectionError::ApplicationClosed(c) if u64::from(c.error_code) == H3_NO_ERROR),
+    };
+    let counter = if clean {
+        &stats.clean_closes
+    } else {
+        &stats.error_closes
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+    served.map_err(Into::into)
+}
+
+async fn serve_requests(
+    conn: &quinn::Connection,
+    stats: &Arc<OriginStats>,
+    log: &Arc<RwLock<Option<RequestLog>>>,
+) -> Result<(), h3::error::ConnectionError> {
     let mut h3 = h3::server::Connection::new(h3_quinn::Connection::new(conn.clone())).await?;
     while let Some(resolver) = h3.accept().await? {
-        let (stats, conn) = (Arc::clone(&stats), conn.clone());
+        let (stats, log, conn) = (Arc::clone(stats), Arc::clone(log), conn.clone());
         tokio::spawn(async move {
             let Ok((request, stream)) = resolver.resolve_request().await else {
                 return;
             };
-            let early = still_handshaking(&conn);
-            if let Err(e) = answer(request, stream, early, &stats).await {
-                tracing::debug!(error = %e, "origin request failed");
+            let data = handshake_data(&conn);
+            let mut record = RequestRecord {
+                method: request.method().to_string(),
+                path: request.uri().path().to_owned(),
+                early_data: still_handshaking(data.as_ref()),
+                resumed: data.as_ref().is_some_and(|d| d.resumed),
+                status: 0,
+            };
+            match answer(request, stream, record.early_data, &stats).await {
+                Ok(status) => {
+                    record.status = status;
+                    let log = log.read().ok().and_then(|l| l.clone());
+                    if let Some(log) = log {
+                        log(&record);
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "origin request failed"),
             }
         });
     }
@@ -166,7 +266,7 @@ async fn answer<S>(
     mut stream: h3::server::RequestStream<S, Bytes>,
     early: bool,
     stats: &OriginStats,
-) -> Result<(), BoxError>
+) -> Result<u16, BoxError>
 where
     S: h3::quic::BidiStream<Bytes>,
 {
@@ -181,7 +281,10 @@ where
         }
         body.extend_from_slice(&chunk.copy_to_bytes(chunk.remaining()));
     }
-    let reply = if request.method() == http::Method::GET {
+    let too_early = early && request.uri().path() == "/too-early";
+    let reply = if too_early {
+        Bytes::from_static(b"too early: send again after the handshake\n")
+    } else if request.method() == http::Method::GET {
         Bytes::from(format!(
             "h3fleet origin: {} {}\n",
             request.method(),
@@ -190,13 +293,18 @@ where
     } else {
         body.freeze()
     };
+    let status = if too_early {
+        StatusCode::TOO_EARLY
+    } else {
+        StatusCode::OK
+    };
     let response = Response::builder()
-        .status(StatusCode::OK)
+        .status(status)
         .header("x-early-data", if early { "1" } else { "0" })
         .header("content-length", reply.len())
         .body(())?;
     stream.send_response(response).await?;
     stream.send_data(reply).await?;
     stream.finish().await?;
-    Ok(())
+    Ok(status.as_u16())
 }

@@ -1,14 +1,19 @@
-//! h3fleet's own origin server, for tests, benchmarks and (later)
-//! `h3fleet serve`: HTTP/3 on BoringSSL with session tickets, 0-RTT,
-//! 0.5-RTT answers and optional ECH.
+//! h3fleet's own origin server, for tests, benchmarks and `h3fleet serve`:
+//! HTTP/3 with session tickets, 0-RTT and 0.5-RTT answers, on quinn's
+//! standard rustls server ([`rustls_quic_config`], the default) or on
+//! h3fleet's BoringSSL layer (which adds ECH).
 //!
 //! It reports in every response whether the request arrived as early data
 //! (`x-early-data: 1`), which is how clients and tests can see that 0-RTT
 //! really carried the request.
 
 mod h3;
+mod relay;
+mod tls;
 
-pub use self::h3::{H3Origin, OriginStats};
+pub use self::h3::{H3Origin, OriginStats, RequestLog, RequestRecord};
+pub use self::relay::LatencyRelay;
+pub use self::tls::{rustls_quic_config, SelfSigned};
 
 /// Why the origin could not start.
 #[derive(Debug, thiserror::Error)]
@@ -22,4 +27,7 @@ pub enum ServerError {
         /// The operating system's error.
         source: std::io::Error,
     },
+    /// The certificate or key could not be made or used.
+    #[error("certificate: {0}")]
+    Certificate(String),
 }

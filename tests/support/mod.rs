@@ -7,7 +7,6 @@
 pub mod quic;
 pub mod recording;
 pub mod redis;
-pub mod relay;
 pub mod sessions;
 
 use std::net::{TcpListener, UdpSocket};

@@ -45,25 +45,15 @@ impl TestPki {
             .unwrap()
     }
 
-    /// quinn's standard rustls server configuration, with 0-RTT enabled.
+    /// quinn's standard rustls server configuration, with 0-RTT enabled
+    /// (the library's, also used by `h3fleet serve`).
     pub fn rustls_server(&self) -> quinn::ServerConfig {
-        use rustls::pki_types::pem::PemObject;
-        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-        let chain = vec![CertificateDer::from_pem_slice(self.cert_pem.as_bytes()).unwrap()];
-        let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .unwrap();
-        tls.alpn_protocols = vec![b"h3".to_vec()];
-        // rustls issues 0-RTT tickets only from its (default) stateful
-        // session store, not with a stateless ticketer.
-        tls.max_early_data_size = u32::MAX;
-        let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls).unwrap();
-        quinn::ServerConfig::with_crypto(Arc::new(crypto))
+        quinn::ServerConfig::with_crypto(self.rustls_crypto())
+    }
+
+    /// The same, as the crypto layer an `H3Origin` takes.
+    pub fn rustls_crypto(&self) -> Arc<dyn quinn::crypto::ServerConfig> {
+        h3fleet::server::rustls_quic_config(self.cert_pem.as_bytes(), self.key_pem.as_bytes()).unwrap()
     }
 
     /// quinn's standard rustls client configuration trusting this CA.

@@ -1,0 +1,184 @@
+//! `h3fleet get`: one request, curl-style, through the shared session cache.
+
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::Args;
+use h3fleet::cache::{backend_from_uri, ErrorCallback};
+use h3fleet::{Response, Session};
+
+use super::CliError;
+
+#[derive(Debug, Args)]
+pub(crate) struct GetArgs {
+    /// The https:// URL to request.
+    url: String,
+    /// Session-cache backend URI, or `none` for memory only (default: the
+    /// embedded SQLite file under the user's cache directory).
+    #[arg(long)]
+    cache: Option<String>,
+    /// Client profile; its name is part of every cache key.
+    #[arg(long, default_value = h3fleet::DEFAULT_PRESET)]
+    preset: String,
+    /// Session identifier: tickets are shared only between equal identifiers.
+    #[arg(long)]
+    id: Option<String>,
+    /// Trust only the roots in this PEM file (instead of the system's).
+    #[arg(long)]
+    cacert: Vec<PathBuf>,
+    /// Connect to ADDR for HOST:PORT (like curl). Repeatable.
+    #[arg(long, value_name = "HOST:PORT:ADDR")]
+    resolve: Vec<String>,
+    /// Look names up at this DNS server (ADDR or ADDR:PORT).
+    #[arg(long, value_name = "ADDR")]
+    dns: Option<String>,
+    /// The request method (default GET, or POST with -d).
+    #[arg(short = 'X', long = "request", value_name = "METHOD")]
+    method: Option<String>,
+    /// A request header, `Name: value`. Repeatable.
+    #[arg(short = 'H', long = "header", value_name = "K: V")]
+    headers: Vec<String>,
+    /// The request body.
+    #[arg(short = 'd', long = "data")]
+    data: Option<String>,
+    /// Write the body to FILE instead of stdout.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Print one JSON line describing the exchange instead of the body.
+    #[arg(long)]
+    json: bool,
+}
+
+/// What `--json` prints.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct GetReport {
+    pub(crate) url: String,
+    pub(crate) status: u16,
+    pub(crate) protocol: String,
+    pub(crate) resumed: bool,
+    pub(crate) early_data: String,
+    pub(crate) ticket_source: String,
+    pub(crate) handshake_ms: f64,
+    pub(crate) total_ms: f64,
+    pub(crate) body_bytes: u64,
+}
+
+fn parse_dns(spec: &str) -> Result<SocketAddr, CliError> {
+    if let Ok(addr) = spec.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let ip: IpAddr = spec
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .map_err(|_| format!("--dns {spec:?}: expected an IP address, optionally with :PORT"))?;
+    Ok(SocketAddr::new(ip, 53))
+}
+
+fn session(args: &GetArgs) -> Result<Session, CliError> {
+    let mut builder = Session::builder().preset(&args.preset);
+    let uri = args.cache.clone().unwrap_or_else(super::default_cache_uri);
+    if uri != "none" {
+        let on_error: ErrorCallback =
+            Arc::new(|op, key, e| tracing::warn!("session cache {op} of {key} failed: {e}"));
+        builder = builder.session_cache(backend_from_uri(&uri)?, Some(on_error));
+    }
+    if let Some(id) = &args.id {
+        builder = builder.session_identifier(id);
+    }
+    if !args.cacert.is_empty() {
+        builder = builder.system_roots(false);
+        for path in &args.cacert {
+            let pem = std::fs::read(path).map_err(|e| format!("--cacert {}: {e}", path.display()))?;
+            builder = builder.add_root_certificate_pem(pem);
+        }
+    }
+    for spec in &args.resolve {
+        builder = builder.resolve_spec(spec);
+    }
+    if let Some(dns) = &args.dns {
+        builder = builder.dns_server(parse_dns(dns)?);
+    }
+    Ok(builder.build()?)
+}
+
+pub(crate) async fn run(args: GetArgs) -> Result<(), CliError> {
+    let session = session(&args)?;
+    let method = match &args.method {
+        Some(m) => http::Method::from_bytes(m.to_ascii_uppercase().as_bytes())
+            .map_err(|_| format!("-X {m:?} is not an HTTP method"))?,
+        None if args.data.is_some() => http::Method::POST,
+        None => http::Method::GET,
+    };
+    let mut request = session.request(method, &args.url);
+    for header in &args.headers {
+        let (name, value) = header
+            .split_once(':')
+            .ok_or_else(|| format!("-H {header:?}: expected `Name: value`"))?;
+        request = request.header(name.trim(), value.trim());
+    }
+    if let Some(data) = &args.data {
+        request = request.body(data.clone().into_bytes());
+    }
+    let started = Instant::now();
+    let outcome = exchange(request, &args).await;
+    let total = started.elapsed();
+    // Keep the tickets this run won, even when the request failed late.
+    session.close().await;
+    let (response_tls, status, body_bytes) = outcome?;
+    if args.json {
+        let report = GetReport {
+            url: args.url.clone(),
+            status,
+            protocol: "h3".to_owned(),
+            resumed: response_tls.resumed,
+            early_data: response_tls.early_data.as_str().to_owned(),
+            ticket_source: response_tls.ticket_source_str().to_owned(),
+            handshake_ms: millis(response_tls.handshake_time),
+            total_ms: millis(total),
+            body_bytes,
+        };
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        tracing::info!(
+            status,
+            resumed = response_tls.resumed,
+            early_data = response_tls.early_data.as_str(),
+            ticket_source = response_tls.ticket_source_str(),
+            total_ms = millis(total),
+            "done"
+        );
+    }
+    Ok(())
+}
+
+/// Sends the request and writes the body where it belongs.
+async fn exchange(
+    request: h3fleet::RequestBuilder,
+    args: &GetArgs,
+) -> Result<(h3fleet::TlsInfo, u16, u64), CliError> {
+    let mut response: Response = request.send().await?;
+    let tls = response.tls().clone();
+    let status = response.status().as_u16();
+    let mut sink: Box<dyn Write> = match (&args.output, args.json) {
+        (Some(path), _) => {
+            Box::new(std::fs::File::create(path).map_err(|e| format!("-o {}: {e}", path.display()))?)
+        }
+        (None, true) => Box::new(std::io::sink()),
+        (None, false) => Box::new(std::io::stdout().lock()),
+    };
+    let mut body_bytes = 0u64;
+    while let Some(chunk) = response.chunk().await? {
+        body_bytes += chunk.len() as u64;
+        sink.write_all(&chunk)?;
+    }
+    sink.flush()?;
+    Ok((tls, status, body_bytes))
+}
+
+fn millis(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 1e5).round() / 100.0
+}

@@ -1,0 +1,380 @@
+//! One HTTP/3 connection: its set-up together with the first request (so
+//! that request can ride in 0-RTT), further requests on it, and its close.
+//!
+//! The 0-RTT path follows what was measured with h3 0.0.8 and quinn 0.11
+//! (see the crate's notes on 0-RTT): the h3 driver is not polled until the
+//! server has said whether it took the early data. If it did not, the first
+//! h3 client (whose control and QPACK streams were lost with the early
+//! data) is dropped unpolled and a new one is built on the same, now
+//! 1-RTT, QUIC connection, and the request is sent again once.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use super::{EarlyData, PreparedRequest};
+use crate::cache::TicketSource;
+use crate::error::Error;
+use crate::quic::{HandshakeData, QuicClientConfig};
+
+type SendRequest = h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>;
+pub(crate) type RequestStream = h3::client::RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>;
+type Driver = h3::client::Connection<h3_quinn::Connection, Bytes>;
+
+/// H3_NO_ERROR (RFC 9114 §8.1): a clean close.
+const H3_NO_ERROR: u32 = 0x100;
+
+/// What the handshake of a connection did.
+#[derive(Debug, Clone)]
+pub(crate) struct Handshake {
+    pub(crate) resumed: bool,
+    pub(crate) early_data: EarlyData,
+    pub(crate) ticket_source: Option<TicketSource>,
+    pub(crate) duration: Duration,
+    pub(crate) alpn: Option<String>,
+}
+
+/// Counts the session tickets a connection has received, so a closing
+/// session can wait for the first one instead of losing it.
+#[derive(Debug, Default)]
+pub(crate) struct Tickets {
+    count: AtomicUsize,
+    arrived: Notify,
+}
+
+impl Tickets {
+    pub(crate) fn add(&self) {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        self.arrived.notify_waiters();
+    }
+
+    pub(crate) fn count(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    /// Waits up to `limit` for at least one ticket. True if one came.
+    pub(crate) async fn wait_first(&self, limit: Duration) -> bool {
+        let first = async {
+            loop {
+                let notified = self.arrived.notified();
+                if self.count() > 0 {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(limit, first).await.is_ok()
+    }
+}
+
+/// Everything needed to open a connection to one origin.
+pub(crate) struct Dial {
+    /// `host:port`, for messages.
+    pub(crate) origin: String,
+    /// The name to verify (and send as SNI unless it is an IP literal).
+    pub(crate) server_name: String,
+    pub(crate) addr: std::net::SocketAddr,
+    pub(crate) endpoint: quinn::Endpoint,
+    /// Carries the session to resume and the ticket sink.
+    pub(crate) tls: QuicClientConfig,
+    pub(crate) transport: Arc<quinn::TransportConfig>,
+    /// Where the offered session came from, if one was offered.
+    pub(crate) ticket_source: Option<TicketSource>,
+    pub(crate) tickets: Arc<Tickets>,
+}
+
+/// An open HTTP/3 connection.
+pub(crate) struct H3Connection {
+    origin: String,
+    quic: quinn::Connection,
+    send: SendRequest,
+    driver: JoinHandle<()>,
+    pub(crate) handshake: Handshake,
+    pub(crate) tickets: Arc<Tickets>,
+}
+
+impl std::fmt::Debug for H3Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("H3Connection")
+            .field("origin", &self.origin)
+            .field("handshake", &self.handshake)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The response head of the first request on a new connection.
+pub(crate) struct FirstExchange {
+    pub(crate) conn: Arc<H3Connection>,
+    pub(crate) stream: RequestStream,
+    pub(crate) head: http::Response<()>,
+    /// The server answered the early request `425 Too Early`, and it was
+    /// sent again after the handshake.
+    pub(crate) retried_too_early: bool,
+}
+
+fn spawn_driver(mut driver: Driver, origin: String) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let end = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
+        if end.is_h3_no_error() {
+            tracing::debug!(%origin, "HTTP/3 connection closed");
+        } else {
+            tracing::debug!(%origin, error = %end, "HTTP/3 connection ended");
+        }
+    })
+}
+
+async fn send_request(send: &mut SendRequest, request: &PreparedRequest) -> Result<RequestStream, BoxedH3> {
+    let head = request.head().map_err(|e| BoxedH3(Box::new(e)))?;
+    let mut stream = send.send_request(head).await.map_err(BoxedH3::from)?;
+    if !request.body.is_empty() {
+        stream
+            .send_data(request.body.clone())
+            .await
+            .map_err(BoxedH3::from)?;
+    }
+    stream.finish().await.map_err(BoxedH3::from)?;
+    Ok(stream)
+}
+
+/// An h3 failure, kept until it can be told apart from a QUIC one.
+struct BoxedH3(crate::error::BoxError);
+
+impl From<h3::error::StreamError> for BoxedH3 {
+    fn from(e: h3::error::StreamError) -> Self {
+        Self(Box::new(e))
+    }
+}
+
+impl From<h3::error::ConnectionError> for BoxedH3 {
+    fn from(e: h3::error::ConnectionError) -> Self {
+        Self(Box::new(e))
+    }
+}
+
+/// The clearest error for a failure on `quic`: the QUIC reason if the
+/// connection is gone (a refused certificate, an unreachable peer), else h3's.
+fn failure(origin: &str, quic: &quinn::Connection, e: BoxedH3) -> Error {
+    match quic.close_reason() {
+        Some(source) => Error::Connection {
+            origin: origin.to_owned(),
+            source,
+        },
+        None => Error::Http {
+            origin: origin.to_owned(),
+            source: e.0,
+        },
+    }
+}
+
+fn handshake_data(quic: &quinn::Connection) -> Option<HandshakeData> {
+    quic.handshake_data()
+        .and_then(|d| d.downcast::<HandshakeData>().ok())
+        .map(|d| *d)
+}
+
+impl H3Connection {
+    /// Opens a connection and sends `request` as its first request: in
+    /// 0-RTT when `request.early_data_ok` and the offered session allows it,
+    /// else after the handshake.
+    pub(crate) async fn open(dial: Dial, request: &PreparedRequest) -> Result<FirstExchange, Error> {
+        let started = Instant::now();
+        let Dial {
+            origin,
+            server_name,
+            addr,
+            endpoint,
+            tls,
+            transport,
+            ticket_source,
+            tickets,
+        } = dial;
+        let mut client = quinn::ClientConfig::new(Arc::new(tls));
+        client.transport_config(transport);
+        let connecting = endpoint
+            .connect_with(client, addr, &server_name)
+            .map_err(|source| Error::Connect {
+                origin: origin.clone(),
+                addr,
+                source,
+            })?;
+        let base = Setup {
+            origin,
+            started,
+            ticket_source,
+            tickets,
+        };
+        let connecting = if request.early_data_ok {
+            match connecting.into_0rtt() {
+                Ok((quic, accepted)) => return base.early(quic, accepted, request).await,
+                Err(connecting) => connecting,
+            }
+        } else {
+            connecting
+        };
+        let quic = connecting.await.map_err(|source| Error::Connection {
+            origin: base.origin.clone(),
+            source,
+        })?;
+        let conn = base.finish(quic, EarlyData::NotAttempted).await?;
+        let (stream, head) = conn.exchange(request).await?;
+        Ok(FirstExchange {
+            conn,
+            stream,
+            head,
+            retried_too_early: false,
+        })
+    }
+
+    /// Sends `request` on this connection and waits for the response head.
+    pub(crate) async fn exchange(
+        &self,
+        request: &PreparedRequest,
+    ) -> Result<(RequestStream, http::Response<()>), Error> {
+        let mut send = self.send.clone();
+        let mut stream = send_request(&mut send, request)
+            .await
+            .map_err(|e| failure(&self.origin, &self.quic, e))?;
+        let head = stream
+            .recv_response()
+            .await
+            .map_err(|e| failure(&self.origin, &self.quic, e.into()))?;
+        Ok((stream, head))
+    }
+
+    /// The QUIC connection is still open.
+    pub(crate) fn is_open(&self) -> bool {
+        self.quic.close_reason().is_none()
+    }
+
+    /// Closes the connection cleanly (`H3_NO_ERROR`).
+    pub(crate) fn close(&self) {
+        self.quic.close(H3_NO_ERROR.into(), b"");
+    }
+
+    /// The error for a failure while reading a response body.
+    pub(crate) fn body_error(&self, e: h3::error::StreamError) -> Error {
+        failure(&self.origin, &self.quic, e.into())
+    }
+}
+
+impl Drop for H3Connection {
+    fn drop(&mut self) {
+        self.close();
+        self.driver.abort();
+    }
+}
+
+/// The parts of a connection set-up shared by its two paths.
+struct Setup {
+    origin: String,
+    started: Instant,
+    ticket_source: Option<TicketSource>,
+    tickets: Arc<Tickets>,
+}
+
+impl Setup {
+    /// Builds the h3 client on a handshaken connection.
+    async fn finish(
+        self,
+        quic: quinn::Connection,
+        early_data: EarlyData,
+    ) -> Result<Arc<H3Connection>, Error> {
+        let duration = self.started.elapsed();
+        let (driver, send) = h3::client::new(h3_quinn::Connection::new(quic.clone()))
+            .await
+            .map_err(|e| failure(&self.origin, &quic, e.into()))?;
+        Ok(self.assemble(quic, driver, send, early_data, duration))
+    }
+
+    fn assemble(
+        self,
+        quic: quinn::Connection,
+        driver: Driver,
+        send: SendRequest,
+        early_data: EarlyData,
+        duration: Duration,
+    ) -> Arc<H3Connection> {
+        let data = handshake_data(&quic);
+        let handshake = Handshake {
+            resumed: data.as_ref().is_some_and(|d| d.resumed),
+            early_data,
+            ticket_source: self.ticket_source,
+            duration,
+            alpn: data
+                .and_then(|d| d.protocol)
+                .map(|p| String::from_utf8_lossy(&p).into_owned()),
+        };
+        tracing::debug!(origin = %self.origin, ?handshake, "HTTP/3 connection ready");
+        Arc::new(H3Connection {
+            driver: spawn_driver(driver, self.origin.clone()),
+            origin: self.origin,
+            quic,
+            send,
+            handshake,
+            tickets: self.tickets,
+        })
+    }
+
+    /// The 0-RTT path: the request leaves with the ClientHello.
+    async fn early(
+        self,
+        quic: quinn::Connection,
+        accepted: quinn::ZeroRttAccepted,
+        request: &PreparedRequest,
+    ) -> Result<FirstExchange, Error> {
+        let (driver, mut send) = h3::client::new(h3_quinn::Connection::new(quic.clone()))
+            .await
+            .map_err(|e| failure(&self.origin, &quic, e.into()))?;
+        let sent = send_request(&mut send, request).await;
+        // Do not poll the h3 driver before the server has decided.
+        let accepted = accepted.await;
+        if let Some(source) = quic.close_reason() {
+            return Err(Error::Connection {
+                origin: self.origin,
+                source,
+            });
+        }
+        if !accepted {
+            tracing::debug!(origin = %self.origin, "0-RTT rejected; sending the request again");
+            // Everything tied to the lost early data goes before any new stream.
+            drop(sent);
+            drop(send);
+            drop(driver);
+            let conn = self.finish(quic, EarlyData::Rejected).await?;
+            let (stream, head) = conn.exchange(request).await?;
+            return Ok(FirstExchange {
+                conn,
+                stream,
+                head,
+                retried_too_early: false,
+            });
+        }
+        let duration = self.started.elapsed();
+        let origin = self.origin.clone();
+        let conn = self.assemble(quic, driver, send, EarlyData::Accepted, duration);
+        let mut stream = sent.map_err(|e| failure(&origin, &conn.quic, e))?;
+        let head = stream.recv_response().await.map_err(|e| conn.body_error(e))?;
+        if head.status() != http::StatusCode::TOO_EARLY {
+            return Ok(FirstExchange {
+                conn,
+                stream,
+                head,
+                retried_too_early: false,
+            });
+        }
+        // RFC 8470 §5.2: the handshake is complete now, so this goes in 1-RTT.
+        tracing::debug!(origin = %origin, "425 Too Early; sending the request again after the handshake");
+        drop(stream);
+        let (stream, head) = conn.exchange(request).await?;
+        Ok(FirstExchange {
+            conn,
+            stream,
+            head,
+            retried_too_early: true,
+        })
+    }
+}

@@ -1,0 +1,63 @@
+//! HTTP connections under a [`Session`](crate::Session): HTTP/3 over quinn
+//! (with the 0-RTT request path) and the per-origin connection pool.
+
+pub(crate) mod h3;
+pub(crate) mod pool;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method};
+
+/// A request ready to go on the wire, kept whole so it can be sent again
+/// after a 0-RTT rejection or a `425 Too Early`.
+#[derive(Debug, Clone)]
+pub(crate) struct PreparedRequest {
+    pub(crate) method: Method,
+    /// Absolute `https://` URI (no fragment).
+    pub(crate) uri: http::Uri,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
+    /// Whether this request may ride in 0-RTT early data.
+    pub(crate) early_data_ok: bool,
+}
+
+impl PreparedRequest {
+    pub(crate) fn head(&self) -> Result<http::Request<()>, http::Error> {
+        let mut request = http::Request::builder()
+            .method(self.method.clone())
+            .uri(self.uri.clone())
+            .body(())?;
+        *request.headers_mut() = self.headers.clone();
+        Ok(request)
+    }
+}
+
+/// Methods whose requests a server may see twice without harm (RFC 9110
+/// §9.2.2), and so may be sent as replayable early data when they carry no
+/// body.
+pub(crate) fn is_replay_safe(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// What happened to early data on a request's connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EarlyData {
+    /// The request did not go as early data (no ticket allowing it, a
+    /// request that is not replay-safe, a reused connection, or the policy).
+    NotAttempted,
+    /// The request went in 0-RTT and the server took it.
+    Accepted,
+    /// The request went in 0-RTT, the server refused the early data, and
+    /// the request was sent again after the handshake.
+    Rejected,
+}
+
+impl EarlyData {
+    /// `not_attempted`, `accepted` or `rejected`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NotAttempted => "not_attempted",
+            Self::Accepted => "accepted",
+            Self::Rejected => "rejected",
+        }
+    }
+}

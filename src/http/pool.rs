@@ -1,0 +1,82 @@
+//! Open connections, one per origin (and session identifier), reused for
+//! many requests until they close or sit idle too long.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use super::h3::H3Connection;
+
+/// Which connections may be shared: same identifier, host and port.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct PoolKey {
+    pub(crate) identifier: Option<String>,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+}
+
+struct Entry {
+    conn: Arc<H3Connection>,
+    last_used: Instant,
+}
+
+/// The connection pool of a session.
+pub(crate) struct Pool {
+    idle_timeout: Duration,
+    entries: Mutex<HashMap<PoolKey, Entry>>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("idle_timeout", &self.idle_timeout)
+            .field("open", &self.len())
+            .finish()
+    }
+}
+
+impl Pool {
+    pub(crate) fn new(idle_timeout: Duration) -> Self {
+        Self {
+            idle_timeout,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<PoolKey, Entry>> {
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// An open connection for `key`, if one is open and not idle too long.
+    /// Closed and idle connections found on the way are dropped (closing
+    /// them once no response still reads from them).
+    pub(crate) fn checkout(&self, key: &PoolKey) -> Option<Arc<H3Connection>> {
+        let now = Instant::now();
+        let mut entries = self.entries();
+        entries.retain(|_, e| e.conn.is_open() && now.duration_since(e.last_used) < self.idle_timeout);
+        let entry = entries.get_mut(key)?;
+        entry.last_used = now;
+        Some(Arc::clone(&entry.conn))
+    }
+
+    /// Keeps `conn` for `key` (replacing an older one).
+    pub(crate) fn insert(&self, key: PoolKey, conn: Arc<H3Connection>) {
+        self.entries().insert(
+            key,
+            Entry {
+                conn,
+                last_used: Instant::now(),
+            },
+        );
+    }
+
+    /// Removes and returns every connection.
+    pub(crate) fn drain(&self) -> Vec<Arc<H3Connection>> {
+        self.entries().drain().map(|(_, e)| e.conn).collect()
+    }
+
+    /// The number of connections held.
+    pub(crate) fn len(&self) -> usize {
+        self.entries().len()
+    }
+}

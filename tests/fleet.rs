@@ -1,0 +1,184 @@
+//! The fleet claim with real processes: an `h3fleet serve` origin process,
+//! and two `h3fleet get` replica processes sharing one backend (a real
+//! redis-server, or one SQLite file). The first replica pays a full
+//! handshake; the second resumes its ticket from the backend and its
+//! request arrives at the origin as 0-RTT early data.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use h3fleet::server::LatencyRelay;
+use serde_json::Value;
+
+fn h3fleet() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_h3fleet"))
+}
+
+/// An `h3fleet serve` process, with the JSON lines it printed.
+struct Serve {
+    child: Child,
+    addr: std::net::SocketAddr,
+    cert: String,
+    lines: Arc<Mutex<Vec<Value>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Serve {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = dir.path().join("origin.pem");
+        let mut child = h3fleet()
+            .args(["serve", "--listen", "127.0.0.1:0", "--cert-out"])
+            .arg(&cert)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        stdout.read_line(&mut first).unwrap();
+        let hello: Value = serde_json::from_str(&first).expect("serve prints JSON first");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&lines);
+        std::thread::spawn(move || {
+            for line in stdout.lines() {
+                let Ok(line) = line else { return };
+                sink.lock().unwrap().push(serde_json::from_str(&line).unwrap());
+            }
+        });
+        Self {
+            child,
+            addr: hello["listen"].as_str().unwrap().parse().unwrap(),
+            cert: hello["cert"].as_str().unwrap().to_owned(),
+            lines,
+            _dir: dir,
+        }
+    }
+
+    /// The request log lines, waiting briefly for `n` of them.
+    async fn requests(&self, n: usize) -> Vec<Value> {
+        for _ in 0..100 {
+            if self.lines.lock().unwrap().len() >= n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.lines.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn get(relay: &LatencyRelay, serve: &Serve, cache: &str, extra: &[&str]) -> Value {
+    let port = relay.addr().port();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_h3fleet"))
+        .args(["get", &format!("https://localhost:{port}/fleet"), "--json"])
+        .args(["--cache", cache, "--cacert", &serve.cert])
+        .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
+        .args(extra)
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+async fn second_process_resumes_from(cache: &str) {
+    let serve = Serve::start();
+    let relay = LatencyRelay::start(serve.addr, Duration::from_millis(20))
+        .await
+        .unwrap();
+    let first = get(&relay, &serve, cache, &[]).await;
+    assert_eq!(first["status"], 200, "{first}");
+    assert_eq!(first["protocol"], "h3");
+    assert_eq!(first["ticket_source"], "none", "{first}");
+    assert_eq!(first["resumed"], false);
+    assert_eq!(first["body_bytes"], "h3fleet origin: GET /fleet\n".len());
+    let second = get(&relay, &serve, cache, &[]).await;
+    assert_eq!(second["ticket_source"], "backend", "{second}");
+    assert_eq!(second["resumed"], true, "{second}");
+    assert_eq!(second["early_data"], "accepted", "{second}");
+    let seen = serve.requests(2).await;
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(seen[0]["early_data"], false);
+    assert_eq!(
+        seen[1]["early_data"], true,
+        "the origin did not see 0-RTT: {seen:?}"
+    );
+    assert_eq!(seen[1]["resumed"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_get_process_resumes_with_0rtt_through_redis() {
+    let redis = support::redis::RedisServer::start();
+    second_process_resumes_from(&redis.uri()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_get_process_resumes_with_0rtt_through_one_sqlite_file() {
+    let dir = tempfile::tempdir().unwrap();
+    second_process_resumes_from(&format!("sqlite:{}", dir.path().join("fleet.db").display())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_with_different_ids_do_not_share_tickets() {
+    let redis = support::redis::RedisServer::start();
+    let serve = Serve::start();
+    let relay = LatencyRelay::start(serve.addr, Duration::from_millis(2))
+        .await
+        .unwrap();
+    get(&relay, &serve, &redis.uri(), &["--id", "alice"]).await;
+    let bob = get(&relay, &serve, &redis.uri(), &["--id", "bob"]).await;
+    assert_eq!(
+        (&bob["ticket_source"], &bob["resumed"]),
+        (&"none".into(), &false.into())
+    );
+    let alice = get(&relay, &serve, &redis.uri(), &["--id", "alice"]).await;
+    assert_eq!(alice["ticket_source"], "backend");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_defaults_to_the_embedded_sqlite_file_under_xdg_cache_home() {
+    let serve = Serve::start();
+    let home = tempfile::tempdir().unwrap();
+    let port = serve.addr.port();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_h3fleet"))
+        .args([
+            "get",
+            &format!("https://localhost:{port}/"),
+            "--cacert",
+            &serve.cert,
+        ])
+        .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
+        .env("XDG_CACHE_HOME", home.path())
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "h3fleet origin: GET /\n");
+    assert!(home.path().join("h3fleet/cache.db").is_file());
+}
+
+#[test]
+fn get_of_an_unreachable_backend_still_answers() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let serve = Serve::start();
+        let relay = LatencyRelay::start(serve.addr, Duration::from_millis(2))
+            .await
+            .unwrap();
+        let dead = format!("redis://127.0.0.1:{}", support::free_port(None));
+        let report = get(&relay, &serve, &dead, &[]).await;
+        assert_eq!(report["status"], 200);
+        assert_eq!(report["ticket_source"], "none");
+    });
+}
