@@ -21,21 +21,39 @@
 //!
 //! ## What is built so far
 //!
-//! The foundation every protocol stands on: the [`cache`] module. It holds
-//! the backend contract ([`cache::SessionCacheBackend`]), the backends
-//! (in-memory, SQLite, Redis, Redis Cluster), the key formats, the versioned
-//! session envelope, and [`cache::PersistableSessionCache`], which puts a
-//! local LRU in front of a backend with bounded, single-flight reads and
-//! background writes.
+//! [`Session`] is the HTTP/3 client: a reqwest-style builder, one QUIC
+//! connection per origin, and the fleet path. Before a new connection it asks
+//! the session cache for a ticket (this process's memory, then the shared
+//! backend); with one that allows early data, a replay-safe first request
+//! leaves in 0-RTT with the ClientHello, and a refused 0-RTT or a
+//! `425 Too Early` is sent again transparently. [`Response::tls`] says what
+//! happened.
 //!
-//! The [`quic`] module is quinn's crypto layer on BoringSSL: a QUIC client
-//! session can be exported when the server sends a ticket (as a
-//! [`cache::CachedSession`], ready for the cache) and imported by another
-//! process before its handshake, with 0-RTT. Its server side is h3fleet's
-//! own origin, with tickets, 0-RTT, 0.5-RTT answers and ECH keys. The HTTP/3
-//! `Session`, HTTP/2, HTTP/1.1 and DNS-driven ECH build on these next.
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use h3fleet::{cache::backend_from_uri, EarlyData, Session};
 //!
-//! ## A short tour
+//! let session = Session::builder()
+//!     .session_cache(backend_from_uri("redis://10.0.0.5:6379")?, None)
+//!     .build()?;
+//! let response = session.get("https://example.com/").send().await?;
+//! if response.tls().early_data == EarlyData::Accepted {
+//!     println!("another replica's ticket saved us a round trip");
+//! }
+//! session.close().await; // keeps tickets still on their way
+//! # Ok(()) }
+//! ```
+//!
+//! Underneath: the [`cache`] module holds the backend contract
+//! ([`cache::SessionCacheBackend`]), the backends (in-memory, SQLite, Redis,
+//! Redis Cluster), the key formats, the versioned session envelope, and
+//! [`cache::PersistableSessionCache`], a local LRU in front of a backend with
+//! bounded, single-flight reads and background writes. The [`quic`] module is
+//! quinn's crypto layer on BoringSSL, whose client sessions can be exported
+//! and imported by another process. HTTP/2, HTTP/1.1 and DNS-driven ECH come
+//! next.
+//!
+//! ## The cache on its own
 //!
 //! ```
 //! use std::sync::Arc;
@@ -77,7 +95,7 @@
 //! | `sqlite` | [`cache::SqliteBackend`], the embedded default (bundled SQLite) |
 //! | `redis` | [`cache::RedisBackend`] |
 //! | `redis-cluster` | [`cache::RedisClusterBackend`] |
-//! | `server` | [`server::H3Origin`], h3fleet's own HTTP/3 origin (tests, benchmarks, `serve`) |
+//! | `server` | [`server::H3Origin`], h3fleet's own HTTP/3 origin (tests, benchmarks, `serve`), on rustls or BoringSSL |
 //! | `cli` | the `h3fleet` command-line tool |
 //!
 //! BoringSSL (through `boring-sys`) is always built: it needs `cmake`, a C

@@ -23,6 +23,11 @@ use crate::http::{is_replay_safe, PreparedRequest};
 use crate::preset::Preset;
 use crate::quic::QuicClientConfig;
 
+/// How long [`Session::close`] lets closed connections drain, so their
+/// CONNECTION_CLOSE leaves before the process may exit. Short: the frame
+/// leaves at once; the rest of draining is only the peer's retransmissions.
+const CLOSE_DRAIN_WAIT: Duration = Duration::from_millis(50);
+
 /// When a first request may be sent as 0-RTT early data.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -95,16 +100,14 @@ impl TlsInfo {
 ///   exits.
 ///
 /// ```no_run
-/// # async fn run() -> Result<(), h3fleet::Error> {
-/// use std::sync::Arc;
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// use h3fleet::{cache::backend_from_uri, Session};
 ///
-/// let backend = backend_from_uri("redis://10.0.0.5:6379").await.map_err(|e| {
-///     h3fleet::Error::Config(e.to_string())
-/// })?;
+/// let backend = backend_from_uri("redis://10.0.0.5:6379")?;
 /// let session = Session::builder().session_cache(backend, None).build()?;
 /// let response = session.get("https://example.com/").send().await?;
 /// println!("{} resumed={}", response.status(), response.tls().resumed);
+/// println!("{}", response.text().await?);
 /// session.close().await;
 /// # Ok(()) }
 /// ```
@@ -394,7 +397,7 @@ impl Session {
         // Let the CONNECTION_CLOSE frames leave before the process may exit.
         for endpoint in [self.inner.v4.get(), self.inner.v6.get()].into_iter().flatten() {
             let left = deadline.saturating_duration_since(Instant::now());
-            let _ = tokio::time::timeout(left.min(Duration::from_millis(200)), endpoint.wait_idle()).await;
+            let _ = tokio::time::timeout(left.min(CLOSE_DRAIN_WAIT), endpoint.wait_idle()).await;
         }
         complete
     }
