@@ -17,7 +17,7 @@ use crate::cache::{
 use crate::dns::{parse_override, Resolver, Upstream};
 use crate::error::Error;
 use crate::http::h3::{Dial, H3Connection, RequestStream, Tickets};
-use crate::http::pool::{Pool, PoolKey};
+use crate::http::pool::{Opening, Pool, PoolKey};
 pub use crate::http::EarlyData;
 use crate::http::{is_replay_safe, PreparedRequest};
 use crate::preset::Preset;
@@ -230,7 +230,8 @@ impl SessionBuilder {
         self
     }
 
-    /// The longest a request may take up to its response head. Default none.
+    /// The longest a request may take, from sending it to the last byte of
+    /// its body. Default none.
     pub fn timeout(mut self, limit: Duration) -> Self {
         self.timeout = Some(limit);
         self
@@ -424,12 +425,31 @@ impl Session {
             port,
         };
         if let Some(conn) = self.inner.pool.checkout(&key) {
-            let (stream, head) = conn.exchange(&request).await?;
-            let mut tls = tls_info(&conn);
-            tls.connection_reused = true;
-            tls.early_data = EarlyData::NotAttempted;
-            return Ok(Response::new(url, head, stream, conn, tls));
+            match reuse(&conn, &request).await {
+                Ok((stream, head, tls)) => return Ok(Response::new(url, head, stream, conn, tls)),
+                // The pooled connection died under the request (the server
+                // closed it while idle): a request that is safe to repeat goes
+                // on a new connection, as reqwest does.
+                Err(e) if !conn.is_open() && is_replay_safe(&request.method) => {
+                    tracing::debug!(error = %e, "pooled connection closed; retrying on a new one");
+                }
+                Err(e) => return Err(e),
+            }
         }
+        let guard = match self.inner.pool.opening(&key) {
+            Opening::Lead(guard) => Some(guard),
+            Opening::Follow(mut opened) => {
+                // Another request is opening this origin's connection: use it
+                // when it is ready, or open our own if it failed.
+                if let Ok(conn) = opened.wait_for(Option::is_some).await.map(|c| c.clone()) {
+                    if let Some(conn) = conn.filter(|c| c.is_open()) {
+                        let (stream, head, tls) = reuse(&conn, &request).await?;
+                        return Ok(Response::new(url, head, stream, conn, tls));
+                    }
+                }
+                None
+            }
+        };
         let setup = tokio::time::timeout(self.inner.connect_timeout, self.open(&host, port, &request));
         let first = setup.await.map_err(|_| Error::Timeout {
             what: "connecting",
@@ -437,7 +457,10 @@ impl Session {
         })??;
         let mut tls = tls_info(&first.conn);
         tls.retried_too_early = first.retried_too_early;
-        self.inner.pool.insert(key, Arc::clone(&first.conn));
+        match guard {
+            Some(guard) => guard.publish(&first.conn),
+            None => self.inner.pool.insert(key, Arc::clone(&first.conn)),
+        }
         Ok(Response::new(url, first.head, first.stream, first.conn, tls))
     }
 
@@ -494,6 +517,18 @@ impl Session {
         }
         Ok(first)
     }
+}
+
+/// Sends `request` on an open connection.
+async fn reuse(
+    conn: &H3Connection,
+    request: &PreparedRequest,
+) -> Result<(RequestStream, http::Response<()>, TlsInfo), Error> {
+    let (stream, head) = conn.exchange(request).await?;
+    let mut tls = tls_info(conn);
+    tls.connection_reused = true;
+    tls.early_data = EarlyData::NotAttempted;
+    Ok((stream, head, tls))
 }
 
 fn tls_info(conn: &H3Connection) -> TlsInfo {
@@ -559,7 +594,8 @@ impl RequestBuilder {
         self
     }
 
-    /// The longest this request may take up to its response head.
+    /// The longest this request may take, from sending it to the last byte
+    /// of its body.
     pub fn timeout(mut self, limit: Duration) -> Self {
         self.timeout = Some(limit);
         self
@@ -607,15 +643,18 @@ impl RequestBuilder {
         let span = tracing::debug_span!("request", method = %request.method, url = %url);
         let limit = self.timeout.or(inner.timeout);
         let work = self.session.execute(request, url).instrument(span);
-        match limit {
-            Some(limit) => tokio::time::timeout(limit, work)
-                .await
-                .map_err(|_| Error::Timeout {
-                    what: "the request",
-                    after: limit,
-                })?,
-            None => work.await,
-        }
+        let Some(limit) = limit else {
+            return work.await;
+        };
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut response = tokio::time::timeout_at(deadline, work)
+            .await
+            .map_err(|_| Error::Timeout {
+                what: "the request",
+                after: limit,
+            })??;
+        response.deadline = Some((deadline, limit));
+        Ok(response)
     }
 }
 
@@ -627,6 +666,8 @@ pub struct Response {
     tls: TlsInfo,
     stream: Option<RequestStream>,
     conn: Arc<H3Connection>,
+    /// When the request's time limit runs out for the body, and the limit.
+    deadline: Option<(tokio::time::Instant, Duration)>,
 }
 
 impl std::fmt::Debug for Response {
@@ -656,6 +697,7 @@ impl Response {
             tls,
             stream: Some(stream),
             conn,
+            deadline: None,
         }
     }
 
@@ -693,7 +735,16 @@ impl Response {
         let Some(stream) = &mut self.stream else {
             return Ok(None);
         };
-        match stream.recv_data().await {
+        let received = match self.deadline {
+            Some((deadline, limit)) => tokio::time::timeout_at(deadline, stream.recv_data())
+                .await
+                .map_err(|_| Error::Timeout {
+                    what: "the request",
+                    after: limit,
+                })?,
+            None => stream.recv_data().await,
+        };
+        match received {
             Ok(Some(mut data)) => Ok(Some(data.copy_to_bytes(data.remaining()))),
             Ok(None) => {
                 self.stream = None;

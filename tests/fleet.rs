@@ -30,11 +30,16 @@ struct Serve {
 
 impl Serve {
     fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    fn start_with(extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let cert = dir.path().join("origin.pem");
         let mut child = h3fleet()
             .args(["serve", "--listen", "127.0.0.1:0", "--cert-out"])
             .arg(&cert)
+            .args(extra)
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
@@ -181,4 +186,33 @@ fn get_of_an_unreachable_backend_still_answers() {
         assert_eq!(report["status"], 200);
         assert_eq!(report["ticket_source"], "none");
     });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_looks_names_up_at_the_dns_server_given() {
+    let serve = Serve::start_with(&["--name", "origin.fleet.test"]);
+    let dns = support::dns::DnsServer::start(
+        "fleet.test.",
+        &[("origin.fleet.test.", std::net::Ipv4Addr::LOCALHOST)],
+    )
+    .await;
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_h3fleet"))
+        .arg("get")
+        .arg(format!("https://origin.fleet.test:{}/named", serve.addr.port()))
+        .args([
+            "--cache",
+            "none",
+            "--cacert",
+            &serve.cert,
+            "--dns",
+            &dns.addr().to_string(),
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "h3fleet origin: GET /named\n"
+    );
 }

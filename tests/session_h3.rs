@@ -379,3 +379,111 @@ fn unknown_preset_names_the_known_ones() {
     let err = Session::builder().preset("chrome-131").build().unwrap_err();
     assert!(err.to_string().contains("known presets: default"), "{err}");
 }
+
+/// The server closes the pooled connection while a GET is on its way (the
+/// close needs 100 ms to reach the client, so the client sends the GET on
+/// it): the GET is sent again on a new connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_on_a_pooled_connection_the_server_closed_is_sent_again_on_a_new_one() {
+    let pki = TestPki::new();
+    let origin = bind(&pki, Stack::Rustls, "127.0.0.1:0".parse().unwrap());
+    let relay = LatencyRelay::start(origin.local_addr().unwrap(), Duration::from_millis(200))
+        .await
+        .unwrap();
+    let port = relay.addr().port();
+    let session = Session::builder()
+        .system_roots(false)
+        .add_root_certificate_pem(pki.ca_pem.as_bytes())
+        .resolve("localhost", port, &["127.0.0.1".parse().unwrap()])
+        .build()
+        .unwrap();
+    let url = format!("https://localhost:{port}/");
+    session.get(&url).send().await.unwrap().bytes().await.unwrap();
+    origin.close_connections();
+    let response = session.get(&url).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(!response.tls().connection_reused);
+    assert_eq!(response.text().await.unwrap(), "h3fleet origin: GET /\n");
+    assert_eq!(origin.stats().connections(), 2);
+    assert_eq!(origin.stats().requests(), 2);
+}
+
+#[tokio::test]
+async fn names_resolve_through_the_chosen_dns_server() {
+    let origin = Origin::start(Stack::Rustls).await;
+    let dns = support::dns::DnsServer::start(
+        "fleet.test.",
+        &[("origin.fleet.test.", std::net::Ipv4Addr::LOCALHOST)],
+    )
+    .await;
+    let session = Session::builder()
+        .system_roots(false)
+        .add_root_certificate_pem(origin.pki.ca_pem.as_bytes())
+        .dns_server(dns.addr())
+        .build()
+        .unwrap();
+    let port = origin.relay.addr().port();
+    let response = session
+        .get(&format!("https://origin.fleet.test:{port}/dns"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.text().await.unwrap(), "h3fleet origin: GET /dns\n");
+    let err = session
+        .get(&format!("https://missing.fleet.test:{port}/"))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Dns(_)), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_requests_share_one_connection() {
+    let origin = Origin::start(Stack::Rustls).await;
+    let session = origin.session().build().unwrap();
+    let requests: Vec<_> = (0..8)
+        .map(|i| {
+            let (session, url) = (session.clone(), origin.url(&format!("/{i}")));
+            tokio::spawn(async move { session.get(&url).send().await.unwrap().text().await.unwrap() })
+        })
+        .collect();
+    for (i, request) in requests.into_iter().enumerate() {
+        assert_eq!(request.await.unwrap(), format!("h3fleet origin: GET /{i}\n"));
+    }
+    assert_eq!(origin.origin.stats().connections(), 1);
+}
+
+#[tokio::test]
+async fn body_arrives_in_pieces_and_the_time_limit_covers_it() {
+    let origin = Origin::start(Stack::Rustls).await;
+    let session = origin.session().build().unwrap();
+    let mut response = session.get(&origin.url("/drip")).send().await.unwrap();
+    let mut pieces = Vec::new();
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        pieces.push(chunk);
+    }
+    assert!(pieces.len() >= 2, "{pieces:?}");
+    assert_eq!(pieces.concat(), b"drip 0\ndrip 1\ndrip 2\ndrip 3\ndrip 4\n");
+
+    // The head comes at once; the last piece 400 ms later, past the limit.
+    let response = session
+        .get(&origin.url("/drip"))
+        .timeout(Duration::from_millis(250))
+        .send()
+        .await
+        .unwrap();
+    let err = response.bytes().await.unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+}
+
+#[tokio::test]
+async fn time_limit_shorter_than_the_round_trip_is_a_timeout_error() {
+    let origin = Origin::start(Stack::Rustls).await;
+    let session = origin
+        .session()
+        .timeout(Duration::from_millis(5))
+        .build()
+        .unwrap();
+    let err = session.get(&origin.url("/")).send().await.unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+}

@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use tokio::sync::watch;
+
 use super::h3::H3Connection;
 
 /// Which connections may be shared: same identifier, host and port.
@@ -24,6 +26,43 @@ struct Entry {
 pub(crate) struct Pool {
     idle_timeout: Duration,
     entries: Mutex<HashMap<PoolKey, Entry>>,
+    /// Connections being opened: later requests to the same origin wait for
+    /// them instead of opening their own (one handshake, one ticket used).
+    connecting: Mutex<HashMap<PoolKey, watch::Receiver<Option<Arc<H3Connection>>>>>,
+}
+
+/// What a request without an open connection does.
+pub(crate) enum Opening<'a> {
+    /// Open the connection; others wait on it until the guard is dropped.
+    Lead(OpenGuard<'a>),
+    /// Wait for the connection another request is opening.
+    Follow(watch::Receiver<Option<Arc<H3Connection>>>),
+}
+
+/// Held by the request opening a connection. Publishing hands the
+/// connection to the pool and to waiting requests; dropping it without
+/// publishing (a failure) lets them open their own.
+pub(crate) struct OpenGuard<'a> {
+    pool: &'a Pool,
+    key: PoolKey,
+    done: watch::Sender<Option<Arc<H3Connection>>>,
+}
+
+impl OpenGuard<'_> {
+    pub(crate) fn publish(self, conn: &Arc<H3Connection>) {
+        self.pool.insert(self.key.clone(), Arc::clone(conn));
+        self.done.send_replace(Some(Arc::clone(conn)));
+    }
+}
+
+impl Drop for OpenGuard<'_> {
+    fn drop(&mut self) {
+        self.pool
+            .connecting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.key);
+    }
 }
 
 impl std::fmt::Debug for Pool {
@@ -40,7 +79,23 @@ impl Pool {
         Self {
             idle_timeout,
             entries: Mutex::new(HashMap::new()),
+            connecting: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Whether to open a connection for `key` or wait for one being opened.
+    pub(crate) fn opening(&self, key: &PoolKey) -> Opening<'_> {
+        let mut connecting = self.connecting.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(rx) = connecting.get(key) {
+            return Opening::Follow(rx.clone());
+        }
+        let (done, rx) = watch::channel(None);
+        connecting.insert(key.clone(), rx);
+        Opening::Lead(OpenGuard {
+            pool: self,
+            key: key.clone(),
+            done,
+        })
     }
 
     fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<PoolKey, Entry>> {

@@ -1,14 +1,19 @@
 //! The HTTP/3 side of the origin.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::{Request, Response, StatusCode};
 
 use super::ServerError;
 use crate::quic::HandshakeData;
+
+/// `/drip` sends its body in this many pieces, this far apart.
+const DRIP_CHUNKS: usize = 5;
+const DRIP_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// The largest request body the origin reads (it echoes bodies back).
 const MAX_BODY: usize = 1 << 20;
@@ -81,6 +86,8 @@ pub type RequestLog = Arc<dyn Fn(&RequestRecord) + Send + Sync>;
 /// - The path `/too-early` answers `425 Too Early` to a request that came as
 ///   early data (RFC 8470), and `200 OK` otherwise: clients use it to test
 ///   their retry.
+/// - The path `/drip` sends its body as five lines 100 ms apart, for tests
+///   of streaming and of time limits.
 /// - Stopping ([`close`](Self::close) or drop) closes every connection.
 ///
 /// The TLS stack is the caller's: [`rustls_quic_config`](super::rustls_quic_config)
@@ -88,9 +95,17 @@ pub type RequestLog = Arc<dyn Fn(&RequestRecord) + Send + Sync>;
 /// h3fleet's BoringSSL [`QuicServerConfig`](crate::quic::QuicServerConfig).
 pub struct H3Origin {
     endpoint: quinn::Endpoint,
-    stats: Arc<OriginStats>,
-    log: Arc<RwLock<Option<RequestLog>>>,
+    shared: Arc<Shared>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// What the origin's tasks share.
+#[derive(Default)]
+struct Shared {
+    stats: OriginStats,
+    log: RwLock<Option<RequestLog>>,
+    /// Open connections, by quinn's stable id.
+    open: Mutex<HashMap<usize, quinn::Connection>>,
 }
 
 impl std::fmt::Debug for H3Origin {
@@ -111,25 +126,36 @@ impl H3Origin {
         let config = quinn::ServerConfig::with_crypto(tls);
         let endpoint =
             quinn::Endpoint::server(config, addr).map_err(|source| ServerError::Bind { addr, source })?;
-        let stats = Arc::new(OriginStats::default());
-        let log = Arc::new(RwLock::new(None));
-        let task = tokio::spawn(accept_loop(
-            endpoint.clone(),
-            Arc::clone(&stats),
-            Arc::clone(&log),
-        ));
+        let shared = Arc::new(Shared::default());
+        let task = tokio::spawn(accept_loop(endpoint.clone(), Arc::clone(&shared)));
         Ok(Self {
             endpoint,
-            stats,
-            log,
+            shared,
             task,
         })
     }
 
     /// Hands every answered request to `log` (or stops, with `None`).
     pub fn set_request_log(&self, log: Option<RequestLog>) {
-        if let Ok(mut slot) = self.log.write() {
+        if let Ok(mut slot) = self.shared.log.write() {
             *slot = log;
+        }
+    }
+
+    /// Closes every open connection (`H3_NO_ERROR`), as a server that drops
+    /// idle connections does, and keeps accepting new ones.
+    pub fn close_connections(&self) {
+        let open: Vec<quinn::Connection> = self
+            .shared
+            .open
+            .lock()
+            .map(|open| open.values().cloned().collect())
+            .unwrap_or_default();
+        for conn in open {
+            conn.close(
+                quinn::VarInt::from_u32(H3_NO_ERROR_U32),
+                b"origin closing connections",
+            );
         }
     }
 
@@ -140,7 +166,7 @@ impl H3Origin {
 
     /// What it has served so far.
     pub fn stats(&self) -> &OriginStats {
-        &self.stats
+        &self.shared.stats
     }
 
     /// Closes every connection and stops accepting.
@@ -156,15 +182,11 @@ impl Drop for H3Origin {
     }
 }
 
-async fn accept_loop(
-    endpoint: quinn::Endpoint,
-    stats: Arc<OriginStats>,
-    log: Arc<RwLock<Option<RequestLog>>>,
-) {
+async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
     while let Some(incoming) = endpoint.accept().await {
-        let (stats, log) = (Arc::clone(&stats), Arc::clone(&log));
+        let shared = Arc::clone(&shared);
         tokio::spawn(async move {
-            if let Err(e) = serve_connection(incoming, stats, log).await {
+            if let Err(e) = serve_connection(incoming, shared).await {
                 tracing::debug!(error = %e, "origin connection ended");
             }
         });
@@ -189,13 +211,10 @@ fn handshake_data(conn: &quinn::Connection) -> Option<HandshakeData> {
 }
 
 /// H3_NO_ERROR (RFC 9114 §8.1).
-const H3_NO_ERROR: u64 = 0x100;
+const H3_NO_ERROR_U32: u32 = 0x100;
+const H3_NO_ERROR: u64 = H3_NO_ERROR_U32 as u64;
 
-async fn serve_connection(
-    incoming: quinn::Incoming,
-    stats: Arc<OriginStats>,
-    log: Arc<RwLock<Option<RequestLog>>>,
-) -> Result<(), BoxError> {
+async fn serve_connection(incoming: quinn::Incoming, shared: Arc<Shared>) -> Result<(), BoxError> {
     let mut connecting = incoming.accept()?;
     // Wait for the whole ClientHello first. A ClientHello (large with a
     // ticket) can span two datagrams, and until it is read quinn knows none
@@ -210,17 +229,25 @@ async fn serve_connection(
         Ok((conn, _)) => conn,
         Err(connecting) => connecting.await?,
     };
+    let stats = &shared.stats;
     stats.connections.fetch_add(1, Ordering::Relaxed);
-    let served = serve_requests(&conn, &stats, &log).await;
+    let id = conn.stable_id();
+    if let Ok(mut open) = shared.open.lock() {
+        open.insert(id, conn.clone());
+    }
+    let served = serve_requests(&conn, &shared).await;
+    if let Ok(mut open) = shared.open.lock() {
+        open.remove(&id);
+    }
     let clean = match &served {
         Err(e) => e.is_h3_no_error(),
         Ok(()) => matches!(conn.closed().await,
             quinn::ConnectionError::ApplicationClosed(c) if u64::from(c.error_code) == H3_NO_ERROR),
     };
     let counter = if clean {
-        &stats.clean_closes
+        &shared.stats.clean_closes
     } else {
-        &stats.error_closes
+        &shared.stats.error_closes
     };
     counter.fetch_add(1, Ordering::Relaxed);
     served.map_err(Into::into)
@@ -228,12 +255,11 @@ async fn serve_connection(
 
 async fn serve_requests(
     conn: &quinn::Connection,
-    stats: &Arc<OriginStats>,
-    log: &Arc<RwLock<Option<RequestLog>>>,
+    shared: &Arc<Shared>,
 ) -> Result<(), h3::error::ConnectionError> {
     let mut h3 = h3::server::Connection::new(h3_quinn::Connection::new(conn.clone())).await?;
     while let Some(resolver) = h3.accept().await? {
-        let (stats, log, conn) = (Arc::clone(stats), Arc::clone(log), conn.clone());
+        let (shared, conn) = (Arc::clone(shared), conn.clone());
         tokio::spawn(async move {
             let Ok((request, stream)) = resolver.resolve_request().await else {
                 return;
@@ -246,10 +272,10 @@ async fn serve_requests(
                 resumed: data.as_ref().is_some_and(|d| d.resumed),
                 status: 0,
             };
-            match answer(request, stream, record.early_data, &stats).await {
+            match answer(request, stream, record.early_data, &shared.stats).await {
                 Ok(status) => {
                     record.status = status;
-                    let log = log.read().ok().and_then(|l| l.clone());
+                    let log = shared.log.read().ok().and_then(|l| l.clone());
                     if let Some(log) = log {
                         log(&record);
                     }
@@ -298,13 +324,24 @@ where
     } else {
         StatusCode::OK
     };
-    let response = Response::builder()
+    let drip = !too_early && request.uri().path() == "/drip";
+    let mut response = Response::builder()
         .status(status)
-        .header("x-early-data", if early { "1" } else { "0" })
-        .header("content-length", reply.len())
-        .body(())?;
-    stream.send_response(response).await?;
-    stream.send_data(reply).await?;
+        .header("x-early-data", if early { "1" } else { "0" });
+    if !drip {
+        response = response.header("content-length", reply.len());
+    }
+    stream.send_response(response.body(())?).await?;
+    if drip {
+        for i in 0..DRIP_CHUNKS {
+            if i > 0 {
+                tokio::time::sleep(DRIP_INTERVAL).await;
+            }
+            stream.send_data(Bytes::from(format!("drip {i}\n"))).await?;
+        }
+    } else {
+        stream.send_data(reply).await?;
+    }
     stream.finish().await?;
     Ok(status.as_u16())
 }

@@ -4,6 +4,7 @@
 //! Each integration test file uses a different part of this module.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod dns;
 pub mod quic;
 pub mod recording;
 pub mod redis;

@@ -8,7 +8,8 @@ use h3fleet::cache::CachedSession;
 use h3fleet::quic::{QuicClientConfig, QuicServerConfig, TicketSink};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 
-/// A CA and a leaf certificate for `localhost` and `127.0.0.1`.
+/// A CA and a leaf certificate for `localhost`, `127.0.0.1` and
+/// `origin.fleet.test` (a name only the test DNS server knows).
 pub struct TestPki {
     pub ca_pem: String,
     pub cert_pem: String,
@@ -25,8 +26,12 @@ impl TestPki {
             .push(DnType::CommonName, "h3fleet test CA");
         let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
         let leaf_key = KeyPair::generate().unwrap();
-        let mut leaf_params =
-            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+        let mut leaf_params = CertificateParams::new(vec![
+            "localhost".to_owned(),
+            "127.0.0.1".to_owned(),
+            "origin.fleet.test".to_owned(),
+        ])
+        .unwrap();
         leaf_params
             .distinguished_name
             .push(DnType::CommonName, "localhost");
