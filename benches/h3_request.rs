@@ -73,8 +73,6 @@ fn warm(c: &mut Criterion) {
             (send, conn)
         })
     };
-    let (raw, _raw_conn) = raw_client(pki.rustls_client());
-    let (raw_boring, _raw_boring_conn) = raw_client(quinn::ClientConfig::new(Arc::new(pki.boring_client())));
     let mut group = c.benchmark_group("warm");
     group.bench_function("h3fleet_session", |b| {
         b.to_async(&rt).iter(|| async {
@@ -83,6 +81,9 @@ fn warm(c: &mut Criterion) {
             response.bytes().await.unwrap().len()
         });
     });
+    // Each raw connection is opened just before its run: an idle one would
+    // reach the 30 s QUIC idle timeout during the others' runs.
+    let (raw, _raw_conn) = raw_client(pki.rustls_client());
     group.bench_function("raw_h3_quinn", |b| {
         b.to_async(&rt).iter(|| {
             let (mut send, url) = (raw.clone(), &url);
@@ -91,6 +92,7 @@ fn warm(c: &mut Criterion) {
     });
     // The same raw client on h3fleet's BoringSSL crypto layer: separates the
     // cost of `Session` from that of the TLS stack's packet protection.
+    let (raw_boring, _raw_boring_conn) = raw_client(quinn::ClientConfig::new(Arc::new(pki.boring_client())));
     group.bench_function("raw_h3_quinn_boringssl", |b| {
         b.to_async(&rt).iter(|| {
             let (mut send, url) = (raw_boring.clone(), &url);
