@@ -361,7 +361,8 @@ impl Session {
     }
 
     /// Switches the identifier whose tickets (and connections) later
-    /// requests use.
+    /// requests use. A connection keeps the identifier it was opened for:
+    /// tickets it receives afterwards are stored under that one.
     pub fn set_session_identifier(&self, id: impl Into<String>) {
         self.inner.cache.set_session_identifier(id);
     }
@@ -450,7 +451,10 @@ impl Session {
                 None
             }
         };
-        let setup = tokio::time::timeout(self.inner.connect_timeout, self.open(&host, port, &request));
+        let setup = tokio::time::timeout(
+            self.inner.connect_timeout,
+            self.open(key.identifier.clone(), &host, port, &request),
+        );
         let first = setup.await.map_err(|_| Error::Timeout {
             what: "connecting",
             after: self.inner.connect_timeout,
@@ -467,6 +471,7 @@ impl Session {
     /// Opens a connection to `host:port` carrying `request` first.
     async fn open(
         &self,
+        identifier: Option<String>,
         host: &str,
         port: u16,
         request: &PreparedRequest,
@@ -476,7 +481,11 @@ impl Session {
         let addrs = self.inner.resolver.resolve(host, port).await?;
         let addr = *addrs.first().ok_or_else(|| url_error(host, "no address"))?;
         let endpoint = self.endpoint(&addr).await?;
-        let hit = self.inner.cache.get(&server_name, port).await;
+        let hit = self
+            .inner
+            .cache
+            .get_for(identifier.clone(), &server_name, port)
+            .await;
         let offered = hit.as_ref().map(|h| h.session.ticket.clone());
         let mut request = request.clone();
         let session = hit.as_ref().map(|h| {
@@ -488,13 +497,14 @@ impl Session {
         request.early_data_ok &= session.as_ref().is_some_and(|s| s.envelope.early_data);
         let tickets = Arc::new(Tickets::default());
         let sink = {
-            let (cache, tickets, name) = (
+            let (cache, tickets, name, id) = (
                 self.inner.cache.clone(),
                 Arc::clone(&tickets),
                 server_name.clone(),
+                identifier.clone(),
             );
             Arc::new(move |ticket: CachedSession| {
-                cache.put(&name, port, ticket);
+                cache.put_for(id.clone(), &name, port, ticket);
                 tickets.add();
             })
         };
@@ -512,7 +522,9 @@ impl Session {
         if let Some(ticket) = offered {
             if !first.conn.handshake.resumed {
                 tracing::debug!(host = %server_name, port, "offered session refused; forgetting it");
-                self.inner.cache.invalidate(&server_name, port, &ticket);
+                self.inner
+                    .cache
+                    .invalidate_for(identifier, &server_name, port, &ticket);
             }
         }
         Ok(first)

@@ -487,3 +487,36 @@ async fn time_limit_shorter_than_the_round_trip_is_a_timeout_error() {
     let err = session.get(&origin.url("/")).send().await.unwrap_err();
     assert!(err.is_timeout(), "{err}");
 }
+
+/// The identifier changes while a connection is being set up: the ticket
+/// that connection wins is stored under the identifier it was opened for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ticket_goes_to_the_identifier_its_connection_was_opened_for() {
+    let pki = TestPki::new();
+    let origin = bind(&pki, Stack::Rustls, "127.0.0.1:0".parse().unwrap());
+    let relay = LatencyRelay::start(origin.local_addr().unwrap(), Duration::from_millis(200))
+        .await
+        .unwrap();
+    let port = relay.addr().port();
+    let backend = shared();
+    let session = Session::builder()
+        .system_roots(false)
+        .add_root_certificate_pem(pki.ca_pem.as_bytes())
+        .resolve("localhost", port, &["127.0.0.1".parse().unwrap()])
+        .session_cache(Arc::clone(&backend), None)
+        .session_identifier("alice")
+        .build()
+        .unwrap();
+    let request = tokio::spawn({
+        let (session, url) = (session.clone(), format!("https://localhost:{port}/"));
+        async move { session.get(&url).send().await.unwrap().bytes().await.unwrap() }
+    });
+    // Half-way through the first round trip: the ticket is still 300 ms away.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    session.set_session_identifier("bob");
+    request.await.unwrap();
+    session.close().await;
+    let key = |id| KeyFormat::default().session(Some(id), "default", Protocol::H3, "localhost", port);
+    assert!(backend.get(&key("alice")).await.unwrap().is_some());
+    assert!(backend.get(&key("bob")).await.unwrap().is_none());
+}

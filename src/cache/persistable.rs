@@ -318,7 +318,21 @@ impl PersistableSessionCache {
 
     /// The session to offer to `host:port`, from memory or the backend.
     pub async fn get(&self, host: &str, port: u16) -> Option<CacheHit> {
-        let a = self.attachment();
+        self.get_as(self.attachment(), host, port).await
+    }
+
+    /// [`get`](Self::get) under `identifier`, whatever the current one is: a
+    /// connection keeps the identifier it was opened under.
+    pub(crate) async fn get_for(
+        &self,
+        identifier: Option<String>,
+        host: &str,
+        port: u16,
+    ) -> Option<CacheHit> {
+        self.get_as(self.attachment_for(identifier), host, port).await
+    }
+
+    async fn get_as(&self, a: Attachment, host: &str, port: u16) -> Option<CacheHit> {
         let local_key = LocalKey {
             identifier: a.identifier.clone(),
             origin: canonical_origin(host, port),
@@ -343,7 +357,16 @@ impl PersistableSessionCache {
     /// once, in the backend on a background task. Sessions that are already
     /// expired are dropped.
     pub fn put(&self, host: &str, port: u16, session: CachedSession) {
-        let a = self.attachment();
+        self.put_as(self.attachment(), host, port, session);
+    }
+
+    /// [`put`](Self::put) under `identifier`: a ticket that arrives after
+    /// the identifier changed still goes to the one its connection used.
+    pub(crate) fn put_for(&self, identifier: Option<String>, host: &str, port: u16, session: CachedSession) {
+        self.put_as(self.attachment_for(identifier), host, port, session);
+    }
+
+    fn put_as(&self, a: Attachment, host: &str, port: u16, session: CachedSession) {
         let Some(ttl) = self.remaining_life(&session.envelope) else {
             tracing::debug!(host, port, "session already expired; not cached");
             return;
@@ -381,7 +404,21 @@ impl PersistableSessionCache {
     /// the handshake was full): from memory, and from the backend unless a
     /// newer ticket has replaced it there.
     pub fn invalidate(&self, host: &str, port: u16, refused_ticket: &[u8]) {
-        let a = self.attachment();
+        self.invalidate_as(self.attachment(), host, port, refused_ticket);
+    }
+
+    /// [`invalidate`](Self::invalidate) under `identifier`.
+    pub(crate) fn invalidate_for(
+        &self,
+        identifier: Option<String>,
+        host: &str,
+        port: u16,
+        refused_ticket: &[u8],
+    ) {
+        self.invalidate_as(self.attachment_for(identifier), host, port, refused_ticket);
+    }
+
+    fn invalidate_as(&self, a: Attachment, host: &str, port: u16, refused_ticket: &[u8]) {
         let local_key = LocalKey {
             identifier: a.identifier.clone(),
             origin: canonical_origin(host, port),
@@ -441,6 +478,13 @@ impl PersistableSessionCache {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    fn attachment_for(&self, identifier: Option<String>) -> Attachment {
+        Attachment {
+            identifier,
+            ..self.attachment()
+        }
     }
 
     fn local(&self) -> MutexGuard<'_, LruCache<LocalKey, CachedSession>> {
