@@ -216,3 +216,35 @@ async fn get_looks_names_up_at_the_dns_server_given() {
         "h3fleet origin: GET /named\n"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_posts_data_with_headers_and_writes_the_body_to_a_file() {
+    let serve = Serve::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("body.out");
+    let port = serve.addr.port();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_h3fleet"))
+        .arg("get")
+        .arg(format!("https://localhost:{port}/echo"))
+        .args(["--cache", "none", "--cacert", &serve.cert])
+        .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
+        .args(["-d", "payload=1", "-H", "content-type: text/plain", "-o"])
+        .arg(&file)
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "payload=1");
+    let seen = serve.requests(1).await;
+    assert_eq!(seen[0]["method"], "POST");
+}
+
+#[test]
+fn get_of_a_wrong_url_is_a_clear_error() {
+    for (url, says) in [("not-a-url", "invalid URL"), ("http://localhost/", "only https://")] {
+        let out = h3fleet().args(["get", url, "--cache", "none"]).output().unwrap();
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(says), "{url}: {stderr}");
+    }
+}

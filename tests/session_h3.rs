@@ -520,3 +520,14 @@ async fn ticket_goes_to_the_identifier_its_connection_was_opened_for() {
     assert!(backend.get(&key("alice")).await.unwrap().is_some());
     assert!(backend.get(&key("bob")).await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn connection_idle_longer_than_the_idle_timeout_is_not_reused() {
+    let origin = Origin::start(Stack::Rustls).await;
+    let session = origin.session().idle_timeout(Duration::from_millis(100)).build().unwrap();
+    get(&session, &origin.url("/")).await.0.bytes().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (response, _) = get(&session, &origin.url("/")).await;
+    assert!(!response.tls().connection_reused);
+    assert_eq!(origin.origin.stats().connections(), 2);
+}
