@@ -16,7 +16,7 @@ use crate::cache::{
 };
 use crate::dns::{parse_override, Resolver, Upstream};
 use crate::error::Error;
-use crate::http::h3::{Dial, H3Connection, RequestStream, Tickets};
+use crate::http::h3::{Dial, H3Connection, OnReady, RequestStream, Tickets};
 use crate::http::pool::{Opening, Pool, PoolKey};
 pub use crate::http::EarlyData;
 use crate::http::{is_replay_safe, PreparedRequest};
@@ -451,9 +451,17 @@ impl Session {
                 None
             }
         };
+        // Requests waiting on this connection get it as soon as it is
+        // usable, not after this request's response.
+        let pool = &self.inner.pool;
+        let identifier = key.identifier.clone();
+        let on_ready: OnReady<'_> = match guard {
+            Some(guard) => Box::new(move |conn: &Arc<H3Connection>| guard.publish(conn)),
+            None => Box::new(move |conn: &Arc<H3Connection>| pool.insert(key, Arc::clone(conn))),
+        };
         let setup = tokio::time::timeout(
             self.inner.connect_timeout,
-            self.open(key.identifier.clone(), &host, port, &request),
+            self.open(identifier, &host, port, &request, on_ready),
         );
         let first = setup.await.map_err(|_| Error::Timeout {
             what: "connecting",
@@ -461,10 +469,6 @@ impl Session {
         })??;
         let mut tls = tls_info(&first.conn);
         tls.retried_too_early = first.retried_too_early;
-        match guard {
-            Some(guard) => guard.publish(&first.conn),
-            None => self.inner.pool.insert(key, Arc::clone(&first.conn)),
-        }
         Ok(Response::new(url, first.head, first.stream, first.conn, tls))
     }
 
@@ -475,6 +479,7 @@ impl Session {
         host: &str,
         port: u16,
         request: &PreparedRequest,
+        on_ready: OnReady<'_>,
     ) -> Result<crate::http::h3::FirstExchange, Error> {
         let origin = format!("{host}:{port}");
         let server_name = host.trim_start_matches('[').trim_end_matches(']').to_owned();
@@ -517,6 +522,7 @@ impl Session {
             transport: Arc::clone(&self.inner.transport),
             ticket_source: hit.as_ref().map(|h| h.source),
             tickets,
+            on_ready: Some(on_ready),
         };
         let first = H3Connection::open(dial, &request).await?;
         if let Some(ticket) = offered {

@@ -241,7 +241,10 @@ async fn get_posts_data_with_headers_and_writes_the_body_to_a_file() {
 
 #[test]
 fn get_of_a_wrong_url_is_a_clear_error() {
-    for (url, says) in [("not-a-url", "invalid URL"), ("http://localhost/", "only https://")] {
+    for (url, says) in [
+        ("not-a-url", "invalid URL"),
+        ("http://localhost/", "only https://"),
+    ] {
         let out = h3fleet().args(["get", url, "--cache", "none"]).output().unwrap();
         assert!(!out.status.success());
         let stderr = String::from_utf8_lossy(&out.stderr);

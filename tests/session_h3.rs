@@ -524,10 +524,40 @@ async fn ticket_goes_to_the_identifier_its_connection_was_opened_for() {
 #[tokio::test]
 async fn connection_idle_longer_than_the_idle_timeout_is_not_reused() {
     let origin = Origin::start(Stack::Rustls).await;
-    let session = origin.session().idle_timeout(Duration::from_millis(100)).build().unwrap();
+    let session = origin
+        .session()
+        .idle_timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
     get(&session, &origin.url("/")).await.0.bytes().await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (response, _) = get(&session, &origin.url("/")).await;
     assert!(!response.tls().connection_reused);
     assert_eq!(origin.origin.stats().connections(), 2);
+}
+
+/// A request waiting for the connection another request is opening gets it
+/// once the handshake is done, not after the other request's (slow) answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_request_uses_the_new_connection_before_the_first_answer() {
+    let origin = Origin::start(Stack::Rustls).await;
+    let session = origin.session().build().unwrap();
+    let started = std::time::Instant::now();
+    let slow = tokio::spawn({
+        let (session, url) = (session.clone(), origin.url("/slow"));
+        async move {
+            session.get(&url).send().await.unwrap().bytes().await.unwrap();
+            started.elapsed()
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let (fast, _) = get(&session, &origin.url("/fast")).await;
+    fast.bytes().await.unwrap();
+    let fast_done = started.elapsed();
+    let slow_done = slow.await.unwrap();
+    assert!(
+        fast_done + Duration::from_millis(150) < slow_done,
+        "{fast_done:?} vs {slow_done:?}"
+    );
+    assert_eq!(origin.origin.stats().connections(), 1);
 }

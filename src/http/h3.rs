@@ -71,8 +71,12 @@ impl Tickets {
     }
 }
 
+/// Called once with a new connection as soon as requests can use it
+/// (handshake done, h3 client up), before its first response.
+pub(crate) type OnReady<'a> = Box<dyn FnOnce(&Arc<H3Connection>) + Send + 'a>;
+
 /// Everything needed to open a connection to one origin.
-pub(crate) struct Dial {
+pub(crate) struct Dial<'a> {
     /// `host:port`, for messages.
     pub(crate) origin: String,
     /// The name to verify (and send as SNI unless it is an IP literal).
@@ -85,6 +89,7 @@ pub(crate) struct Dial {
     /// Where the offered session came from, if one was offered.
     pub(crate) ticket_source: Option<TicketSource>,
     pub(crate) tickets: Arc<Tickets>,
+    pub(crate) on_ready: Option<OnReady<'a>>,
 }
 
 /// An open HTTP/3 connection.
@@ -180,7 +185,7 @@ impl H3Connection {
     /// Opens a connection and sends `request` as its first request: in
     /// 0-RTT when `request.early_data_ok` and the offered session allows it,
     /// else after the handshake.
-    pub(crate) async fn open(dial: Dial, request: &PreparedRequest) -> Result<FirstExchange, Error> {
+    pub(crate) async fn open(dial: Dial<'_>, request: &PreparedRequest) -> Result<FirstExchange, Error> {
         let started = Instant::now();
         let Dial {
             origin,
@@ -191,6 +196,7 @@ impl H3Connection {
             transport,
             ticket_source,
             tickets,
+            on_ready,
         } = dial;
         let mut client = quinn::ClientConfig::new(Arc::new(tls));
         client.transport_config(transport);
@@ -206,6 +212,7 @@ impl H3Connection {
             started,
             ticket_source,
             tickets,
+            on_ready,
         };
         let connecting = if request.early_data_ok {
             match connecting.into_0rtt() {
@@ -269,14 +276,15 @@ impl Drop for H3Connection {
 }
 
 /// The parts of a connection set-up shared by its two paths.
-struct Setup {
+struct Setup<'a> {
     origin: String,
     started: Instant,
     ticket_source: Option<TicketSource>,
     tickets: Arc<Tickets>,
+    on_ready: Option<OnReady<'a>>,
 }
 
-impl Setup {
+impl Setup<'_> {
     /// Builds the h3 client on a handshaken connection.
     async fn finish(
         self,
@@ -309,14 +317,18 @@ impl Setup {
                 .map(|p| String::from_utf8_lossy(&p).into_owned()),
         };
         tracing::debug!(origin = %self.origin, ?handshake, "HTTP/3 connection ready");
-        Arc::new(H3Connection {
+        let conn = Arc::new(H3Connection {
             driver: spawn_driver(driver, self.origin.clone()),
             origin: self.origin,
             quic,
             send,
             handshake,
             tickets: self.tickets,
-        })
+        });
+        if let Some(ready) = self.on_ready {
+            ready(&conn);
+        }
+        conn
     }
 
     /// The 0-RTT path: the request leaves with the ClientHello.

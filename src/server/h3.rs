@@ -11,6 +11,9 @@ use http::{Request, Response, StatusCode};
 use super::ServerError;
 use crate::quic::HandshakeData;
 
+/// `/slow` waits this long before its response head.
+const SLOW_HEAD: std::time::Duration = std::time::Duration::from_millis(300);
+
 /// `/drip` sends its body in this many pieces, this far apart.
 const DRIP_CHUNKS: usize = 5;
 const DRIP_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
@@ -86,8 +89,9 @@ pub type RequestLog = Arc<dyn Fn(&RequestRecord) + Send + Sync>;
 /// - The path `/too-early` answers `425 Too Early` to a request that came as
 ///   early data (RFC 8470), and `200 OK` otherwise: clients use it to test
 ///   their retry.
-/// - The path `/drip` sends its body as five lines 100 ms apart, for tests
-///   of streaming and of time limits.
+/// - The path `/drip` sends its body as five lines 100 ms apart, and `/slow`
+///   waits 300 ms before its response head, for tests of streaming, time
+///   limits and concurrency.
 /// - Stopping ([`close`](Self::close) or drop) closes every connection.
 ///
 /// The TLS stack is the caller's: [`rustls_quic_config`](super::rustls_quic_config)
@@ -325,6 +329,9 @@ where
         StatusCode::OK
     };
     let drip = !too_early && request.uri().path() == "/drip";
+    if !too_early && request.uri().path() == "/slow" {
+        tokio::time::sleep(SLOW_HEAD).await;
+    }
     let mut response = Response::builder()
         .status(status)
         .header("x-early-data", if early { "1" } else { "0" });
