@@ -40,6 +40,16 @@ pub enum Error {
     /// No local UDP socket could be opened.
     #[error("cannot open a UDP socket: {0}")]
     Socket(#[source] std::io::Error),
+    /// The TCP connection could not be made.
+    #[error("cannot connect to {origin} ({addr}) over TCP: {source}")]
+    Tcp {
+        /// `host:port`.
+        origin: String,
+        /// The address tried.
+        addr: std::net::SocketAddr,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
     /// The QUIC connection could not be started.
     #[error("cannot connect to {origin} ({addr}): {source}")]
     Connect {

@@ -12,16 +12,21 @@ use tokio::sync::OnceCell;
 use tracing::Instrument;
 
 use crate::cache::{
-    CachedSession, ErrorCallback, PersistableSessionCache, Protocol, SessionCacheBackend, TicketSource,
+    CacheHit, CachedSession, ErrorCallback, PersistableSessionCache, Protocol, SessionCacheBackend,
+    TicketSource,
 };
 use crate::dns::{parse_override, Resolver, Upstream};
 use crate::error::Error;
 use crate::http::h3::{Dial, H3Connection, OnReady, RequestStream, Tickets};
 use crate::http::pool::{Opening, Pool, PoolKey};
+use crate::http::tcp::{TcpConnection, TcpDial, TcpHttp};
+use crate::http::Conn;
 pub use crate::http::EarlyData;
 use crate::http::{is_replay_safe, PreparedRequest};
 use crate::preset::Preset;
 use crate::quic::QuicClientConfig;
+use crate::tls::{TcpClientConfig, TicketSink};
+use http_body_util::BodyExt;
 
 /// How long [`Session::close`] lets closed connections drain, so their
 /// CONNECTION_CLOSE leaves before the process may exit. Short: the frame
@@ -119,8 +124,10 @@ pub struct Session {
 #[derive(Debug)]
 struct Inner {
     preset: Preset,
-    cache: PersistableSessionCache,
+    mode: Mode,
+    caches: Caches,
     tls: QuicClientConfig,
+    tcp_tls: TcpClientConfig,
     transport: Arc<quinn::TransportConfig>,
     resolver: Resolver,
     pool: Pool,
@@ -132,10 +139,64 @@ struct Inner {
     close_timeout: Duration,
 }
 
+/// Which HTTP version a session speaks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Mode {
+    /// HTTP/3 over QUIC.
+    #[default]
+    Http3,
+    /// HTTP/2 over TLS over TCP.
+    Http2,
+    /// HTTP/1.1 over TLS over TCP.
+    Http1,
+}
+
+impl Mode {
+    fn protocol(self) -> Protocol {
+        match self {
+            Self::Http3 => Protocol::H3,
+            Self::Http2 => Protocol::H2,
+            Self::Http1 => Protocol::H1,
+        }
+    }
+}
+
+/// One ticket cache per protocol, all on the same backend (the reference
+/// design: a ticket never crosses protocols).
+#[derive(Debug, Clone)]
+struct Caches {
+    h3: PersistableSessionCache,
+    h2: PersistableSessionCache,
+    h1: PersistableSessionCache,
+}
+
+impl Caches {
+    fn new() -> Self {
+        Self {
+            h3: PersistableSessionCache::new(),
+            h2: PersistableSessionCache::new(),
+            h1: PersistableSessionCache::new(),
+        }
+    }
+
+    fn of(&self, protocol: Protocol) -> &PersistableSessionCache {
+        match protocol {
+            Protocol::H3 => &self.h3,
+            Protocol::H2 => &self.h2,
+            Protocol::H1 => &self.h1,
+        }
+    }
+
+    fn all(&self) -> [&PersistableSessionCache; 3] {
+        [&self.h3, &self.h2, &self.h1]
+    }
+}
+
 /// Configures a [`Session`]. Errors are kept until [`build`](Self::build).
 #[must_use]
 pub struct SessionBuilder {
     preset: Result<Preset, Error>,
+    mode: Mode,
     backend: Option<(Arc<dyn SessionCacheBackend>, Option<ErrorCallback>)>,
     identifier: Option<String>,
     system_roots: bool,
@@ -163,6 +224,7 @@ impl Default for SessionBuilder {
     fn default() -> Self {
         Self {
             preset: Ok(Preset::default()),
+            mode: Mode::default(),
             backend: None,
             identifier: None,
             system_roots: true,
@@ -183,6 +245,24 @@ impl SessionBuilder {
     /// Default `"default"`.
     pub fn preset(mut self, name: &str) -> Self {
         self.preset = Preset::named(name);
+        self
+    }
+
+    /// Speaks HTTP/3 over QUIC (the default).
+    pub fn http3_only(mut self) -> Self {
+        self.mode = Mode::Http3;
+        self
+    }
+
+    /// Speaks HTTP/2 over TLS over TCP (ALPN `h2` only).
+    pub fn http2_only(mut self) -> Self {
+        self.mode = Mode::Http2;
+        self
+    }
+
+    /// Speaks HTTP/1.1 over TLS over TCP (ALPN `http/1.1` only).
+    pub fn http1_only(mut self) -> Self {
+        self.mode = Mode::Http1;
         self
     }
 
@@ -282,10 +362,19 @@ impl SessionBuilder {
         let mut tls = QuicClientConfig::builder()
             .alpn_protocols(preset.alpn().iter().copied())
             .system_roots(self.system_roots);
+        let tcp_alpn: &[&[u8]] = match self.mode {
+            Mode::Http1 => &[b"http/1.1"],
+            _ => &[b"h2"],
+        };
+        let mut tcp_tls = TcpClientConfig::builder()
+            .alpn_protocols(tcp_alpn.iter().copied())
+            .system_roots(self.system_roots);
         for pem in self.roots_pem {
-            tls = tls.add_root_certificates_pem(pem);
+            tls = tls.add_root_certificates_pem(pem.clone());
+            tcp_tls = tcp_tls.add_root_certificates_pem(pem);
         }
         let tls = tls.build()?;
+        let tcp_tls = tcp_tls.build()?;
         let mut overrides = HashMap::new();
         for spec in &self.overrides {
             let (key, ips) = parse_override(spec).ok_or_else(|| {
@@ -304,17 +393,30 @@ impl SessionBuilder {
                     .map_err(|_| Error::Config("QUIC idle timeout out of range".into()))?,
             ))
             .keep_alive_interval(preset.quic_keep_alive());
-        let cache = PersistableSessionCache::new();
-        if let Some((backend, on_error)) = self.backend {
-            cache.set_backend(Some(backend), preset.name(), Protocol::H3, on_error);
-        }
-        if let Some(id) = self.identifier {
-            cache.set_session_identifier(id);
+        let caches = Caches::new();
+        for (cache, protocol) in caches
+            .all()
+            .into_iter()
+            .zip([Protocol::H3, Protocol::H2, Protocol::H1])
+        {
+            if let Some((backend, on_error)) = &self.backend {
+                cache.set_backend(
+                    Some(Arc::clone(backend)),
+                    preset.name(),
+                    protocol,
+                    on_error.clone(),
+                );
+            }
+            if let Some(id) = &self.identifier {
+                cache.set_session_identifier(id.clone());
+            }
         }
         Ok(Session {
             inner: Arc::new(Inner {
-                cache,
+                mode: self.mode,
+                caches,
                 tls,
+                tcp_tls,
                 transport: Arc::new(transport),
                 resolver: Resolver::new(self.dns, overrides),
                 pool: Pool::new(self.idle_timeout),
@@ -364,7 +466,10 @@ impl Session {
     /// requests use. A connection keeps the identifier it was opened for:
     /// tickets it receives afterwards are stored under that one.
     pub fn set_session_identifier(&self, id: impl Into<String>) {
-        self.inner.cache.set_session_identifier(id);
+        let id = id.into();
+        for cache in self.inner.caches.all() {
+            cache.set_session_identifier(id.clone());
+        }
     }
 
     /// The preset in use.
@@ -372,9 +477,10 @@ impl Session {
         &self.inner.preset
     }
 
-    /// The session cache (local memory in front of the backend).
-    pub fn cache(&self) -> &PersistableSessionCache {
-        &self.inner.cache
+    /// The ticket cache of `protocol` (local memory in front of the
+    /// backend).
+    pub fn cache(&self, protocol: Protocol) -> &PersistableSessionCache {
+        self.inner.caches.of(protocol)
     }
 
     /// Closes every connection, first waiting (within the close timeout)
@@ -385,17 +491,19 @@ impl Session {
         let conns = self.inner.pool.drain();
         let mut complete = true;
         for conn in &conns {
-            if conn.tickets.count() == 0 && conn.is_open() {
+            if conn.tickets().count() == 0 && conn.is_usable() {
                 let left = deadline.saturating_duration_since(Instant::now());
-                complete &= conn.tickets.wait_first(left).await;
+                complete &= conn.tickets().wait_first(left).await;
             }
         }
         for conn in &conns {
             conn.close();
         }
         drop(conns);
-        let left = deadline.saturating_duration_since(Instant::now());
-        complete &= self.inner.cache.flush(left).await;
+        for cache in self.inner.caches.all() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            complete &= cache.flush(left).await;
+        }
         // Let the CONNECTION_CLOSE frames leave before the process may exit.
         for endpoint in [self.inner.v4.get(), self.inner.v6.get()].into_iter().flatten() {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -420,32 +528,39 @@ impl Session {
             .ok_or_else(|| url_error(url.as_str(), "no host"))?
             .to_owned();
         let port = url.port_or_known_default().unwrap_or(443);
+        let mode = self.inner.mode;
         let key = PoolKey {
-            identifier: self.inner.cache.session_identifier(),
+            protocol: mode.protocol(),
+            identifier: self.inner.caches.h3.session_identifier(),
             host: host.clone(),
             port,
         };
-        if let Some(conn) = self.inner.pool.checkout(&key) {
-            match reuse(&conn, &request).await {
-                Ok((stream, head, tls)) => return Ok(Response::new(url, head, stream, conn, tls)),
+        // An HTTP/1.1 connection still busy with another exchange is left to it.
+        if let Some(conn) = self.inner.pool.checkout(&key).filter(Conn::is_idle) {
+            match exchange(&conn, &request).await {
+                Ok((head, body)) => return Ok(Response::new(url, head, body, &conn, true)),
                 // The pooled connection died under the request (the server
                 // closed it while idle): a request that is safe to repeat goes
                 // on a new connection, as reqwest does.
-                Err(e) if !conn.is_open() && is_replay_safe(&request.method) => {
+                Err(e) if !conn.is_usable() && is_replay_safe(&request.method) => {
                     tracing::debug!(error = %e, "pooled connection closed; retrying on a new one");
                 }
                 Err(e) => return Err(e),
             }
         }
-        let guard = match self.inner.pool.opening(&key) {
-            Opening::Lead(guard) => Some(guard),
-            Opening::Follow(mut opened) => {
+        // HTTP/1.1 connections carry one exchange at a time: each waiting
+        // request opens its own rather than queueing behind another.
+        let opening = (mode != Mode::Http1).then(|| self.inner.pool.opening(&key));
+        let guard = match opening {
+            None => None,
+            Some(Opening::Lead(guard)) => Some(guard),
+            Some(Opening::Follow(mut opened)) => {
                 // Another request is opening this origin's connection: use it
                 // when it is ready, or open our own if it failed.
                 if let Ok(conn) = opened.wait_for(Option::is_some).await.map(|c| c.clone()) {
-                    if let Some(conn) = conn.filter(|c| c.is_open()) {
-                        let (stream, head, tls) = reuse(&conn, &request).await?;
-                        return Ok(Response::new(url, head, stream, conn, tls));
+                    if let Some(conn) = conn.filter(Conn::is_usable) {
+                        let (head, body) = exchange(&conn, &request).await?;
+                        return Ok(Response::new(url, head, body, &conn, true));
                     }
                 }
                 None
@@ -456,108 +571,194 @@ impl Session {
         let pool = &self.inner.pool;
         let identifier = key.identifier.clone();
         let on_ready: OnReady<'_> = match guard {
-            Some(guard) => Box::new(move |conn: &Arc<H3Connection>| guard.publish(conn)),
-            None => Box::new(move |conn: &Arc<H3Connection>| pool.insert(key, Arc::clone(conn))),
+            Some(guard) => Box::new(move |conn: Conn| guard.publish(conn)),
+            None => Box::new(move |conn: Conn| pool.insert(key, conn)),
         };
-        let setup = tokio::time::timeout(
-            self.inner.connect_timeout,
-            self.open(identifier, &host, port, &request, on_ready),
-        );
-        let first = setup.await.map_err(|_| Error::Timeout {
-            what: "connecting",
-            after: self.inner.connect_timeout,
-        })??;
-        let mut tls = tls_info(&first.conn);
-        tls.retried_too_early = first.retried_too_early;
-        Ok(Response::new(url, first.head, first.stream, first.conn, tls))
+        let setup = async {
+            let target = self.target(identifier, &host, port, mode.protocol()).await?;
+            match mode {
+                Mode::Http3 => self.open_h3(target, &request, on_ready).await,
+                Mode::Http2 | Mode::Http1 => self.open_tcp(target, &request, on_ready).await,
+            }
+        };
+        let (conn, head, body, retried_too_early) = tokio::time::timeout(self.inner.connect_timeout, setup)
+            .await
+            .map_err(|_| Error::Timeout {
+                what: "connecting",
+                after: self.inner.connect_timeout,
+            })??;
+        let mut response = Response::new(url, head, body, &conn, false);
+        response.tls.retried_too_early = retried_too_early;
+        Ok(response)
     }
 
-    /// Opens a connection to `host:port` carrying `request` first.
-    async fn open(
+    /// Resolves `host` and looks up the session to offer.
+    async fn target(
         &self,
         identifier: Option<String>,
         host: &str,
         port: u16,
-        request: &PreparedRequest,
-        on_ready: OnReady<'_>,
-    ) -> Result<crate::http::h3::FirstExchange, Error> {
-        let origin = format!("{host}:{port}");
+        protocol: Protocol,
+    ) -> Result<Target, Error> {
         let server_name = host.trim_start_matches('[').trim_end_matches(']').to_owned();
         let addrs = self.inner.resolver.resolve(host, port).await?;
         let addr = *addrs.first().ok_or_else(|| url_error(host, "no address"))?;
-        let endpoint = self.endpoint(&addr).await?;
         let hit = self
             .inner
-            .cache
+            .caches
+            .of(protocol)
             .get_for(identifier.clone(), &server_name, port)
             .await;
-        let offered = hit.as_ref().map(|h| h.session.ticket.clone());
+        let tickets = Arc::new(Tickets::default());
+        // Each ticket goes to the cache of the protocol it was won on, under
+        // the identifier the connection was opened for.
+        let sink: TicketSink = {
+            let (caches, tickets, name, id) = (
+                self.inner.caches.clone(),
+                Arc::clone(&tickets),
+                server_name.clone(),
+                identifier.clone(),
+            );
+            Arc::new(move |ticket: CachedSession| {
+                caches
+                    .of(ticket.envelope.protocol)
+                    .put_for(id.clone(), &name, port, ticket);
+                tickets.add();
+            })
+        };
+        Ok(Target {
+            origin: format!("{host}:{port}"),
+            server_name,
+            port,
+            addr,
+            identifier,
+            protocol,
+            hit,
+            tickets,
+            sink,
+        })
+    }
+
+    /// Forgets the offered session if the server did not resume it.
+    fn check_resumed(&self, target: &Target, conn: &Conn) {
+        if let Some(hit) = &target.hit {
+            if !conn.handshake().resumed {
+                tracing::debug!(origin = %target.origin, "offered session refused; forgetting it");
+                self.inner.caches.of(target.protocol).invalidate_for(
+                    target.identifier.clone(),
+                    &target.server_name,
+                    target.port,
+                    &hit.session.ticket,
+                );
+            }
+        }
+    }
+
+    /// Opens an HTTP/3 connection carrying `request` first (in 0-RTT when
+    /// it may).
+    async fn open_h3(
+        &self,
+        target: Target,
+        request: &PreparedRequest,
+        on_ready: OnReady<'_>,
+    ) -> Result<(Conn, http::response::Parts, Body, bool), Error> {
+        let endpoint = self.endpoint(&target.addr).await?;
         let mut request = request.clone();
-        let session = hit.as_ref().map(|h| {
+        let session = target.hit.as_ref().map(|h| {
             let mut session = h.session.clone();
             // Offer early data only when this request will use it.
             session.envelope.early_data &= request.early_data_ok;
             session
         });
         request.early_data_ok &= session.as_ref().is_some_and(|s| s.envelope.early_data);
-        let tickets = Arc::new(Tickets::default());
-        let sink = {
-            let (cache, tickets, name, id) = (
-                self.inner.cache.clone(),
-                Arc::clone(&tickets),
-                server_name.clone(),
-                identifier.clone(),
-            );
-            Arc::new(move |ticket: CachedSession| {
-                cache.put_for(id.clone(), &name, port, ticket);
-                tickets.add();
-            })
-        };
         let dial = Dial {
-            origin,
-            server_name: server_name.clone(),
-            addr,
+            origin: target.origin.clone(),
+            server_name: target.server_name.clone(),
+            addr: target.addr,
             endpoint,
-            tls: self.inner.tls.with_session(session).on_ticket(sink),
+            tls: self
+                .inner
+                .tls
+                .with_session(session)
+                .on_ticket(Arc::clone(&target.sink)),
             transport: Arc::clone(&self.inner.transport),
-            ticket_source: hit.as_ref().map(|h| h.source),
-            tickets,
+            ticket_source: target.hit.as_ref().map(|h| h.source),
+            tickets: Arc::clone(&target.tickets),
             on_ready: Some(on_ready),
         };
         let first = H3Connection::open(dial, &request).await?;
-        if let Some(ticket) = offered {
-            if !first.conn.handshake.resumed {
-                tracing::debug!(host = %server_name, port, "offered session refused; forgetting it");
-                self.inner
-                    .cache
-                    .invalidate_for(identifier, &server_name, port, &ticket);
-            }
-        }
-        Ok(first)
+        let conn = Conn::H3(first.conn);
+        self.check_resumed(&target, &conn);
+        let (head, ()) = first.head.into_parts();
+        Ok((conn, head, Body::H3(Box::new(first.stream)), first.retried_too_early))
+    }
+
+    /// Opens a TLS-over-TCP connection (HTTP/2 or HTTP/1.1) and sends
+    /// `request` on it.
+    async fn open_tcp(
+        &self,
+        target: Target,
+        request: &PreparedRequest,
+        on_ready: OnReady<'_>,
+    ) -> Result<(Conn, http::response::Parts, Body, bool), Error> {
+        let dial = TcpDial {
+            origin: target.origin.clone(),
+            server_name: target.server_name.clone(),
+            addr: target.addr,
+            tls: self.inner.tcp_tls.clone(),
+            resume: target.hit.as_ref().map(|h| h.session.clone()),
+            sink: Arc::clone(&target.sink),
+            ticket_source: target.hit.as_ref().map(|h| h.source),
+            tickets: Arc::clone(&target.tickets),
+        };
+        let conn = Conn::Tcp(TcpConnection::open(dial).await?);
+        self.check_resumed(&target, &conn);
+        on_ready(conn.clone());
+        let (head, body) = exchange(&conn, request).await?;
+        Ok((conn, head, body, false))
     }
 }
 
-/// Sends `request` on an open connection.
-async fn reuse(
-    conn: &H3Connection,
-    request: &PreparedRequest,
-) -> Result<(RequestStream, http::Response<()>, TlsInfo), Error> {
-    let (stream, head) = conn.exchange(request).await?;
-    let mut tls = tls_info(conn);
-    tls.connection_reused = true;
-    tls.early_data = EarlyData::NotAttempted;
-    Ok((stream, head, tls))
+/// Where a new connection goes and what it offers.
+struct Target {
+    origin: String,
+    server_name: String,
+    port: u16,
+    addr: SocketAddr,
+    identifier: Option<String>,
+    protocol: Protocol,
+    hit: Option<CacheHit>,
+    tickets: Arc<Tickets>,
+    sink: TicketSink,
 }
 
-fn tls_info(conn: &H3Connection) -> TlsInfo {
-    let h = &conn.handshake;
+/// Sends `request` on an open connection and waits for the response head.
+async fn exchange(conn: &Conn, request: &PreparedRequest) -> Result<(http::response::Parts, Body), Error> {
+    match conn {
+        Conn::H3(c) => {
+            let (stream, head) = c.exchange(request).await?;
+            Ok((head.into_parts().0, Body::H3(Box::new(stream))))
+        }
+        Conn::Tcp(c) => {
+            let (head, body) = c.exchange(request).await?.into_parts();
+            Ok((head, Body::Tcp(body)))
+        }
+    }
+}
+
+fn tls_info(conn: &Conn, reused: bool) -> TlsInfo {
+    let h = conn.handshake();
     TlsInfo {
         resumed: h.resumed,
-        early_data: h.early_data,
+        early_data: if reused {
+            EarlyData::NotAttempted
+        } else {
+            h.early_data
+        },
         ticket_source: h.ticket_source,
         handshake_time: h.duration,
         alpn: h.alpn.clone(),
-        connection_reused: false,
+        connection_reused: reused,
         retried_too_early: false,
     }
 }
@@ -676,14 +877,25 @@ impl RequestBuilder {
     }
 }
 
+/// A response body being received.
+enum Body {
+    // Boxed: an h3 stream is ten times the size of the other variants.
+    H3(Box<RequestStream>),
+    Tcp(hyper::body::Incoming),
+    Done,
+}
+
 /// A response: its head at once, its body as it arrives.
 pub struct Response {
     url: url::Url,
     status: StatusCode,
     headers: HeaderMap,
+    version: http::Version,
     tls: TlsInfo,
-    stream: Option<RequestStream>,
-    conn: Arc<H3Connection>,
+    body: Body,
+    /// Keeps the connection (and, for HTTP/3, its error reporting) alive
+    /// while the body is read.
+    conn: Conn,
     /// When the request's time limit runs out for the body, and the limit.
     deadline: Option<(tokio::time::Instant, Duration)>,
 }
@@ -693,6 +905,7 @@ impl std::fmt::Debug for Response {
         f.debug_struct("Response")
             .field("url", &self.url.as_str())
             .field("status", &self.status)
+            .field("version", &self.version)
             .field("headers", &self.headers)
             .field("tls", &self.tls)
             .finish_non_exhaustive()
@@ -700,21 +913,20 @@ impl std::fmt::Debug for Response {
 }
 
 impl Response {
-    fn new(
-        url: url::Url,
-        head: http::Response<()>,
-        stream: RequestStream,
-        conn: Arc<H3Connection>,
-        tls: TlsInfo,
-    ) -> Self {
-        let (parts, ()) = head.into_parts();
+    fn new(url: url::Url, head: http::response::Parts, body: Body, conn: &Conn, reused: bool) -> Self {
+        let version = match conn {
+            Conn::H3(_) => http::Version::HTTP_3,
+            Conn::Tcp(c) if c.http == TcpHttp::H2 => http::Version::HTTP_2,
+            Conn::Tcp(_) => http::Version::HTTP_11,
+        };
         Self {
             url,
-            status: parts.status,
-            headers: parts.headers,
-            tls,
-            stream: Some(stream),
-            conn,
+            status: head.status,
+            headers: head.headers,
+            version,
+            tls: tls_info(conn, reused),
+            body,
+            conn: conn.clone(),
             deadline: None,
         }
     }
@@ -734,9 +946,9 @@ impl Response {
         &self.url
     }
 
-    /// The HTTP version (always HTTP/3 for now).
+    /// The HTTP version the response came over.
     pub fn protocol(&self) -> http::Version {
-        http::Version::HTTP_3
+        self.version
     }
 
     /// What TLS did for this response.
@@ -750,29 +962,42 @@ impl Response {
     ///
     /// The stream or the connection failed.
     pub async fn chunk(&mut self) -> Result<Option<Bytes>, Error> {
-        let Some(stream) = &mut self.stream else {
-            return Ok(None);
-        };
-        let received = match self.deadline {
-            Some((deadline, limit)) => tokio::time::timeout_at(deadline, stream.recv_data())
+        match self.deadline {
+            Some((deadline, limit)) => tokio::time::timeout_at(deadline, self.next_chunk())
                 .await
                 .map_err(|_| Error::Timeout {
                     what: "the request",
                     after: limit,
                 })?,
-            None => stream.recv_data().await,
-        };
-        match received {
-            Ok(Some(mut data)) => Ok(Some(data.copy_to_bytes(data.remaining()))),
-            Ok(None) => {
-                self.stream = None;
-                Ok(None)
-            }
-            Err(e) => {
-                self.stream = None;
-                Err(self.conn.body_error(e))
-            }
+            None => self.next_chunk().await,
         }
+    }
+
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>, Error> {
+        let received = match (&mut self.body, &self.conn) {
+            (Body::Done, _) => return Ok(None),
+            (Body::H3(stream), Conn::H3(conn)) => match stream.recv_data().await {
+                Ok(Some(mut data)) => Ok(Some(data.copy_to_bytes(data.remaining()))),
+                Ok(None) => Ok(None),
+                Err(e) => Err(conn.body_error(e)),
+            },
+            (Body::Tcp(incoming), Conn::Tcp(conn)) => loop {
+                match incoming.frame().await {
+                    // Trailers carry no body bytes.
+                    Some(Ok(frame)) => match frame.into_data() {
+                        Ok(data) => break Ok(Some(data)),
+                        Err(_) => continue,
+                    },
+                    Some(Err(e)) => break Err(conn.body_error(e)),
+                    None => break Ok(None),
+                }
+            },
+            _ => Ok(None),
+        };
+        if !matches!(received, Ok(Some(_))) {
+            self.body = Body::Done;
+        }
+        received
     }
 
     /// The whole body.

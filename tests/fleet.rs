@@ -251,3 +251,46 @@ fn get_of_a_wrong_url_is_a_clear_error() {
         assert!(stderr.contains(says), "{url}: {stderr}");
     }
 }
+
+/// `h3fleet get --http2` / `--http1` processes against a hyper + tokio-rustls
+/// origin: the second process resumes the first one's ticket from Redis.
+async fn second_tcp_process_resumes(flag: &str, protocol: &str) {
+    let pki = support::quic::TestPki::new();
+    let origin = support::tcp::TcpOrigin::start(&pki, support::tcp::Flavor::Modern).await;
+    let redis = support::redis::RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &pki.ca_pem).unwrap();
+    let port = origin.addr().port();
+    let run = || async {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_h3fleet"))
+            .args(["get", &format!("https://localhost:{port}/tcp"), "--json", flag])
+            .args(["--cache", &redis.uri(), "--cacert"])
+            .arg(&ca)
+            .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
+            .output()
+            .await
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let first = run().await;
+    assert_eq!(
+        (&first["protocol"], &first["ticket_source"]),
+        (&protocol.into(), &"none".into())
+    );
+    let second = run().await;
+    assert_eq!(second["protocol"], protocol);
+    assert_eq!(second["ticket_source"], "backend", "{second}");
+    assert_eq!(second["resumed"], true, "{second}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_h2_process_resumes_from_redis_against_rustls() {
+    second_tcp_process_resumes("--http2", "h2").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_h1_process_resumes_from_redis_against_rustls() {
+    second_tcp_process_resumes("--http1", "http/1.1").await;
+}

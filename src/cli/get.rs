@@ -50,6 +50,15 @@ pub(crate) struct GetArgs {
     /// Print one JSON line describing the exchange instead of the body.
     #[arg(long)]
     json: bool,
+    /// Use HTTP/3 over QUIC (the default).
+    #[arg(long, group = "version")]
+    http3: bool,
+    /// Use HTTP/2 over TLS over TCP.
+    #[arg(long, group = "version")]
+    http2: bool,
+    /// Use HTTP/1.1 over TLS over TCP.
+    #[arg(long, group = "version")]
+    http1: bool,
 }
 
 /// What `--json` prints.
@@ -80,6 +89,13 @@ fn parse_dns(spec: &str) -> Result<SocketAddr, CliError> {
 
 fn session(args: &GetArgs) -> Result<Session, CliError> {
     let mut builder = Session::builder().preset(&args.preset);
+    builder = if args.http2 {
+        builder.http2_only()
+    } else if args.http1 {
+        builder.http1_only()
+    } else {
+        builder.http3_only()
+    };
     let uri = args.cache.clone().unwrap_or_else(super::default_cache_uri);
     if uri != "none" {
         let on_error: ErrorCallback =
@@ -128,12 +144,12 @@ pub(crate) async fn run(args: GetArgs) -> Result<(), CliError> {
     let total = started.elapsed();
     // Keep the tickets this run won, even when the request failed late.
     session.close().await;
-    let (response_tls, status, body_bytes) = outcome?;
+    let (response_tls, status, body_bytes, version) = outcome?;
     if args.json {
         let report = GetReport {
             url: args.url.clone(),
             status,
-            protocol: "h3".to_owned(),
+            protocol: protocol_name(version).to_owned(),
             resumed: response_tls.resumed,
             early_data: response_tls.early_data.as_str().to_owned(),
             ticket_source: response_tls.ticket_source_str().to_owned(),
@@ -159,9 +175,10 @@ pub(crate) async fn run(args: GetArgs) -> Result<(), CliError> {
 async fn exchange(
     request: h3fleet::RequestBuilder,
     args: &GetArgs,
-) -> Result<(h3fleet::TlsInfo, u16, u64), CliError> {
+) -> Result<(h3fleet::TlsInfo, u16, u64, http::Version), CliError> {
     let mut response: Response = request.send().await?;
     let tls = response.tls().clone();
+    let version = response.protocol();
     let status = response.status().as_u16();
     let mut sink: Box<dyn Write> = match (&args.output, args.json) {
         (Some(path), _) => {
@@ -176,7 +193,16 @@ async fn exchange(
         sink.write_all(&chunk)?;
     }
     sink.flush()?;
-    Ok((tls, status, body_bytes))
+    Ok((tls, status, body_bytes, version))
+}
+
+/// `h3`, `h2` or `http/1.1`, as ALPN names them.
+fn protocol_name(version: http::Version) -> &'static str {
+    match version {
+        http::Version::HTTP_3 => "h3",
+        http::Version::HTTP_2 => "h2",
+        _ => "http/1.1",
+    }
 }
 
 fn millis(d: std::time::Duration) -> f64 {

@@ -73,7 +73,7 @@ impl Tickets {
 
 /// Called once with a new connection as soon as requests can use it
 /// (handshake done, h3 client up), before its first response.
-pub(crate) type OnReady<'a> = Box<dyn FnOnce(&Arc<H3Connection>) + Send + 'a>;
+pub(crate) type OnReady<'a> = Box<dyn FnOnce(super::Conn) + Send + 'a>;
 
 /// Everything needed to open a connection to one origin.
 pub(crate) struct Dial<'a> {
@@ -326,7 +326,7 @@ impl Setup<'_> {
             tickets: self.tickets,
         });
         if let Some(ready) = self.on_ready {
-            ready(&conn);
+            ready(super::Conn::H3(Arc::clone(&conn)));
         }
         conn
     }

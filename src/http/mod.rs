@@ -3,6 +3,9 @@
 
 pub(crate) mod h3;
 pub(crate) mod pool;
+pub(crate) mod tcp;
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderMap, Method};
@@ -58,6 +61,53 @@ impl EarlyData {
             Self::NotAttempted => "not_attempted",
             Self::Accepted => "accepted",
             Self::Rejected => "rejected",
+        }
+    }
+}
+
+/// An open connection of either kind, as the pool holds it.
+#[derive(Debug, Clone)]
+pub(crate) enum Conn {
+    H3(Arc<h3::H3Connection>),
+    Tcp(Arc<tcp::TcpConnection>),
+}
+
+impl Conn {
+    /// The connection can carry a request now.
+    pub(crate) fn is_usable(&self) -> bool {
+        match self {
+            Self::H3(c) => c.is_open(),
+            Self::Tcp(c) => c.is_open(),
+        }
+    }
+
+    pub(crate) fn handshake(&self) -> &h3::Handshake {
+        match self {
+            Self::H3(c) => &c.handshake,
+            Self::Tcp(c) => &c.handshake,
+        }
+    }
+
+    pub(crate) fn tickets(&self) -> &Arc<h3::Tickets> {
+        match self {
+            Self::H3(c) => &c.tickets,
+            Self::Tcp(c) => &c.tickets,
+        }
+    }
+
+    /// A request sent now would not wait behind another exchange (only an
+    /// HTTP/1.1 connection can be busy).
+    pub(crate) fn is_idle(&self) -> bool {
+        match self {
+            Self::H3(c) => c.is_open(),
+            Self::Tcp(c) => c.is_idle(),
+        }
+    }
+
+    /// Closes an HTTP/3 connection cleanly; a TCP one closes when dropped.
+    pub(crate) fn close(&self) {
+        if let Self::H3(c) = self {
+            c.close();
         }
     }
 }

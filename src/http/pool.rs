@@ -2,23 +2,25 @@
 //! many requests until they close or sit idle too long.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::h3::H3Connection;
+use super::Conn;
+use crate::cache::Protocol;
 
 /// Which connections may be shared: same identifier, host and port.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct PoolKey {
+    pub(crate) protocol: Protocol,
     pub(crate) identifier: Option<String>,
     pub(crate) host: String,
     pub(crate) port: u16,
 }
 
 struct Entry {
-    conn: Arc<H3Connection>,
+    conn: Conn,
     last_used: Instant,
 }
 
@@ -28,7 +30,7 @@ pub(crate) struct Pool {
     entries: Mutex<HashMap<PoolKey, Entry>>,
     /// Connections being opened: later requests to the same origin wait for
     /// them instead of opening their own (one handshake, one ticket used).
-    connecting: Mutex<HashMap<PoolKey, watch::Receiver<Option<Arc<H3Connection>>>>>,
+    connecting: Mutex<HashMap<PoolKey, watch::Receiver<Option<Conn>>>>,
 }
 
 /// What a request without an open connection does.
@@ -36,7 +38,7 @@ pub(crate) enum Opening<'a> {
     /// Open the connection; others wait on it until the guard is dropped.
     Lead(OpenGuard<'a>),
     /// Wait for the connection another request is opening.
-    Follow(watch::Receiver<Option<Arc<H3Connection>>>),
+    Follow(watch::Receiver<Option<Conn>>),
 }
 
 /// Held by the request opening a connection. Publishing hands the
@@ -45,13 +47,13 @@ pub(crate) enum Opening<'a> {
 pub(crate) struct OpenGuard<'a> {
     pool: &'a Pool,
     key: PoolKey,
-    done: watch::Sender<Option<Arc<H3Connection>>>,
+    done: watch::Sender<Option<Conn>>,
 }
 
 impl OpenGuard<'_> {
-    pub(crate) fn publish(self, conn: &Arc<H3Connection>) {
-        self.pool.insert(self.key.clone(), Arc::clone(conn));
-        self.done.send_replace(Some(Arc::clone(conn)));
+    pub(crate) fn publish(self, conn: Conn) {
+        self.pool.insert(self.key.clone(), conn.clone());
+        self.done.send_replace(Some(conn));
     }
 }
 
@@ -105,17 +107,17 @@ impl Pool {
     /// An open connection for `key`, if one is open and not idle too long.
     /// Closed and idle connections found on the way are dropped (closing
     /// them once no response still reads from them).
-    pub(crate) fn checkout(&self, key: &PoolKey) -> Option<Arc<H3Connection>> {
+    pub(crate) fn checkout(&self, key: &PoolKey) -> Option<Conn> {
         let now = Instant::now();
         let mut entries = self.entries();
-        entries.retain(|_, e| e.conn.is_open() && now.duration_since(e.last_used) < self.idle_timeout);
+        entries.retain(|_, e| e.conn.is_usable() && now.duration_since(e.last_used) < self.idle_timeout);
         let entry = entries.get_mut(key)?;
         entry.last_used = now;
-        Some(Arc::clone(&entry.conn))
+        Some(entry.conn.clone())
     }
 
     /// Keeps `conn` for `key` (replacing an older one).
-    pub(crate) fn insert(&self, key: PoolKey, conn: Arc<H3Connection>) {
+    pub(crate) fn insert(&self, key: PoolKey, conn: Conn) {
         self.entries().insert(
             key,
             Entry {
@@ -126,7 +128,7 @@ impl Pool {
     }
 
     /// Removes and returns every connection.
-    pub(crate) fn drain(&self) -> Vec<Arc<H3Connection>> {
+    pub(crate) fn drain(&self) -> Vec<Conn> {
         self.entries().drain().map(|(_, e)| e.conn).collect()
     }
 

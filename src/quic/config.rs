@@ -4,38 +4,22 @@
 use std::fmt;
 use std::net::IpAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
-use boring::ex_data::Index;
 use boring::pkey::PKey;
 use boring::ssl::{
-    AlpnError, Ssl, SslContext, SslContextBuilder, SslMethod, SslRef, SslSession, SslSessionCacheMode,
-    SslVerifyMode, SslVersion,
+    AlpnError, Ssl, SslContext, SslContextBuilder, SslMethod, SslSession, SslVerifyMode, SslVersion,
 };
 use boring::x509::X509;
 use quinn_proto::crypto::{self, Keys, UnsupportedVersion};
 use quinn_proto::transport_parameters::TransportParameters;
 use quinn_proto::{ConnectError, ConnectionId, Side};
 
-use crate::cache::{CachedSession, Envelope, Protocol, MAX_TICKET_LIFETIME_SECS, MAX_TRANSPORT_PARAMS_LEN};
+use crate::cache::{CachedSession, Protocol};
 use crate::quic::keys::{self, QUIC_V1};
 use crate::quic::params;
 use crate::quic::session::{client_app_secret_index, ClientAppSecret, TlsSession};
-use crate::tls::{alpn_list, alpn_wire, ffi, load_roots, EchKeys, TlsError};
-
-/// Receives every session ticket a server sends on a connection, exported
-/// and ready to store.
-pub type TicketSink = Arc<dyn Fn(CachedSession) + Send + Sync>;
-
-/// Per-connection hooks, reached from BoringSSL's new-session callback.
-struct ConnectionHooks {
-    on_ticket: Option<TicketSink>,
-}
-
-fn hooks_index() -> Option<Index<Ssl, ConnectionHooks>> {
-    static INDEX: OnceLock<Option<Index<Ssl, ConnectionHooks>>> = OnceLock::new();
-    *INDEX.get_or_init(|| Ssl::new_ex_index().ok())
-}
+use crate::tls::{alpn_list, alpn_wire, ffi, load_roots, tickets, EchKeys, TicketSink, TlsError};
 
 /// A QUIC client's TLS configuration on BoringSSL.
 ///
@@ -134,14 +118,7 @@ impl QuicClientConfig {
                 .and_then(|()| ssl.param_mut().set_host(server_name)),
         }
         .map_err(|e| TlsError::boring(format!("cannot set server name {server_name:?}"), e))?;
-        if let Some(index) = hooks_index() {
-            ssl.set_ex_data(
-                index,
-                ConnectionHooks {
-                    on_ticket: self.on_ticket.clone(),
-                },
-            );
-        }
+        tickets::attach_sink(&mut ssl, self.on_ticket.clone());
         if let Some(list) = &self.ech_config_list {
             ssl.set_ech_config_list(list)
                 .map_err(|e| TlsError::boring("cannot use the ECH config", e))?;
@@ -210,14 +187,7 @@ impl QuicClientConfigBuilder {
         ctx.set_alpn_protos(&alpn_wire(&self.alpn)?)
             .map_err(|e| TlsError::boring("cannot set ALPN", e))?;
         ctx.set_grease_enabled(true);
-        // Clients must opt in to session caching for the new-session callback
-        // to fire; the sessions themselves live in h3fleet's cache.
-        ctx.set_session_cache_mode(SslSessionCacheMode::CLIENT | SslSessionCacheMode::NO_INTERNAL);
-        ctx.set_new_session_callback(|ssl, session| {
-            if catch_unwind(AssertUnwindSafe(|| deliver_ticket(ssl, &session))).is_err() {
-                tracing::error!("the ticket sink panicked; the ticket was dropped");
-            }
-        });
+        tickets::export_new_sessions(&mut ctx);
         Ok(QuicClientConfig {
             ctx: ctx.build(),
             resume: None,
@@ -234,47 +204,6 @@ fn tls13_context() -> Result<SslContextBuilder, TlsError> {
         .and_then(|()| ctx.set_max_proto_version(Some(SslVersion::TLS1_3)))
         .map_err(|e| TlsError::boring("cannot restrict to TLS 1.3", e))?;
     Ok(ctx)
-}
-
-/// Exports a ticket the server just sent and hands it to the connection's sink.
-fn deliver_ticket(ssl: &mut SslRef, session: &SslSession) {
-    let Some(sink) = hooks_index()
-        .and_then(|i| ssl.ex_data(i))
-        .and_then(|h| h.on_ticket.clone())
-    else {
-        return;
-    };
-    match export(ssl, session) {
-        Ok(cached) => sink(cached),
-        Err(e) => tracing::debug!(error = %e, "a ticket could not be exported"),
-    }
-}
-
-fn export(ssl: &SslRef, session: &SslSession) -> Result<CachedSession, TlsError> {
-    let bytes = session
-        .to_der()
-        .map_err(|e| TlsError::boring("cannot serialise the session", e))?;
-    let mut params = ffi::peer_quic_transport_params(ssl).unwrap_or_default();
-    if params.len() > MAX_TRANSPORT_PARAMS_LEN {
-        params.clear();
-    }
-    // Pitfall: BoringSSL does not keep the transport parameters in the
-    // session, and 0-RTT without them is impossible, so no parameters means
-    // no early data.
-    let early_data = ffi::session_early_data_capable(session) && !params.is_empty();
-    let envelope = Envelope {
-        protocol: Protocol::H3,
-        session: bytes,
-        lifetime_secs: session.timeout().min(MAX_TICKET_LIFETIME_SECS),
-        issued_at: session.time(),
-        alpn: ssl.selected_alpn_protocol().unwrap_or_default().to_vec(),
-        early_data,
-        transport_params: params,
-    };
-    Ok(CachedSession {
-        ticket: ffi::session_ticket(session),
-        envelope,
-    })
 }
 
 impl crypto::ClientConfig for QuicClientConfig {

@@ -34,7 +34,6 @@ mod keys;
 mod params;
 mod session;
 
-pub use config::{
-    QuicClientConfig, QuicClientConfigBuilder, QuicServerConfig, QuicServerConfigBuilder, TicketSink,
-};
+pub use crate::tls::TicketSink;
+pub use config::{QuicClientConfig, QuicClientConfigBuilder, QuicServerConfig, QuicServerConfigBuilder};
 pub use session::{EarlyDataStatus, HandshakeData};

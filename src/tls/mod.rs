@@ -5,8 +5,12 @@
 mod ech_keys;
 pub(crate) mod ffi;
 mod roots;
+mod tcp;
+pub(crate) mod tickets;
 
 pub use ech_keys::EchKeys;
+pub use tcp::{TcpClientConfig, TcpClientConfigBuilder};
+pub use tickets::TicketSink;
 
 pub(crate) use roots::load_roots;
 

@@ -9,6 +9,7 @@ pub mod quic;
 pub mod recording;
 pub mod redis;
 pub mod sessions;
+pub mod tcp;
 
 use std::net::{TcpListener, UdpSocket};
 use std::path::PathBuf;

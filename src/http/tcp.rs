@@ -1,0 +1,207 @@
+//! One TCP connection with TLS on BoringSSL, speaking HTTP/2 or HTTP/1.1
+//! (hyper), whichever ALPN chose.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+
+use super::h3::{Handshake, Tickets};
+use super::{EarlyData, PreparedRequest};
+use crate::cache::{CachedSession, TicketSource};
+use crate::error::Error;
+use crate::tls::{TcpClientConfig, TicketSink};
+
+/// The HTTP version a TCP connection speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TcpHttp {
+    H2,
+    H1,
+}
+
+enum Sender {
+    H2(http2::SendRequest<Full<Bytes>>),
+    /// HTTP/1.1 carries one exchange at a time.
+    H1(tokio::sync::Mutex<http1::SendRequest<Full<Bytes>>>),
+}
+
+/// An open TLS-over-TCP connection.
+pub(crate) struct TcpConnection {
+    origin: String,
+    host_header: http::HeaderValue,
+    sender: Sender,
+    task: JoinHandle<()>,
+    pub(crate) http: TcpHttp,
+    pub(crate) handshake: Handshake,
+    pub(crate) tickets: Arc<Tickets>,
+}
+
+impl std::fmt::Debug for TcpConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpConnection")
+            .field("origin", &self.origin)
+            .field("http", &self.http)
+            .field("handshake", &self.handshake)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Everything needed to open a TCP connection to one origin.
+pub(crate) struct TcpDial {
+    /// `host:port`, for messages and the `Host` header.
+    pub(crate) origin: String,
+    pub(crate) server_name: String,
+    pub(crate) addr: std::net::SocketAddr,
+    pub(crate) tls: TcpClientConfig,
+    pub(crate) resume: Option<CachedSession>,
+    pub(crate) sink: TicketSink,
+    pub(crate) ticket_source: Option<TicketSource>,
+    pub(crate) tickets: Arc<Tickets>,
+}
+
+fn http_error(origin: &str, e: impl std::error::Error + Send + Sync + 'static) -> Error {
+    Error::Http {
+        origin: origin.to_owned(),
+        source: Box::new(e),
+    }
+}
+
+impl TcpConnection {
+    /// Connects, runs the TLS handshake and starts HTTP/2 or HTTP/1.1.
+    pub(crate) async fn open(dial: TcpDial) -> Result<Arc<Self>, Error> {
+        let started = Instant::now();
+        let tcp = TcpStream::connect(dial.addr).await.map_err(|source| Error::Tcp {
+            origin: dial.origin.clone(),
+            addr: dial.addr,
+            source,
+        })?;
+        // Requests are small writes that must not wait for Nagle.
+        let _ = tcp.set_nodelay(true);
+        let tls = dial
+            .tls
+            .connect(&dial.server_name, tcp, dial.resume.as_ref(), Some(dial.sink))
+            .await?;
+        let duration = started.elapsed();
+        let alpn = tls.ssl().selected_alpn_protocol().map(<[u8]>::to_vec);
+        let handshake = Handshake {
+            resumed: tls.ssl().session_reused(),
+            early_data: EarlyData::NotAttempted,
+            ticket_source: dial.ticket_source,
+            duration,
+            alpn: alpn.as_ref().map(|a| String::from_utf8_lossy(a).into_owned()),
+        };
+        let io = TokioIo::new(tls);
+        let origin = dial.origin;
+        let (http, sender, task) = if alpn.as_deref() == Some(b"h2") {
+            let (sender, conn) = http2::handshake(TokioExecutor::new(), io)
+                .await
+                .map_err(|e| http_error(&origin, e))?;
+            (TcpHttp::H2, Sender::H2(sender), spawn(conn, origin.clone()))
+        } else {
+            let (sender, conn) = http1::handshake(io).await.map_err(|e| http_error(&origin, e))?;
+            (
+                TcpHttp::H1,
+                Sender::H1(tokio::sync::Mutex::new(sender)),
+                spawn(conn, origin.clone()),
+            )
+        };
+        tracing::debug!(%origin, ?http, ?handshake, "TCP connection ready");
+        let host_header = http::HeaderValue::from_str(&origin)
+            .map_err(|e| Error::Header(format!("host {origin:?}: {e}")))?;
+        Ok(Arc::new(Self {
+            origin,
+            host_header,
+            sender,
+            task,
+            http,
+            handshake,
+            tickets: dial.tickets,
+        }))
+    }
+
+    /// True while the connection can carry another request now (HTTP/1.1:
+    /// the previous exchange is over).
+    pub(crate) fn is_open(&self) -> bool {
+        match &self.sender {
+            Sender::H2(s) => !s.is_closed(),
+            Sender::H1(s) => s.try_lock().map_or(true, |s| !s.is_closed()),
+        }
+    }
+
+    /// True if a request sent now would not wait for another exchange.
+    pub(crate) fn is_idle(&self) -> bool {
+        match &self.sender {
+            Sender::H2(s) => s.is_ready(),
+            Sender::H1(s) => s.try_lock().is_ok_and(|s| s.is_ready()),
+        }
+    }
+
+    /// Sends `request` and waits for the response head.
+    pub(crate) async fn exchange(
+        &self,
+        request: &PreparedRequest,
+    ) -> Result<http::Response<Incoming>, Error> {
+        let mut builder = http::Request::builder().method(request.method.clone());
+        builder = match self.http {
+            // HTTP/2 carries scheme and authority as pseudo-headers.
+            TcpHttp::H2 => builder.uri(request.uri.clone()),
+            // HTTP/1.1 wants the origin form and a Host header.
+            TcpHttp::H1 => builder.uri(
+                request
+                    .uri
+                    .path_and_query()
+                    .map_or("/", http::uri::PathAndQuery::as_str),
+            ),
+        };
+        let mut outgoing = builder
+            .body(Full::new(request.body.clone()))
+            .map_err(|e| http_error(&self.origin, e))?;
+        *outgoing.headers_mut() = request.headers.clone();
+        if self.http == TcpHttp::H1 {
+            outgoing
+                .headers_mut()
+                .insert(http::header::HOST, self.host_header.clone());
+        }
+        let sent = match &self.sender {
+            Sender::H2(sender) => {
+                let mut sender = sender.clone();
+                sender.ready().await.map_err(|e| http_error(&self.origin, e))?;
+                sender.send_request(outgoing).await
+            }
+            Sender::H1(sender) => {
+                let mut sender = sender.lock().await;
+                sender.ready().await.map_err(|e| http_error(&self.origin, e))?;
+                sender.send_request(outgoing).await
+            }
+        };
+        sent.map_err(|e| http_error(&self.origin, e))
+    }
+
+    /// The error for a failure while reading a response body.
+    pub(crate) fn body_error(&self, e: hyper::Error) -> Error {
+        http_error(&self.origin, e)
+    }
+}
+
+impl Drop for TcpConnection {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn spawn<F>(conn: F, origin: String) -> JoinHandle<()>
+where
+    F: std::future::Future<Output = Result<(), hyper::Error>> + Send + 'static,
+{
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(%origin, error = %e, "TCP connection ended");
+        }
+    })
+}

@@ -1,0 +1,143 @@
+//! TLS over TCP on BoringSSL (tokio-boring), for HTTP/2 and HTTP/1.1: the
+//! same verification and session export as the QUIC side.
+
+use std::fmt;
+
+use boring::ssl::{SslConnector, SslMethod, SslSession, SslVerifyMode, SslVersion};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_boring::SslStream;
+
+use super::{alpn_list, alpn_wire, ffi, load_roots, tickets, TicketSink, TlsError};
+use crate::cache::{CachedSession, Protocol};
+
+/// A TCP TLS client configuration on BoringSSL.
+///
+/// ## Behavior
+///
+/// - TLS 1.2 and 1.3; the server's certificate is verified against the
+///   trusted roots and its name (or IP address) against the one connected to.
+/// - ALPN offers the configured protocols (default `h2`, `http/1.1`).
+/// - A session to resume (an `h2` or `h1` session) is imported before the
+///   ClientHello; one that cannot be imported is ignored (full handshake).
+/// - Each ticket the server sends is exported, tagged with the protocol ALPN
+///   chose, and handed to the connection's ticket sink. With hyper, tickets
+///   arrive while the connection is read, on the connection's task.
+#[derive(Clone)]
+pub struct TcpClientConfig {
+    connector: SslConnector,
+}
+
+impl fmt::Debug for TcpClientConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TcpClientConfig").finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`TcpClientConfig`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct TcpClientConfigBuilder {
+    alpn: Vec<Vec<u8>>,
+    system_roots: bool,
+    roots_pem: Vec<Vec<u8>>,
+}
+
+impl TcpClientConfig {
+    /// A builder offering ALPN `h2` and `http/1.1` and trusting the system's
+    /// roots.
+    pub fn builder() -> TcpClientConfigBuilder {
+        TcpClientConfigBuilder {
+            alpn: vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+            system_roots: true,
+            roots_pem: Vec::new(),
+        }
+    }
+
+    /// Runs the TLS handshake on `stream` for `server_name` (a host name or
+    /// an IP literal), offering `resume` and sending new tickets to `sink`.
+    ///
+    /// # Errors
+    ///
+    /// The handshake failed (certificate not trusted, wrong name, protocol
+    /// error) or the connection could not be set up.
+    pub(crate) async fn connect<S>(
+        &self,
+        server_name: &str,
+        stream: S,
+        resume: Option<&CachedSession>,
+        sink: Option<TicketSink>,
+    ) -> Result<SslStream<S>, TlsError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let mut config = self
+            .connector
+            .configure()
+            .map_err(|e| TlsError::boring("cannot create a connection", e))?;
+        tickets::attach_sink(&mut config, sink);
+        if let Some(cached) = resume.filter(|c| c.envelope.protocol != Protocol::H3) {
+            let imported = SslSession::from_der(&cached.envelope.session)
+                .map_err(|e| TlsError::boring("cannot parse the stored session", e))
+                .and_then(|s| {
+                    ffi::set_session(&mut config, &s).map_err(|e| TlsError::boring("session refused", e))
+                });
+            if let Err(e) = imported {
+                tracing::warn!(error = %e, "stored session not usable; doing a full handshake");
+            }
+        }
+        tokio_boring::connect(config, server_name, stream)
+            .await
+            .map_err(|e| TlsError::new(format!("TLS handshake with {server_name} failed: {e}")))
+    }
+}
+
+impl TcpClientConfigBuilder {
+    /// The ALPN protocols to offer, most preferred first.
+    pub fn alpn_protocols<I, P>(mut self, protocols: I) -> Self
+    where
+        I: IntoIterator<Item = P>,
+        P: AsRef<[u8]>,
+    {
+        self.alpn = alpn_list(protocols);
+        self
+    }
+
+    /// Also trust the roots in `pem` (one or more PEM certificates).
+    pub fn add_root_certificates_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.roots_pem.push(pem.into());
+        self
+    }
+
+    /// Whether to trust the system's CA bundle. Default true.
+    pub fn system_roots(mut self, enabled: bool) -> Self {
+        self.system_roots = enabled;
+        self
+    }
+
+    /// Builds the configuration.
+    ///
+    /// # Errors
+    ///
+    /// A root certificate cannot be parsed, no ALPN protocol is given, or
+    /// BoringSSL refuses a setting.
+    pub fn build(self) -> Result<TcpClientConfig, TlsError> {
+        if self.alpn.is_empty() {
+            return Err(TlsError::new("offer at least one ALPN protocol"));
+        }
+        let mut builder = SslConnector::builder(SslMethod::tls())
+            .map_err(|e| TlsError::boring("cannot create a TLS context", e))?;
+        builder
+            .set_min_proto_version(Some(SslVersion::TLS1_2))
+            .map_err(|e| TlsError::boring("cannot set the lowest TLS version", e))?;
+        builder.set_verify(SslVerifyMode::PEER);
+        load_roots(&mut builder, self.system_roots, &self.roots_pem)?;
+        builder
+            .set_alpn_protos(&alpn_wire(&self.alpn)?)
+            .map_err(|e| TlsError::boring("cannot set ALPN", e))?;
+        builder.set_grease_enabled(true);
+        tickets::export_new_sessions(&mut builder);
+        Ok(TcpClientConfig {
+            connector: builder.build(),
+        })
+    }
+}
