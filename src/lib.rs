@@ -27,7 +27,9 @@
 //! backend); with one that allows early data, a replay-safe first request
 //! leaves in 0-RTT with the ClientHello, and a refused 0-RTT or a
 //! `425 Too Early` is sent again transparently. [`Response::tls`] says what
-//! happened.
+//! happened. With [`SessionBuilder::http2_only`] or
+//! [`SessionBuilder::http1_only`] it speaks HTTP/2 or HTTP/1.1 over TLS over
+//! TCP instead (BoringSSL and hyper), with their own ticket caches.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -50,8 +52,8 @@
 //! [`cache::PersistableSessionCache`], a local LRU in front of a backend with
 //! bounded, single-flight reads and background writes. The [`quic`] module is
 //! quinn's crypto layer on BoringSSL, whose client sessions can be exported
-//! and imported by another process. HTTP/2, HTTP/1.1 and DNS-driven ECH come
-//! next.
+//! and imported by another process. TCP early data, automatic protocol
+//! selection and DNS-driven ECH come next.
 //!
 //! ## The cache on its own
 //!

@@ -690,7 +690,12 @@ impl Session {
         let conn = Conn::H3(first.conn);
         self.check_resumed(&target, &conn);
         let (head, ()) = first.head.into_parts();
-        Ok((conn, head, Body::H3(Box::new(first.stream)), first.retried_too_early))
+        Ok((
+            conn,
+            head,
+            Body::H3(Box::new(first.stream)),
+            first.retried_too_early,
+        ))
     }
 
     /// Opens a TLS-over-TCP connection (HTTP/2 or HTTP/1.1) and sends

@@ -1,5 +1,5 @@
 //! BoringSSL: contexts, certificates and session export shared by the QUIC
-//! layer and (later) the TCP connector. The private `ffi` module holds every
+//! layer and the TCP connector ([`TcpClientConfig`]). The private `ffi` module holds every
 //! raw call; [`TlsError`] is what callers see when TLS set-up fails.
 
 mod ech_keys;
