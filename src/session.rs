@@ -602,7 +602,9 @@ impl Session {
     ) -> Result<Target, Error> {
         let server_name = host.trim_start_matches('[').trim_end_matches(']').to_owned();
         let addrs = self.inner.resolver.resolve(host, port).await?;
-        let addr = *addrs.first().ok_or_else(|| url_error(host, "no address"))?;
+        if addrs.is_empty() {
+            return Err(url_error(host, "no address"));
+        }
         let hit = self
             .inner
             .caches
@@ -630,7 +632,7 @@ impl Session {
             origin: format!("{host}:{port}"),
             server_name,
             port,
-            addr,
+            addrs,
             identifier,
             protocol,
             hit,
@@ -662,7 +664,11 @@ impl Session {
         request: &PreparedRequest,
         on_ready: OnReady<'_>,
     ) -> Result<(Conn, http::response::Parts, Body, bool), Error> {
-        let endpoint = self.endpoint(&target.addr).await?;
+        let addr = *target
+            .addrs
+            .first()
+            .ok_or_else(|| url_error(&target.origin, "no address"))?;
+        let endpoint = self.endpoint(&addr).await?;
         let mut request = request.clone();
         let session = target.hit.as_ref().map(|h| {
             let mut session = h.session.clone();
@@ -674,7 +680,7 @@ impl Session {
         let dial = Dial {
             origin: target.origin.clone(),
             server_name: target.server_name.clone(),
-            addr: target.addr,
+            addr,
             endpoint,
             tls: self
                 .inner
@@ -709,7 +715,7 @@ impl Session {
         let dial = TcpDial {
             origin: target.origin.clone(),
             server_name: target.server_name.clone(),
-            addr: target.addr,
+            addrs: target.addrs.clone(),
             tls: self.inner.tcp_tls.clone(),
             resume: target.hit.as_ref().map(|h| h.session.clone()),
             sink: Arc::clone(&target.sink),
@@ -729,7 +735,8 @@ struct Target {
     origin: String,
     server_name: String,
     port: u16,
-    addr: SocketAddr,
+    /// In resolver order; QUIC uses the first, TCP tries each in turn.
+    addrs: Vec<SocketAddr>,
     identifier: Option<String>,
     protocol: Protocol,
     hit: Option<CacheHit>,

@@ -196,3 +196,31 @@ async fn a_host_names_session_is_never_offered_to_its_ip_literal() {
     assert_eq!(response.tls().ticket_source, None);
     assert!(!response.tls().resumed);
 }
+
+#[tokio::test]
+async fn tcp_tries_the_next_address_when_one_refuses() {
+    let pki = TestPki::new();
+    let origin = TcpOrigin::start(&pki, Flavor::Modern).await;
+    // Nothing listens on 127.0.0.2 (the origin is bound to 127.0.0.1 only).
+    let session = Session::builder()
+        .system_roots(false)
+        .add_root_certificate_pem(pki.ca_pem.as_bytes())
+        .resolve(
+            "localhost",
+            origin.addr().port(),
+            &["127.0.0.2".parse().unwrap(), "127.0.0.1".parse().unwrap()],
+        )
+        .http2_only()
+        .build()
+        .unwrap();
+    let response = session.get(&url(&origin, "/")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let only_dead = Session::builder()
+        .system_roots(false)
+        .resolve("localhost", origin.addr().port(), &["127.0.0.2".parse().unwrap()])
+        .http2_only()
+        .build()
+        .unwrap();
+    let err = only_dead.get(&url(&origin, "/")).send().await.unwrap_err();
+    assert!(matches!(err, h3fleet::Error::Tcp { .. }), "{err}");
+}

@@ -57,7 +57,8 @@ pub(crate) struct TcpDial {
     /// `host:port`, for messages and the `Host` header.
     pub(crate) origin: String,
     pub(crate) server_name: String,
-    pub(crate) addr: std::net::SocketAddr,
+    /// Tried in order until one accepts the TCP connection.
+    pub(crate) addrs: Vec<std::net::SocketAddr>,
     pub(crate) tls: TcpClientConfig,
     pub(crate) resume: Option<CachedSession>,
     pub(crate) sink: TicketSink,
@@ -76,11 +77,7 @@ impl TcpConnection {
     /// Connects, runs the TLS handshake and starts HTTP/2 or HTTP/1.1.
     pub(crate) async fn open(dial: TcpDial) -> Result<Arc<Self>, Error> {
         let started = Instant::now();
-        let tcp = TcpStream::connect(dial.addr).await.map_err(|source| Error::Tcp {
-            origin: dial.origin.clone(),
-            addr: dial.addr,
-            source,
-        })?;
+        let tcp = connect_any(&dial.origin, &dial.addrs).await?;
         // Requests are small writes that must not wait for Nagle.
         let _ = tcp.set_nodelay(true);
         let tls = dial
@@ -193,6 +190,28 @@ impl Drop for TcpConnection {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// Connects to the first address that accepts; the error is the last one's.
+async fn connect_any(origin: &str, addrs: &[std::net::SocketAddr]) -> Result<TcpStream, Error> {
+    let mut last = None;
+    for addr in addrs {
+        match TcpStream::connect(addr).await {
+            Ok(tcp) => return Ok(tcp),
+            Err(source) => {
+                tracing::debug!(%origin, %addr, error = %source, "TCP connect failed; trying the next address");
+                last = Some(Error::Tcp {
+                    origin: origin.to_owned(),
+                    addr: *addr,
+                    source,
+                });
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::Url {
+        url: origin.to_owned(),
+        reason: "no address".to_owned(),
+    }))
 }
 
 fn spawn<F>(conn: F, origin: String) -> JoinHandle<()>
