@@ -7,9 +7,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use boring::pkey::PKey;
-use boring::ssl::{
-    AlpnError, Ssl, SslContext, SslContextBuilder, SslMethod, SslSession, SslVerifyMode, SslVersion,
-};
+use boring::ssl::{AlpnError, Ssl, SslContext, SslContextBuilder, SslMethod, SslSession, SslVersion};
 use boring::x509::X509;
 use quinn_proto::crypto::{self, Keys, UnsupportedVersion};
 use quinn_proto::transport_parameters::TransportParameters;
@@ -19,7 +17,7 @@ use crate::cache::{CachedSession, Protocol};
 use crate::quic::keys::{self, QUIC_V1};
 use crate::quic::params;
 use crate::quic::session::{client_app_secret_index, ClientAppSecret, TlsSession};
-use crate::tls::{alpn_list, alpn_wire, ffi, load_roots, tickets, EchKeys, TicketSink, TlsError};
+use crate::tls::{alpn_list, ffi, tickets, ClientSettings, EchKeys, TicketSink, TlsError};
 
 /// A QUIC client's TLS configuration on BoringSSL.
 ///
@@ -64,18 +62,14 @@ impl fmt::Debug for QuicClientConfig {
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct QuicClientConfigBuilder {
-    alpn: Vec<Vec<u8>>,
-    system_roots: bool,
-    roots_pem: Vec<Vec<u8>>,
+    settings: ClientSettings,
 }
 
 impl QuicClientConfig {
     /// A builder offering ALPN `h3` and trusting the system's roots.
     pub fn builder() -> QuicClientConfigBuilder {
         QuicClientConfigBuilder {
-            alpn: vec![b"h3".to_vec()],
-            system_roots: true,
-            roots_pem: Vec::new(),
+            settings: ClientSettings::new(&[b"h3"]),
         }
     }
 
@@ -155,19 +149,19 @@ impl QuicClientConfigBuilder {
         I: IntoIterator<Item = P>,
         P: AsRef<[u8]>,
     {
-        self.alpn = alpn_list(protocols);
+        self.settings.set_alpn(protocols);
         self
     }
 
     /// Also trust the roots in `pem` (one or more PEM certificates).
     pub fn add_root_certificates_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
-        self.roots_pem.push(pem.into());
+        self.settings.add_roots_pem(pem.into());
         self
     }
 
     /// Whether to trust the system's CA bundle. Default true.
     pub fn system_roots(mut self, enabled: bool) -> Self {
-        self.system_roots = enabled;
+        self.settings.set_system_roots(enabled);
         self
     }
 
@@ -178,16 +172,9 @@ impl QuicClientConfigBuilder {
     /// A root certificate cannot be parsed, no ALPN protocol is given, or
     /// BoringSSL refuses a setting.
     pub fn build(self) -> Result<QuicClientConfig, TlsError> {
-        if self.alpn.is_empty() {
-            return Err(TlsError::new("QUIC needs at least one ALPN protocol"));
-        }
+        // QUIC requires ALPN; `apply` refuses an empty list.
         let mut ctx = tls13_context()?;
-        ctx.set_verify(SslVerifyMode::PEER);
-        load_roots(&mut ctx, self.system_roots, &self.roots_pem)?;
-        ctx.set_alpn_protos(&alpn_wire(&self.alpn)?)
-            .map_err(|e| TlsError::boring("cannot set ALPN", e))?;
-        ctx.set_grease_enabled(true);
-        tickets::export_new_sessions(&mut ctx);
+        self.settings.apply(&mut ctx)?;
         Ok(QuicClientConfig {
             ctx: ctx.build(),
             resume: None,

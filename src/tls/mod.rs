@@ -2,12 +2,14 @@
 //! layer and the TCP connector ([`TcpClientConfig`]). The private `ffi` module holds every
 //! raw call; [`TlsError`] is what callers see when TLS set-up fails.
 
+mod client;
 mod ech_keys;
 pub(crate) mod ffi;
 mod roots;
 mod tcp;
 pub(crate) mod tickets;
 
+pub(crate) use client::ClientSettings;
 pub use ech_keys::EchKeys;
 pub use tcp::{TcpClientConfig, TcpClientConfigBuilder};
 pub use tickets::TicketSink;

@@ -3,11 +3,11 @@
 
 use std::fmt;
 
-use boring::ssl::{SslConnector, SslMethod, SslSession, SslVerifyMode, SslVersion};
+use boring::ssl::{SslConnector, SslMethod, SslSession, SslVersion};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_boring::SslStream;
 
-use super::{alpn_list, alpn_wire, ffi, load_roots, tickets, TicketSink, TlsError};
+use super::{ffi, tickets, ClientSettings, TicketSink, TlsError};
 use crate::cache::{CachedSession, Protocol};
 
 /// A TCP TLS client configuration on BoringSSL.
@@ -37,9 +37,7 @@ impl fmt::Debug for TcpClientConfig {
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct TcpClientConfigBuilder {
-    alpn: Vec<Vec<u8>>,
-    system_roots: bool,
-    roots_pem: Vec<Vec<u8>>,
+    settings: ClientSettings,
 }
 
 impl TcpClientConfig {
@@ -47,9 +45,7 @@ impl TcpClientConfig {
     /// roots.
     pub fn builder() -> TcpClientConfigBuilder {
         TcpClientConfigBuilder {
-            alpn: vec![b"h2".to_vec(), b"http/1.1".to_vec()],
-            system_roots: true,
-            roots_pem: Vec::new(),
+            settings: ClientSettings::new(&[b"h2", b"http/1.1"]),
         }
     }
 
@@ -98,19 +94,19 @@ impl TcpClientConfigBuilder {
         I: IntoIterator<Item = P>,
         P: AsRef<[u8]>,
     {
-        self.alpn = alpn_list(protocols);
+        self.settings.set_alpn(protocols);
         self
     }
 
     /// Also trust the roots in `pem` (one or more PEM certificates).
     pub fn add_root_certificates_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
-        self.roots_pem.push(pem.into());
+        self.settings.add_roots_pem(pem.into());
         self
     }
 
     /// Whether to trust the system's CA bundle. Default true.
     pub fn system_roots(mut self, enabled: bool) -> Self {
-        self.system_roots = enabled;
+        self.settings.set_system_roots(enabled);
         self
     }
 
@@ -121,21 +117,12 @@ impl TcpClientConfigBuilder {
     /// A root certificate cannot be parsed, no ALPN protocol is given, or
     /// BoringSSL refuses a setting.
     pub fn build(self) -> Result<TcpClientConfig, TlsError> {
-        if self.alpn.is_empty() {
-            return Err(TlsError::new("offer at least one ALPN protocol"));
-        }
         let mut builder = SslConnector::builder(SslMethod::tls())
             .map_err(|e| TlsError::boring("cannot create a TLS context", e))?;
         builder
             .set_min_proto_version(Some(SslVersion::TLS1_2))
             .map_err(|e| TlsError::boring("cannot set the lowest TLS version", e))?;
-        builder.set_verify(SslVerifyMode::PEER);
-        load_roots(&mut builder, self.system_roots, &self.roots_pem)?;
-        builder
-            .set_alpn_protos(&alpn_wire(&self.alpn)?)
-            .map_err(|e| TlsError::boring("cannot set ALPN", e))?;
-        builder.set_grease_enabled(true);
-        tickets::export_new_sessions(&mut builder);
+        self.settings.apply(&mut builder)?;
         Ok(TcpClientConfig {
             connector: builder.build(),
         })
