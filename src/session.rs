@@ -581,14 +581,17 @@ impl Session {
                 Mode::Http2 | Mode::Http1 => self.open_tcp(target, &request, on_ready).await,
             }
         };
-        let (conn, head, body, retried_too_early) = tokio::time::timeout(self.inner.connect_timeout, setup)
+        let opened = tokio::time::timeout(self.inner.connect_timeout, setup)
             .await
             .map_err(|_| Error::Timeout {
                 what: "connecting",
                 after: self.inner.connect_timeout,
             })??;
-        let mut response = Response::new(url, head, body, &conn, false);
-        response.tls.retried_too_early = retried_too_early;
+        let mut response = Response::new(url, opened.head, opened.body, &opened.conn, false);
+        response.tls.retried_too_early = opened.retried_too_early;
+        if let Some(early_data) = opened.early_data {
+            response.tls.early_data = early_data;
+        }
         Ok(response)
     }
 
@@ -663,7 +666,7 @@ impl Session {
         target: Target,
         request: &PreparedRequest,
         on_ready: OnReady<'_>,
-    ) -> Result<(Conn, http::response::Parts, Body, bool), Error> {
+    ) -> Result<Opened, Error> {
         let addr = *target
             .addrs
             .first()
@@ -696,23 +699,77 @@ impl Session {
         let conn = Conn::H3(first.conn);
         self.check_resumed(&target, &conn);
         let (head, ()) = first.head.into_parts();
-        Ok((
+        Ok(Opened {
             conn,
             head,
-            Body::H3(Box::new(first.stream)),
-            first.retried_too_early,
-        ))
+            body: Body::H3(Box::new(first.stream)),
+            retried_too_early: first.retried_too_early,
+            early_data: None,
+        })
     }
 
     /// Opens a TLS-over-TCP connection (HTTP/2 or HTTP/1.1) and sends
-    /// `request` on it.
+    /// `request` on it: as early data when it may and the session allows
+    /// it, in which case the connection is handed to other requests only
+    /// once the handshake is complete (they must not go early).
     async fn open_tcp(
         &self,
         target: Target,
         request: &PreparedRequest,
         on_ready: OnReady<'_>,
-    ) -> Result<(Conn, http::response::Parts, Body, bool), Error> {
-        let dial = TcpDial {
+    ) -> Result<Opened, Error> {
+        let early =
+            request.early_data_ok && target.hit.as_ref().is_some_and(|h| h.session.envelope.early_data);
+        let first = self.dial_tcp(&target, early).await?;
+        let conn = Conn::Tcp(Arc::clone(&first));
+        if !first.early_data_offered() {
+            self.check_resumed(&target, &conn);
+            on_ready(conn.clone());
+            let (head, body) = exchange(&conn, request).await?;
+            return Ok(Opened::new(conn, head, body));
+        }
+        let (head, body) = match exchange(&conn, request).await {
+            Ok(answer) => answer,
+            Err(e) => {
+                let Some(why) = first.retry_fresh() else {
+                    return Err(e);
+                };
+                // Nothing of the request reached the server as a request (the
+                // early data was refused and not replayed, or the handshake
+                // failed): it goes once more, on a new connection, after the
+                // handshake.
+                tracing::debug!(origin = %target.origin, ?why, "early data unusable; retrying on a new connection");
+                self.check_resumed(&target, &conn);
+                drop(conn);
+                let conn = Conn::Tcp(self.dial_tcp(&target, false).await?);
+                on_ready(conn.clone());
+                let (head, body) = exchange(&conn, request).await?;
+                let mut opened = Opened::new(conn, head, body);
+                opened.early_data = Some(EarlyData::Rejected);
+                return Ok(opened);
+            }
+        };
+        self.check_resumed(&target, &conn);
+        if head.status != StatusCode::TOO_EARLY || conn.handshake().early_data != EarlyData::Accepted {
+            on_ready(conn.clone());
+            return Ok(Opened::new(conn, head, body));
+        }
+        // RFC 8470 §5.2: the handshake is complete now; send it again. The
+        // short 425 body is read first so HTTP/1.1 can reuse the connection.
+        tracing::debug!(origin = %target.origin, "425 Too Early; sending the request again after the handshake");
+        if let Body::Tcp(incoming) = body {
+            let _ = incoming.collect().await;
+        }
+        on_ready(conn.clone());
+        let (head, body) = exchange(&conn, request).await?;
+        let mut opened = Opened::new(conn, head, body);
+        opened.retried_too_early = true;
+        Ok(opened)
+    }
+
+    /// Connects over TCP and runs the TLS handshake for `target`.
+    async fn dial_tcp(&self, target: &Target, early_data: bool) -> Result<Arc<TcpConnection>, Error> {
+        TcpConnection::open(TcpDial {
             origin: target.origin.clone(),
             server_name: target.server_name.clone(),
             addrs: target.addrs.clone(),
@@ -721,12 +778,33 @@ impl Session {
             sink: Arc::clone(&target.sink),
             ticket_source: target.hit.as_ref().map(|h| h.source),
             tickets: Arc::clone(&target.tickets),
-        };
-        let conn = Conn::Tcp(TcpConnection::open(dial).await?);
-        self.check_resumed(&target, &conn);
-        on_ready(conn.clone());
-        let (head, body) = exchange(&conn, request).await?;
-        Ok((conn, head, body, false))
+            early_data,
+        })
+        .await
+    }
+}
+
+/// A new connection and the response head of its first request.
+struct Opened {
+    conn: Conn,
+    head: http::response::Parts,
+    body: Body,
+    /// The server answered `425 Too Early` and the request went again.
+    retried_too_early: bool,
+    /// Overrides the connection's own early-data report (the request was
+    /// moved to a new connection after its early data was refused).
+    early_data: Option<EarlyData>,
+}
+
+impl Opened {
+    fn new(conn: Conn, head: http::response::Parts, body: Body) -> Self {
+        Self {
+            conn,
+            head,
+            body,
+            retried_too_early: false,
+            early_data: None,
+        }
     }
 }
 

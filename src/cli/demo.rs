@@ -35,15 +35,18 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), CliError> {
         .clone()
         .unwrap_or_else(|| format!("sqlite:{}", dir.path().join("cache.db").display()));
     let listen: SocketAddr = ([127, 0, 0, 1], 0).into();
-    let started = serve::start(listen, &[], Some(&dir.path().join("origin.pem")))?;
+    let started = serve::start(
+        listen,
+        &[],
+        Some(&dir.path().join("origin.pem")),
+        serve::Listeners::BOTH,
+    )?;
     let records = Arc::new(Mutex::new(Vec::<RequestRecord>::new()));
     let log = Arc::clone(&records);
-    started
-        .origin
-        .set_request_log(Some(Arc::new(move |r: &RequestRecord| {
-            log.lock().unwrap_or_else(PoisonError::into_inner).push(r.clone());
-        })));
-    let origin_addr = started.origin.local_addr().ok_or("the origin has no address")?;
+    started.set_request_log(Arc::new(move |r: &RequestRecord| {
+        log.lock().unwrap_or_else(PoisonError::into_inner).push(r.clone());
+    }));
+    let origin_addr = started.addr;
     let relay = LatencyRelay::start(origin_addr, Duration::from_millis(args.rtt_ms)).await?;
     let port = relay.addr().port();
     let url = format!("https://localhost:{port}/demo");

@@ -1,4 +1,5 @@
-//! `h3fleet serve`: a local HTTP/3 origin with tickets and 0-RTT.
+//! `h3fleet serve`: a local origin with tickets and 0-RTT: HTTP/3 on UDP and
+//! HTTP/2 + HTTP/1.1 on TCP, on the same port.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -6,15 +7,23 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::Args;
-use h3fleet::server::{rustls_quic_config, H3Origin, RequestRecord, SelfSigned};
+use h3fleet::server::{rustls_quic_config, H3Origin, RequestLog, RequestRecord, SelfSigned, TcpOrigin};
+use h3fleet::tls::TcpServerConfig;
 
 use super::CliError;
 
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
-    /// The UDP address to listen on (port 0 picks a free one).
+    /// The address to listen on, UDP (HTTP/3) and TCP (HTTP/2, HTTP/1.1)
+    /// alike (port 0 picks a port free on both).
     #[arg(long, default_value = "127.0.0.1:4433")]
     listen: SocketAddr,
+    /// Serve HTTP/2 and HTTP/1.1 on TCP only (no UDP listener, no Alt-Svc).
+    #[arg(long, conflicts_with = "no_tcp")]
+    no_http3: bool,
+    /// Serve HTTP/3 only (no TCP listener).
+    #[arg(long)]
+    no_tcp: bool,
     /// Where to write the self-signed certificate (PEM) clients must trust
     /// (default: a file in the temporary directory, named after the port).
     #[arg(long, value_name = "PEM")]
@@ -25,18 +34,61 @@ pub(crate) struct ServeArgs {
     names: Vec<String>,
 }
 
+/// Which listeners to start.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Listeners {
+    pub(crate) http3: bool,
+    pub(crate) tcp: bool,
+}
+
+impl Listeners {
+    pub(crate) const BOTH: Self = Self {
+        http3: true,
+        tcp: true,
+    };
+}
+
 /// A started origin and the certificate file clients must trust.
 pub(crate) struct Started {
-    pub(crate) origin: H3Origin,
+    pub(crate) h3: Option<H3Origin>,
+    pub(crate) tcp: Option<TcpOrigin>,
+    pub(crate) addr: SocketAddr,
     pub(crate) cert: PathBuf,
 }
 
-/// Starts an origin on quinn's rustls server with a fresh self-signed
-/// certificate for `names`, written to `cert_out` (or a temporary file).
+impl Started {
+    /// Hands every request either side answers to `log`.
+    pub(crate) fn set_request_log(&self, log: RequestLog) {
+        if let Some(h3) = &self.h3 {
+            h3.set_request_log(Some(Arc::clone(&log)));
+        }
+        if let Some(tcp) = &self.tcp {
+            tcp.set_request_log(Some(log));
+        }
+    }
+
+    pub(crate) fn close(&self) {
+        if let Some(h3) = &self.h3 {
+            h3.close();
+        }
+        if let Some(tcp) = &self.tcp {
+            tcp.close();
+        }
+    }
+}
+
+/// How many times a port picked for UDP is tried for TCP before giving up.
+const SAME_PORT_TRIES: usize = 20;
+
+/// Starts an origin with a fresh self-signed certificate for `names`,
+/// written to `cert_out` (or a temporary file): HTTP/3 on quinn's rustls
+/// server and HTTP/2 + HTTP/1.1 on BoringSSL, on one port, the TCP side
+/// advertising the HTTP/3 one with `Alt-Svc`.
 pub(crate) fn start(
     listen: SocketAddr,
     names: &[String],
     cert_out: Option<&Path>,
+    listeners: Listeners,
 ) -> Result<Started, CliError> {
     let names = if names.is_empty() {
         vec!["localhost".to_owned()]
@@ -44,36 +96,74 @@ pub(crate) fn start(
         names.to_vec()
     };
     let cert = SelfSigned::generate(&names)?;
-    let origin = H3Origin::bind(
-        listen,
-        rustls_quic_config(cert.cert_pem.as_bytes(), cert.key_pem.as_bytes())?,
-    )?;
-    let addr = origin.local_addr().ok_or("the origin has no local address")?;
+    let tcp_tls = TcpServerConfig::builder(cert.cert_pem.as_bytes(), cert.key_pem.as_bytes()).build()?;
+    let mut tries = 0;
+    let (h3, tcp, addr) = loop {
+        tries += 1;
+        let h3 = if listeners.http3 {
+            Some(H3Origin::bind(
+                listen,
+                rustls_quic_config(cert.cert_pem.as_bytes(), cert.key_pem.as_bytes())?,
+            )?)
+        } else {
+            None
+        };
+        let addr = match &h3 {
+            Some(h3) => h3.local_addr().ok_or("the origin has no local address")?,
+            None => listen,
+        };
+        if !listeners.tcp {
+            break (h3, None, addr);
+        }
+        match TcpOrigin::bind(addr, tcp_tls.clone()) {
+            Ok(tcp) => {
+                let addr = tcp.local_addr();
+                tcp.set_alt_svc(h3.as_ref().map(|_| addr.port()));
+                break (h3, Some(tcp), addr);
+            }
+            // The port picked for UDP is taken on TCP: pick another.
+            Err(_) if listen.port() == 0 && h3.is_some() && tries < SAME_PORT_TRIES => continue,
+            Err(e) => return Err(e.into()),
+        }
+    };
     let path = match cert_out {
         Some(path) => path.to_owned(),
         None => std::env::temp_dir().join(format!("h3fleet-serve-{}.pem", addr.port())),
     };
     std::fs::write(&path, cert.cert_pem.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(Started { origin, cert: path })
+    Ok(Started {
+        h3,
+        tcp,
+        addr,
+        cert: path,
+    })
 }
 
 pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
-    let Started { origin, cert } = start(args.listen, &args.names, args.cert_out.as_deref())?;
-    let addr = origin.local_addr().ok_or("the origin has no local address")?;
+    let listeners = Listeners {
+        http3: !args.no_http3,
+        tcp: !args.no_tcp,
+    };
+    let started = start(args.listen, &args.names, args.cert_out.as_deref(), listeners)?;
     println!(
         "{}",
-        serde_json::json!({ "listen": addr.to_string(), "cert": cert.display().to_string() })
+        serde_json::json!({
+            "listen": started.addr.to_string(),
+            "cert": started.cert.display().to_string(),
+            "http3": listeners.http3,
+            "tcp": listeners.tcp,
+        })
     );
     std::io::stdout().flush()?;
-    origin.set_request_log(Some(Arc::new(|record: &RequestRecord| {
+    started.set_request_log(Arc::new(|record: &RequestRecord| {
         if let Ok(line) = serde_json::to_string(record) {
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "{line}");
             let _ = out.flush();
         }
-    })));
+    }));
     stopped().await?;
-    origin.close();
+    started.close();
     Ok(())
 }
 

@@ -81,10 +81,12 @@ impl Conn {
         }
     }
 
-    pub(crate) fn handshake(&self) -> &h3::Handshake {
+    /// What the handshake did (for TCP with early data, complete once the
+    /// first response has been read).
+    pub(crate) fn handshake(&self) -> h3::Handshake {
         match self {
-            Self::H3(c) => &c.handshake,
-            Self::Tcp(c) => &c.handshake,
+            Self::H3(c) => c.handshake.clone(),
+            Self::Tcp(c) => c.handshake(),
         }
     }
 

@@ -16,6 +16,7 @@ use super::h3::{Handshake, Tickets};
 use super::{EarlyData, PreparedRequest};
 use crate::cache::{CachedSession, TicketSource};
 use crate::error::Error;
+use crate::tls::early_data::{EarlyDataReport, RetryFresh};
 use crate::tls::{TcpClientConfig, TicketSink};
 
 /// The HTTP version a TCP connection speaks.
@@ -38,7 +39,12 @@ pub(crate) struct TcpConnection {
     sender: Sender,
     task: JoinHandle<()>,
     pub(crate) http: TcpHttp,
-    pub(crate) handshake: Handshake,
+    /// What was known when the connection opened: with early data, the
+    /// handshake is still running and `resumed` and `alpn` are predictions.
+    opened: Handshake,
+    started: Instant,
+    offered_early: bool,
+    early: Arc<EarlyDataReport>,
     pub(crate) tickets: Arc<Tickets>,
 }
 
@@ -47,7 +53,7 @@ impl std::fmt::Debug for TcpConnection {
         f.debug_struct("TcpConnection")
             .field("origin", &self.origin)
             .field("http", &self.http)
-            .field("handshake", &self.handshake)
+            .field("handshake", &self.handshake())
             .finish_non_exhaustive()
     }
 }
@@ -64,6 +70,8 @@ pub(crate) struct TcpDial {
     pub(crate) sink: TicketSink,
     pub(crate) ticket_source: Option<TicketSource>,
     pub(crate) tickets: Arc<Tickets>,
+    /// Send the first request as early data if the session allows it.
+    pub(crate) early_data: bool,
 }
 
 fn http_error(origin: &str, e: impl std::error::Error + Send + Sync + 'static) -> Error {
@@ -80,17 +88,27 @@ impl TcpConnection {
         let tcp = connect_any(&dial.origin, &dial.addrs).await?;
         // Requests are small writes that must not wait for Nagle.
         let _ = tcp.set_nodelay(true);
+        let early = Arc::new(EarlyDataReport::default());
         let tls = dial
             .tls
-            .connect(&dial.server_name, tcp, dial.resume.as_ref(), Some(dial.sink))
+            .connect(
+                &dial.server_name,
+                tcp,
+                dial.resume.as_ref(),
+                Some(dial.sink),
+                dial.early_data,
+                Arc::clone(&early),
+            )
             .await?;
-        let duration = started.elapsed();
+        // In early data this is the session's protocol, which hyper must
+        // speak from the first byte; the stream checks it after the handshake.
         let alpn = tls.ssl().selected_alpn_protocol().map(<[u8]>::to_vec);
+        let offered_early = tls.in_early_data();
         let handshake = Handshake {
             resumed: tls.ssl().session_reused(),
             early_data: EarlyData::NotAttempted,
             ticket_source: dial.ticket_source,
-            duration,
+            duration: started.elapsed(),
             alpn: alpn.as_ref().map(|a| String::from_utf8_lossy(a).into_owned()),
         };
         let io = TokioIo::new(tls);
@@ -117,9 +135,39 @@ impl TcpConnection {
             sender,
             task,
             http,
-            handshake,
+            opened: handshake,
+            started,
+            offered_early,
+            early,
             tickets: dial.tickets,
         }))
+    }
+
+    /// What the handshake did; complete once a response has been read.
+    pub(crate) fn handshake(&self) -> Handshake {
+        let mut handshake = self.opened.clone();
+        if let Some(outcome) = self.early.outcome() {
+            handshake.resumed = outcome.resumed;
+            handshake.alpn = outcome.alpn.map(|a| String::from_utf8_lossy(&a).into_owned());
+            handshake.duration = outcome.completed_at.saturating_duration_since(self.started);
+            handshake.early_data = match outcome.early_data_accepted {
+                None => EarlyData::NotAttempted,
+                Some(true) => EarlyData::Accepted,
+                Some(false) => EarlyData::Rejected,
+            };
+        }
+        handshake
+    }
+
+    /// The first request went (or is going) as early data.
+    pub(crate) fn early_data_offered(&self) -> bool {
+        self.offered_early
+    }
+
+    /// The connection failed in a way that a new connection without early
+    /// data avoids (the server chose another protocol or TLS 1.2).
+    pub(crate) fn retry_fresh(&self) -> Option<RetryFresh> {
+        self.early.retry_fresh()
     }
 
     /// True while the connection can carry another request now (HTTP/1.1:

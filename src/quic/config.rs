@@ -6,9 +6,7 @@ use std::net::IpAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-use boring::pkey::PKey;
-use boring::ssl::{AlpnError, Ssl, SslContext, SslContextBuilder, SslMethod, SslSession, SslVersion};
-use boring::x509::X509;
+use boring::ssl::{Ssl, SslContext, SslContextBuilder, SslMethod, SslSession, SslVersion};
 use quinn_proto::crypto::{self, Keys, UnsupportedVersion};
 use quinn_proto::transport_parameters::TransportParameters;
 use quinn_proto::{ConnectError, ConnectionId, Side};
@@ -17,7 +15,7 @@ use crate::cache::{CachedSession, Protocol};
 use crate::quic::keys::{self, QUIC_V1};
 use crate::quic::params;
 use crate::quic::session::{client_app_secret_index, ClientAppSecret, TlsSession};
-use crate::tls::{alpn_list, ffi, tickets, ClientSettings, EchKeys, TicketSink, TlsError};
+use crate::tls::{alpn_list, ffi, server, tickets, ClientSettings, EchKeys, TicketSink, TlsError};
 
 /// A QUIC client's TLS configuration on BoringSSL.
 ///
@@ -372,28 +370,8 @@ impl QuicServerConfigBuilder {
             return Err(TlsError::new("QUIC needs at least one ALPN protocol"));
         }
         let mut ctx = tls13_context()?;
-        let mut chain = X509::stack_from_pem(&self.cert_chain_pem)
-            .map_err(|e| TlsError::boring("cannot parse the certificate chain", e))?
-            .into_iter();
-        let leaf = chain
-            .next()
-            .ok_or_else(|| TlsError::new("the certificate chain is empty"))?;
-        ctx.set_certificate(&leaf)
-            .map_err(|e| TlsError::boring("cannot use the certificate", e))?;
-        for cert in chain {
-            ctx.add_extra_chain_cert(cert)
-                .map_err(|e| TlsError::boring("cannot use a chain certificate", e))?;
-        }
-        let key = PKey::private_key_from_pem(&self.key_pem)
-            .map_err(|e| TlsError::boring("cannot parse the private key", e))?;
-        ctx.set_private_key(&key)
-            .map_err(|e| TlsError::boring("cannot use the private key", e))?;
-        ctx.check_private_key()
-            .map_err(|e| TlsError::boring("the private key does not match the certificate", e))?;
-        let ours = self.alpn.clone();
-        ctx.set_alpn_select_callback(move |_, offered| {
-            select_alpn(&ours, offered).ok_or(AlpnError::ALERT_FATAL)
-        });
+        server::set_identity(&mut ctx, &self.cert_chain_pem, &self.key_pem)?;
+        server::select_alpn_by_preference(&mut ctx, self.alpn.clone(), true);
         ffi::ctx_set_early_data_enabled(&mut ctx, self.early_data);
         if let Some(ech) = &self.ech {
             ctx.set_ech_keys(&ech.keys)
@@ -414,21 +392,6 @@ impl QuicServerConfigBuilder {
             early_data_context: b"h3fleet-origin-v1".to_vec(),
         })
     }
-}
-
-/// The first of `ours` that the client `offered` (TLS wire form), as a
-/// slice of `offered`.
-fn select_alpn<'a>(ours: &[Vec<u8>], offered: &'a [u8]) -> Option<&'a [u8]> {
-    let mut theirs = Vec::new();
-    let mut rest = offered;
-    while let Some((&len, tail)) = rest.split_first() {
-        let len = usize::from(len);
-        let name = tail.get(..len)?;
-        theirs.push(name);
-        rest = &tail[len..];
-    }
-    ours.iter()
-        .find_map(|p| theirs.iter().copied().find(|t| *t == p.as_slice()))
 }
 
 impl crypto::ServerConfig for QuicServerConfig {

@@ -2,80 +2,18 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::{Request, Response, StatusCode};
+use http::{Request, Response};
 
+use super::respond::{
+    drip_chunk, LogSlot, OriginStats, Reply, ReplyBody, RequestLog, RequestRecord, DRIP_CHUNKS,
+    DRIP_INTERVAL, MAX_BODY,
+};
 use super::ServerError;
 use crate::quic::HandshakeData;
-
-/// `/slow` waits this long before its response head.
-const SLOW_HEAD: std::time::Duration = std::time::Duration::from_millis(300);
-
-/// `/drip` sends its body in this many pieces, this far apart.
-const DRIP_CHUNKS: usize = 5;
-const DRIP_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
-
-/// The largest request body the origin reads (it echoes bodies back).
-const MAX_BODY: usize = 1 << 20;
-
-/// Counters of what the origin served.
-#[derive(Debug, Default)]
-pub struct OriginStats {
-    connections: AtomicU64,
-    requests: AtomicU64,
-    early_requests: AtomicU64,
-    clean_closes: AtomicU64,
-    error_closes: AtomicU64,
-}
-
-impl OriginStats {
-    /// Connections accepted.
-    pub fn connections(&self) -> u64 {
-        self.connections.load(Ordering::Relaxed)
-    }
-
-    /// Requests answered.
-    pub fn requests(&self) -> u64 {
-        self.requests.load(Ordering::Relaxed)
-    }
-
-    /// Requests whose headers arrived before the handshake completed (0-RTT).
-    pub fn early_requests(&self) -> u64 {
-        self.early_requests.load(Ordering::Relaxed)
-    }
-
-    /// Connections that ended cleanly (`H3_NO_ERROR` from either side).
-    pub fn clean_closes(&self) -> u64 {
-        self.clean_closes.load(Ordering::Relaxed)
-    }
-
-    /// Connections that ended with an error (e.g. `H3_CLOSED_CRITICAL_STREAM`,
-    /// an idle timeout).
-    pub fn error_closes(&self) -> u64 {
-        self.error_closes.load(Ordering::Relaxed)
-    }
-}
-
-/// One request the origin answered, as handed to the request log.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct RequestRecord {
-    /// The request method.
-    pub method: String,
-    /// The request path.
-    pub path: String,
-    /// True if the request arrived as 0-RTT early data.
-    pub early_data: bool,
-    /// True if the connection resumed a session.
-    pub resumed: bool,
-    /// The status the origin answered with.
-    pub status: u16,
-}
-
-/// Receives a [`RequestRecord`] for every request answered.
-pub type RequestLog = Arc<dyn Fn(&RequestRecord) + Send + Sync>;
 
 /// An HTTP/3 origin on a UDP port.
 ///
@@ -107,7 +45,7 @@ pub struct H3Origin {
 #[derive(Default)]
 struct Shared {
     stats: OriginStats,
-    log: RwLock<Option<RequestLog>>,
+    log: LogSlot,
     /// Open connections, by quinn's stable id.
     open: Mutex<HashMap<usize, quinn::Connection>>,
 }
@@ -141,9 +79,7 @@ impl H3Origin {
 
     /// Hands every answered request to `log` (or stops, with `None`).
     pub fn set_request_log(&self, log: Option<RequestLog>) {
-        if let Ok(mut slot) = self.shared.log.write() {
-            *slot = log;
-        }
+        self.shared.log.set(log);
     }
 
     /// Closes every open connection (`H3_NO_ERROR`), as a server that drops
@@ -270,6 +206,7 @@ async fn serve_requests(
             };
             let data = handshake_data(&conn);
             let mut record = RequestRecord {
+                protocol: "h3",
                 method: request.method().to_string(),
                 path: request.uri().path().to_owned(),
                 early_data: still_handshaking(data.as_ref()),
@@ -279,10 +216,7 @@ async fn serve_requests(
             match answer(request, stream, record.early_data, &shared.stats).await {
                 Ok(status) => {
                     record.status = status;
-                    let log = shared.log.read().ok().and_then(|l| l.clone());
-                    if let Some(log) = log {
-                        log(&record);
-                    }
+                    shared.log.record(&record);
                 }
                 Err(e) => tracing::debug!(error = %e, "origin request failed"),
             }
@@ -300,10 +234,6 @@ async fn answer<S>(
 where
     S: h3::quic::BidiStream<Bytes>,
 {
-    stats.requests.fetch_add(1, Ordering::Relaxed);
-    if early {
-        stats.early_requests.fetch_add(1, Ordering::Relaxed);
-    }
     let mut body = BytesMut::new();
     while let Some(mut chunk) = stream.recv_data().await? {
         if body.len() + chunk.remaining() > MAX_BODY {
@@ -311,44 +241,32 @@ where
         }
         body.extend_from_slice(&chunk.copy_to_bytes(chunk.remaining()));
     }
-    let too_early = early && request.uri().path() == "/too-early";
-    let reply = if too_early {
-        Bytes::from_static(b"too early: send again after the handshake\n")
-    } else if request.method() == http::Method::GET {
-        Bytes::from(format!(
-            "h3fleet origin: {} {}\n",
-            request.method(),
-            request.uri().path()
-        ))
-    } else {
-        body.freeze()
-    };
-    let status = if too_early {
-        StatusCode::TOO_EARLY
-    } else {
-        StatusCode::OK
-    };
-    let drip = !too_early && request.uri().path() == "/drip";
-    if !too_early && request.uri().path() == "/slow" {
-        tokio::time::sleep(SLOW_HEAD).await;
+    let reply = Reply::to(
+        request.method(),
+        request.uri().path(),
+        body.freeze(),
+        early,
+        stats,
+    );
+    if let Some(wait) = reply.head_delay {
+        tokio::time::sleep(wait).await;
     }
-    let mut response = Response::builder()
-        .status(status)
-        .header("x-early-data", if early { "1" } else { "0" });
-    if !drip {
-        response = response.header("content-length", reply.len());
+    let mut response = Response::builder().status(reply.status);
+    for (name, value) in reply.headers() {
+        response = response.header(name, value);
     }
     stream.send_response(response.body(())?).await?;
-    if drip {
-        for i in 0..DRIP_CHUNKS {
-            if i > 0 {
-                tokio::time::sleep(DRIP_INTERVAL).await;
+    match reply.body {
+        ReplyBody::Full(bytes) => stream.send_data(bytes).await?,
+        ReplyBody::Drip => {
+            for i in 0..DRIP_CHUNKS {
+                if i > 0 {
+                    tokio::time::sleep(DRIP_INTERVAL).await;
+                }
+                stream.send_data(drip_chunk(i)).await?;
             }
-            stream.send_data(Bytes::from(format!("drip {i}\n"))).await?;
         }
-    } else {
-        stream.send_data(reply).await?;
     }
     stream.finish().await?;
-    Ok(status.as_u16())
+    Ok(reply.status.as_u16())
 }

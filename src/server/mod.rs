@@ -9,10 +9,14 @@
 
 mod h3;
 mod relay;
+mod respond;
+mod tcp;
 mod tls;
 
-pub use self::h3::{H3Origin, OriginStats, RequestLog, RequestRecord};
+pub use self::h3::H3Origin;
 pub use self::relay::LatencyRelay;
+pub use self::respond::{OriginStats, RequestLog, RequestRecord};
+pub use self::tcp::TcpOrigin;
 pub use self::tls::{rustls_quic_config, SelfSigned};
 
 /// Why the origin could not start.

@@ -303,6 +303,44 @@ pub(crate) fn early_data_reason(ssl: &SslRef) -> &'static str {
     }
 }
 
+/// True while the connection is in early data: a client that offered it
+/// has not yet learned whether the server took it; a server that accepted it
+/// has not yet read the client's Finished.
+pub(crate) fn in_early_data(ssl: &SslRef) -> bool {
+    // SAFETY: `ssl` is a valid `SSL`; this only reads its state.
+    unsafe { sys::SSL_in_early_data(ssl.as_ptr()) == 1 }
+}
+
+/// After a TCP read or write failed with `SSL_ERROR_EARLY_DATA_REJECTED`,
+/// lets the handshake go on at 1-RTT (`SSL_reset_early_data_reject`). Returns
+/// false, doing nothing, in any other state.
+///
+/// BoringSSL aborts the process if the reset is called anywhere but in the
+/// rejected state, so the state is checked first: the connection must still
+/// be in early data (the reset clears that, so a second call is refused) and
+/// the last I/O call must have stopped on the rejection (BoringSSL repeats
+/// that stop on every call until the reset).
+pub(crate) fn reset_early_data_reject(ssl: &mut SslRef) -> bool {
+    clear_errors();
+    // SAFETY: `ssl` is valid; with an empty error queue and a non-positive
+    // return code, `SSL_get_error` only reads the connection's last I/O state.
+    let stopped = unsafe { sys::SSL_get_error(ssl.as_ptr(), -1) } == sys::SSL_ERROR_EARLY_DATA_REJECTED;
+    if !(stopped && in_early_data(ssl)) {
+        return false;
+    }
+    // SAFETY: the connection is in early data and its handshake stopped on
+    // the rejection, the one state in which BoringSSL allows the reset.
+    unsafe { sys::SSL_reset_early_data_reject(ssl.as_ptr()) };
+    true
+}
+
+/// `SSL_get_error`'s code for a refusal of early data.
+pub(crate) const ERROR_EARLY_DATA_REJECTED: c_int = sys::SSL_ERROR_EARLY_DATA_REJECTED;
+
+/// The reason code BoringSSL gives when a server that was offered early data
+/// chose a TLS version without it: the request must go on a new connection.
+pub(crate) const REASON_WRONG_VERSION_ON_EARLY_DATA: c_int = sys::SSL_R_WRONG_VERSION_ON_EARLY_DATA;
+
 /// Offers (client) or accepts (server) early data on this connection.
 pub(crate) fn set_early_data_enabled(ssl: &mut SslRef, enabled: bool) {
     // SAFETY: `ssl` is valid and its handshake has not started.

@@ -3,15 +3,19 @@
 //! raw call; [`TlsError`] is what callers see when TLS set-up fails.
 
 mod client;
+pub(crate) mod early_data;
 mod ech_keys;
 pub(crate) mod ffi;
 mod roots;
+pub(crate) mod server;
 mod tcp;
+mod tcp_server;
 pub(crate) mod tickets;
 
 pub(crate) use client::ClientSettings;
 pub use ech_keys::EchKeys;
 pub use tcp::{TcpClientConfig, TcpClientConfigBuilder};
+pub use tcp_server::{ServerTls, ServerTlsStream, TcpServerConfig, TcpServerConfigBuilder};
 pub use tickets::TicketSink;
 
 pub(crate) use roots::load_roots;

@@ -2,11 +2,12 @@
 //! same verification and session export as the QUIC side.
 
 use std::fmt;
+use std::sync::Arc;
 
 use boring::ssl::{SslConnector, SslMethod, SslSession, SslVersion};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_boring::SslStream;
 
+use super::early_data::{EarlyDataReport, EarlyDataStream};
 use super::{ffi, tickets, ClientSettings, TicketSink, TlsError};
 use crate::cache::{CachedSession, Protocol};
 
@@ -52,6 +53,10 @@ impl TcpClientConfig {
     /// Runs the TLS handshake on `stream` for `server_name` (a host name or
     /// an IP literal), offering `resume` and sending new tickets to `sink`.
     ///
+    /// With `early_data` and a session that allows it, this returns right
+    /// after the ClientHello, and what is written first goes as early data
+    /// (see [`EarlyDataStream`]); `report` hears how the handshake ended.
+    ///
     /// # Errors
     ///
     /// The handshake failed (certificate not trusted, wrong name, protocol
@@ -62,7 +67,9 @@ impl TcpClientConfig {
         stream: S,
         resume: Option<&CachedSession>,
         sink: Option<TicketSink>,
-    ) -> Result<SslStream<S>, TlsError>
+        early_data: bool,
+        report: Arc<EarlyDataReport>,
+    ) -> Result<EarlyDataStream<S>, TlsError>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
@@ -81,9 +88,12 @@ impl TcpClientConfig {
                 tracing::warn!(error = %e, "stored session not usable; doing a full handshake");
             }
         }
-        tokio_boring::connect(config, server_name, stream)
+        let offer_early = early_data && resume.is_some_and(|c| c.envelope.early_data);
+        ffi::set_early_data_enabled(&mut config, offer_early);
+        let stream = tokio_boring::connect(config, server_name, stream)
             .await
-            .map_err(|e| TlsError::new(format!("TLS handshake with {server_name} failed: {e}")))
+            .map_err(|e| TlsError::new(format!("TLS handshake with {server_name} failed: {e}")))?;
+        Ok(EarlyDataStream::new(stream, report))
     }
 }
 

@@ -1,0 +1,169 @@
+//! What the origin answers, whatever the protocol carried the request, and
+//! what it counts and logs.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, StatusCode};
+
+/// `/slow` waits this long before its response head.
+const SLOW_HEAD: Duration = Duration::from_millis(300);
+
+/// `/drip` sends its body in this many pieces, this far apart.
+pub(crate) const DRIP_CHUNKS: usize = 5;
+pub(crate) const DRIP_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The largest request body the origin reads (it echoes bodies back).
+pub(crate) const MAX_BODY: usize = 1 << 20;
+
+/// Counters of what the origin served.
+#[derive(Debug, Default)]
+pub struct OriginStats {
+    pub(crate) connections: AtomicU64,
+    requests: AtomicU64,
+    early_requests: AtomicU64,
+    pub(crate) clean_closes: AtomicU64,
+    pub(crate) error_closes: AtomicU64,
+}
+
+impl OriginStats {
+    /// Connections accepted.
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Ordering::Relaxed)
+    }
+
+    /// Requests answered.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Requests that arrived as early data (0-RTT), before the handshake
+    /// completed.
+    pub fn early_requests(&self) -> u64 {
+        self.early_requests.load(Ordering::Relaxed)
+    }
+
+    /// Connections that ended cleanly (HTTP/3: `H3_NO_ERROR` from either
+    /// side; TCP: the HTTP connection ended without error).
+    pub fn clean_closes(&self) -> u64 {
+        self.clean_closes.load(Ordering::Relaxed)
+    }
+
+    /// Connections that ended with an error (e.g. `H3_CLOSED_CRITICAL_STREAM`,
+    /// an idle timeout, bytes that are not HTTP).
+    pub fn error_closes(&self) -> u64 {
+        self.error_closes.load(Ordering::Relaxed)
+    }
+}
+
+/// One request the origin answered, as handed to the request log.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RequestRecord {
+    /// `h3`, `h2` or `http/1.1`.
+    pub protocol: &'static str,
+    /// The request method.
+    pub method: String,
+    /// The request path.
+    pub path: String,
+    /// True if the request arrived as early data (0-RTT).
+    pub early_data: bool,
+    /// True if the connection resumed a session.
+    pub resumed: bool,
+    /// The status the origin answered with.
+    pub status: u16,
+}
+
+/// Receives a [`RequestRecord`] for every request answered.
+pub type RequestLog = Arc<dyn Fn(&RequestRecord) + Send + Sync>;
+
+/// The request log slot an origin's tasks share.
+#[derive(Default)]
+pub(crate) struct LogSlot(RwLock<Option<RequestLog>>);
+
+impl LogSlot {
+    pub(crate) fn set(&self, log: Option<RequestLog>) {
+        if let Ok(mut slot) = self.0.write() {
+            *slot = log;
+        }
+    }
+
+    pub(crate) fn record(&self, record: &RequestRecord) {
+        let log = self.0.read().ok().and_then(|l| l.clone());
+        if let Some(log) = log {
+            log(record);
+        }
+    }
+}
+
+/// The body of a reply.
+pub(crate) enum ReplyBody {
+    Full(Bytes),
+    /// [`DRIP_CHUNKS`] lines ([`drip_chunk`]), [`DRIP_INTERVAL`] apart.
+    Drip,
+}
+
+/// The origin's answer to one request.
+pub(crate) struct Reply {
+    pub(crate) status: StatusCode,
+    pub(crate) early: bool,
+    /// Wait this long before sending the head.
+    pub(crate) head_delay: Option<Duration>,
+    pub(crate) body: ReplyBody,
+}
+
+impl Reply {
+    /// The answer to `method path` with `body`; `early` if the request came
+    /// as early data. Counts the request in `stats`.
+    ///
+    /// - `/too-early` answers `425 Too Early` to an early request (RFC 8470)
+    ///   and `200 OK` otherwise;
+    /// - `/drip` streams five lines 100 ms apart; `/slow` waits 300 ms
+    ///   before its head;
+    /// - a `GET` gets a line naming method and path; anything else gets its
+    ///   body back.
+    pub(crate) fn to(method: &Method, path: &str, body: Bytes, early: bool, stats: &OriginStats) -> Self {
+        stats.requests.fetch_add(1, Ordering::Relaxed);
+        if early {
+            stats.early_requests.fetch_add(1, Ordering::Relaxed);
+        }
+        let too_early = early && path == "/too-early";
+        let (status, body) = if too_early {
+            (
+                StatusCode::TOO_EARLY,
+                ReplyBody::Full(Bytes::from_static(b"too early: send again after the handshake\n")),
+            )
+        } else if path == "/drip" {
+            (StatusCode::OK, ReplyBody::Drip)
+        } else if method == Method::GET {
+            (
+                StatusCode::OK,
+                ReplyBody::Full(Bytes::from(format!("h3fleet origin: {method} {path}\n"))),
+            )
+        } else {
+            (StatusCode::OK, ReplyBody::Full(body))
+        };
+        Self {
+            status,
+            early,
+            head_delay: (!too_early && path == "/slow").then_some(SLOW_HEAD),
+            body,
+        }
+    }
+
+    /// The headers every reply carries: `x-early-data` and, for a body of
+    /// known size, `content-length`.
+    pub(crate) fn headers(&self) -> Vec<(&'static str, String)> {
+        let mut headers = vec![("x-early-data", if self.early { "1" } else { "0" }.to_owned())];
+        if let ReplyBody::Full(bytes) = &self.body {
+            headers.push(("content-length", bytes.len().to_string()));
+        }
+        headers
+    }
+}
+
+/// Piece `i` of a `/drip` body.
+pub(crate) fn drip_chunk(i: usize) -> Bytes {
+    Bytes::from(format!("drip {i}\n"))
+}
