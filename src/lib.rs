@@ -119,4 +119,6 @@ pub mod tls;
 pub use dns::DnsError;
 pub use error::Error;
 pub use preset::{Preset, DEFAULT_PRESET, KNOWN_PRESETS};
-pub use session::{EarlyData, EarlyDataPolicy, RequestBuilder, Response, Session, SessionBuilder, TlsInfo};
+pub use session::{
+    EarlyData, EarlyDataPolicy, HttpProtocol, RequestBuilder, Response, Session, SessionBuilder, TlsInfo,
+};

@@ -19,6 +19,7 @@ use crate::dns::{parse_override, Resolver, Upstream};
 use crate::error::Error;
 use crate::http::h3::{Dial, H3Connection, OnReady, RequestStream, Tickets};
 use crate::http::pool::{Opening, Pool, PoolKey};
+use crate::http::select::{Known, ProtocolMemory};
 use crate::http::tcp::{TcpConnection, TcpDial, TcpHttp};
 use crate::http::Conn;
 pub use crate::http::EarlyData;
@@ -32,6 +33,10 @@ use http_body_util::BodyExt;
 /// CONNECTION_CLOSE leaves before the process may exit. Short: the frame
 /// leaves at once; the rest of draining is only the peer's retransmissions.
 const CLOSE_DRAIN_WAIT: Duration = Duration::from_millis(50);
+
+/// How long a QUIC attempt runs alone before TCP joins the race (as in
+/// Happy Eyeballs; curl's default for the same race is 200 ms).
+const DEFAULT_HEAD_START: Duration = Duration::from_millis(250);
 
 /// When a first request may be sent as 0-RTT early data.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -124,8 +129,10 @@ pub struct Session {
 #[derive(Debug)]
 struct Inner {
     preset: Preset,
-    mode: Mode,
+    mode: HttpProtocol,
     caches: Caches,
+    memory: ProtocolMemory,
+    head_start: Duration,
     tls: QuicClientConfig,
     tcp_tls: TcpClientConfig,
     transport: Arc<quinn::TransportConfig>,
@@ -139,26 +146,56 @@ struct Inner {
     close_timeout: Duration,
 }
 
-/// Which HTTP version a session speaks.
+/// Which HTTP versions a session speaks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-enum Mode {
-    /// HTTP/3 over QUIC.
+#[non_exhaustive]
+pub enum HttpProtocol {
+    /// HTTP/3 where the origin is known to speak it (a cached `Alt-Svc`, a
+    /// race QUIC won), else a race in which QUIC gets a short head start
+    /// over TCP (HTTP/2, or HTTP/1.1 if the server has no HTTP/2). What won
+    /// is remembered per origin for a while. A QUIC attempt that fails or
+    /// stalls falls back to TCP within the same request.
     #[default]
+    Auto,
+    /// HTTP/3 over QUIC only.
     Http3,
-    /// HTTP/2 over TLS over TCP.
+    /// HTTP/2 over TLS over TCP only (ALPN `h2`; a server without HTTP/2 is
+    /// spoken to in HTTP/1.1).
     Http2,
-    /// HTTP/1.1 over TLS over TCP.
+    /// HTTP/1.1 over TLS over TCP only.
     Http1,
 }
 
-impl Mode {
-    fn protocol(self) -> Protocol {
+impl HttpProtocol {
+    /// The ticket caches a TCP connection may resume from, in order.
+    fn tcp_protocols(self) -> &'static [Protocol] {
         match self {
-            Self::Http3 => Protocol::H3,
-            Self::Http2 => Protocol::H2,
-            Self::Http1 => Protocol::H1,
+            Self::Http1 => &[Protocol::H1],
+            Self::Http2 => &[Protocol::H2],
+            Self::Auto | Self::Http3 => &[Protocol::H2, Protocol::H1],
         }
     }
+}
+
+/// How one request reaches its origin.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    /// Open connections to reuse, by protocol, in order of preference.
+    pooled: &'static [Protocol],
+    open: Open,
+}
+
+/// How a new connection is made.
+#[derive(Debug, Clone, Copy)]
+enum Open {
+    H3,
+    Tcp,
+    /// QUIC to `h3_port` first, TCP after the head start or QUIC's failure.
+    /// `expected`: the origin was believed to speak HTTP/3.
+    Race {
+        h3_port: u16,
+        expected: bool,
+    },
 }
 
 /// One ticket cache per protocol, all on the same backend (the reference
@@ -196,7 +233,8 @@ impl Caches {
 #[must_use]
 pub struct SessionBuilder {
     preset: Result<Preset, Error>,
-    mode: Mode,
+    mode: HttpProtocol,
+    head_start: Duration,
     backend: Option<(Arc<dyn SessionCacheBackend>, Option<ErrorCallback>)>,
     identifier: Option<String>,
     system_roots: bool,
@@ -224,7 +262,8 @@ impl Default for SessionBuilder {
     fn default() -> Self {
         Self {
             preset: Ok(Preset::default()),
-            mode: Mode::default(),
+            mode: HttpProtocol::default(),
+            head_start: DEFAULT_HEAD_START,
             backend: None,
             identifier: None,
             system_roots: true,
@@ -248,21 +287,31 @@ impl SessionBuilder {
         self
     }
 
-    /// Speaks HTTP/3 over QUIC (the default).
-    pub fn http3_only(mut self) -> Self {
-        self.mode = Mode::Http3;
+    /// Which HTTP versions to speak. Default [`HttpProtocol::Auto`].
+    pub fn protocol(mut self, protocol: HttpProtocol) -> Self {
+        self.mode = protocol;
         self
     }
 
-    /// Speaks HTTP/2 over TLS over TCP (ALPN `h2` only).
-    pub fn http2_only(mut self) -> Self {
-        self.mode = Mode::Http2;
-        self
+    /// Speaks HTTP/3 over QUIC only ([`HttpProtocol::Http3`]).
+    pub fn http3_only(self) -> Self {
+        self.protocol(HttpProtocol::Http3)
     }
 
-    /// Speaks HTTP/1.1 over TLS over TCP (ALPN `http/1.1` only).
-    pub fn http1_only(mut self) -> Self {
-        self.mode = Mode::Http1;
+    /// Speaks HTTP/2 over TLS over TCP only ([`HttpProtocol::Http2`]).
+    pub fn http2_only(self) -> Self {
+        self.protocol(HttpProtocol::Http2)
+    }
+
+    /// Speaks HTTP/1.1 over TLS over TCP only ([`HttpProtocol::Http1`]).
+    pub fn http1_only(self) -> Self {
+        self.protocol(HttpProtocol::Http1)
+    }
+
+    /// With [`HttpProtocol::Auto`], how long a QUIC attempt runs alone
+    /// before TCP is tried beside it. Default 250 ms.
+    pub fn http3_head_start(mut self, head_start: Duration) -> Self {
+        self.head_start = head_start;
         self
     }
 
@@ -363,8 +412,9 @@ impl SessionBuilder {
             .alpn_protocols(preset.alpn().iter().copied())
             .system_roots(self.system_roots);
         let tcp_alpn: &[&[u8]] = match self.mode {
-            Mode::Http1 => &[b"http/1.1"],
-            _ => &[b"h2"],
+            HttpProtocol::Http1 => &[b"http/1.1"],
+            HttpProtocol::Http2 => &[b"h2"],
+            HttpProtocol::Auto | HttpProtocol::Http3 => &[b"h2", b"http/1.1"],
         };
         let mut tcp_tls = TcpClientConfig::builder()
             .alpn_protocols(tcp_alpn.iter().copied())
@@ -414,6 +464,8 @@ impl SessionBuilder {
         Ok(Session {
             inner: Arc::new(Inner {
                 mode: self.mode,
+                memory: ProtocolMemory::default(),
+                head_start: self.head_start,
                 caches,
                 tls,
                 tcp_tls,
@@ -522,23 +574,73 @@ impl Session {
             .cloned()
     }
 
+    /// How a request to `host:port` goes, from the mode and what the
+    /// session has learned about the origin.
+    fn plan(&self, host: &str, port: u16) -> Plan {
+        use Protocol::{H1, H2, H3};
+        match self.inner.mode {
+            HttpProtocol::Http3 => Plan {
+                pooled: &[H3],
+                open: Open::H3,
+            },
+            // A server without HTTP/2 answers in HTTP/1.1.
+            HttpProtocol::Http2 => Plan {
+                pooled: &[H2, H1],
+                open: Open::Tcp,
+            },
+            HttpProtocol::Http1 => Plan {
+                pooled: &[H1],
+                open: Open::Tcp,
+            },
+            HttpProtocol::Auto => match self.inner.memory.get(host, port) {
+                Some(Known::Tcp { .. }) => Plan {
+                    pooled: &[H3, H2, H1],
+                    open: Open::Tcp,
+                },
+                // Known to speak HTTP/3 (perhaps newly advertised while a TCP
+                // connection is open): use it.
+                Some(Known::H3 { port: h3_port }) => Plan {
+                    pooled: &[H3],
+                    open: Open::Race {
+                        h3_port,
+                        expected: true,
+                    },
+                },
+                None => Plan {
+                    pooled: &[H3, H2, H1],
+                    open: Open::Race {
+                        h3_port: port,
+                        expected: false,
+                    },
+                },
+            },
+        }
+    }
+
     async fn execute(&self, request: PreparedRequest, url: url::Url) -> Result<Response, Error> {
         let host = url
             .host_str()
             .ok_or_else(|| url_error(url.as_str(), "no host"))?
             .to_owned();
         let port = url.port_or_known_default().unwrap_or(443);
-        let mode = self.inner.mode;
-        let key = PoolKey {
-            protocol: mode.protocol(),
+        let plan = self.plan(&host, port);
+        let key = |protocol| PoolKey {
+            protocol,
             identifier: self.inner.caches.h3.session_identifier(),
             host: host.clone(),
             port,
         };
         // An HTTP/1.1 connection still busy with another exchange is left to it.
-        if let Some(conn) = self.inner.pool.checkout(&key).filter(Conn::is_idle) {
+        let pooled = plan
+            .pooled
+            .iter()
+            .find_map(|p| self.inner.pool.checkout(&key(*p)).filter(Conn::is_idle));
+        if let Some(conn) = pooled {
             match exchange(&conn, &request).await {
-                Ok((head, body)) => return Ok(Response::new(url, head, body, &conn, true)),
+                Ok((head, body)) => {
+                    self.learn(&host, port, &conn, &head.headers);
+                    return Ok(Response::new(url, head, body, &conn, true));
+                }
                 // The pooled connection died under the request (the server
                 // closed it while idle): a request that is safe to repeat goes
                 // on a new connection, as reqwest does.
@@ -550,7 +652,12 @@ impl Session {
         }
         // HTTP/1.1 connections carry one exchange at a time: each waiting
         // request opens its own rather than queueing behind another.
-        let opening = (mode != Mode::Http1).then(|| self.inner.pool.opening(&key));
+        let lead = key(match plan.open {
+            Open::H3 | Open::Race { .. } => Protocol::H3,
+            Open::Tcp => Protocol::H2,
+        });
+        let single_flight = self.inner.mode != HttpProtocol::Http1;
+        let opening = single_flight.then(|| self.inner.pool.opening(&lead));
         let guard = match opening {
             None => None,
             Some(Opening::Lead(guard)) => Some(guard),
@@ -569,16 +676,27 @@ impl Session {
         // Requests waiting on this connection get it as soon as it is
         // usable, not after this request's response.
         let pool = &self.inner.pool;
-        let identifier = key.identifier.clone();
+        let identifier = lead.identifier.clone();
         let on_ready: OnReady<'_> = match guard {
             Some(guard) => Box::new(move |conn: Conn| guard.publish(conn)),
-            None => Box::new(move |conn: Conn| pool.insert(key, conn)),
+            None => Box::new(move |conn: Conn| pool.insert(lead, conn)),
         };
         let setup = async {
-            let target = self.target(identifier, &host, port, mode.protocol()).await?;
-            match mode {
-                Mode::Http3 => self.open_h3(target, &request, on_ready).await,
-                Mode::Http2 | Mode::Http1 => self.open_tcp(target, &request, on_ready).await,
+            match plan.open {
+                Open::H3 => {
+                    let target = self.target(identifier, &host, port, &[Protocol::H3]).await?;
+                    self.open_h3(target, &request, on_ready, None).await
+                }
+                Open::Tcp => {
+                    let target = self
+                        .target(identifier, &host, port, self.inner.mode.tcp_protocols())
+                        .await?;
+                    self.open_tcp(target, &request, on_ready).await
+                }
+                Open::Race { h3_port, expected } => {
+                    self.open_raced(identifier, &host, port, h3_port, expected, &request, on_ready)
+                        .await
+                }
             }
         };
         let opened = tokio::time::timeout(self.inner.connect_timeout, setup)
@@ -587,6 +705,7 @@ impl Session {
                 what: "connecting",
                 after: self.inner.connect_timeout,
             })??;
+        self.learn(&host, port, &opened.conn, &opened.head.headers);
         let mut response = Response::new(url, opened.head, opened.body, &opened.conn, false);
         response.tls.retried_too_early = opened.retried_too_early;
         if let Some(early_data) = opened.early_data {
@@ -595,25 +714,138 @@ impl Session {
         Ok(response)
     }
 
+    /// Notes an `Alt-Svc` advertisement on a TCP response.
+    fn learn(&self, host: &str, port: u16, conn: &Conn, headers: &HeaderMap) {
+        if self.inner.mode != HttpProtocol::Auto || matches!(conn, Conn::H3(_)) {
+            return;
+        }
+        if let Some(value) = headers.get(http::header::ALT_SVC).and_then(|v| v.to_str().ok()) {
+            self.inner.memory.advertised(host, port, value);
+        }
+    }
+
+    /// Races QUIC (to `h3_port`) against TCP for a new connection: QUIC
+    /// starts alone, TCP joins after the head start or as soon as QUIC
+    /// fails; the first to complete its handshake carries the request and
+    /// the other is dropped. A replay-safe request may already have left in
+    /// QUIC 0-RTT when TCP wins; any other request is sent only on the
+    /// winner.
+    #[allow(clippy::too_many_arguments)]
+    async fn open_raced(
+        &self,
+        identifier: Option<String>,
+        host: &str,
+        port: u16,
+        h3_port: u16,
+        expected: bool,
+        request: &PreparedRequest,
+        on_ready: OnReady<'_>,
+    ) -> Result<Opened, Error> {
+        // Whoever is ready first hands its connection to waiting requests.
+        let slot = Arc::new(std::sync::Mutex::new(Some(on_ready)));
+        let quic_ready: OnReady<'_> = {
+            let slot = Arc::clone(&slot);
+            Box::new(move |conn: Conn| {
+                if let Some(ready) = slot.lock().ok().and_then(|mut s| s.take()) {
+                    ready(conn);
+                }
+            })
+        };
+        let (handshaken_tx, mut handshaken_rx) = tokio::sync::oneshot::channel();
+        let quic = async {
+            let target = self
+                .target(identifier.clone(), host, h3_port, &[Protocol::H3])
+                .await?;
+            self.open_h3(target, request, quic_ready, Some(handshaken_tx))
+                .await
+        };
+        let tcp = async {
+            let target = self
+                .target(identifier.clone(), host, port, self.inner.mode.tcp_protocols())
+                .await?;
+            let conn = self.dial_tcp(&target, false).await?;
+            Ok::<_, Error>((target, conn))
+        };
+        let (mut quic, mut tcp) = (std::pin::pin!(quic), std::pin::pin!(tcp));
+        let head_start = tokio::time::sleep(self.inner.head_start);
+        let mut head_start = std::pin::pin!(head_start);
+        let (mut tcp_started, mut handshaken, mut signal_done) = (false, false, false);
+        let (mut quic_error, mut tcp_error): (Option<Error>, Option<Error>) = (None, None);
+        loop {
+            tokio::select! {
+                result = &mut quic, if quic_error.is_none() => match result {
+                    Ok(opened) => {
+                        self.inner.memory.quic_won(host, port, h3_port);
+                        return Ok(opened);
+                    }
+                    // QUIC worked but the exchange failed: the request may
+                    // have reached the server, so it does not go again.
+                    Err(e) if handshaken => return Err(e),
+                    Err(e) => {
+                        tracing::debug!(origin = %format!("{host}:{h3_port}"), error = %e, "QUIC attempt failed; TCP goes on");
+                        if let Some(tcp_error) = tcp_error {
+                            return Err(worse_failure(e, tcp_error));
+                        }
+                        quic_error = Some(e);
+                        tcp_started = true;
+                    }
+                },
+                signal = &mut handshaken_rx, if !signal_done => {
+                    signal_done = true;
+                    handshaken = signal.is_ok();
+                }
+                () = &mut head_start, if !tcp_started => tcp_started = true,
+                result = &mut tcp, if tcp_started && !handshaken && tcp_error.is_none() => match result {
+                    Ok((target, conn)) => {
+                        tracing::debug!(origin = %target.origin, "TCP won the race against QUIC");
+                        self.inner.memory.tcp_won(host, port, expected);
+                        let conn = Conn::Tcp(conn);
+                        self.check_resumed(&target, &conn);
+                        if let Some(ready) = slot.lock().ok().and_then(|mut s| s.take()) {
+                            ready(conn.clone());
+                        }
+                        let (head, body) = exchange(&conn, request).await?;
+                        return Ok(Opened::new(conn, head, body));
+                    }
+                    Err(e) => {
+                        if let Some(quic_error) = quic_error {
+                            return Err(worse_failure(quic_error, e));
+                        }
+                        tcp_error = Some(e);
+                    }
+                },
+            }
+        }
+    }
+
     /// Resolves `host` and looks up the session to offer.
     async fn target(
         &self,
         identifier: Option<String>,
         host: &str,
         port: u16,
-        protocol: Protocol,
+        protocols: &[Protocol],
     ) -> Result<Target, Error> {
         let server_name = host.trim_start_matches('[').trim_end_matches(']').to_owned();
         let addrs = self.inner.resolver.resolve(host, port).await?;
         if addrs.is_empty() {
             return Err(url_error(host, "no address"));
         }
-        let hit = self
-            .inner
-            .caches
-            .of(protocol)
-            .get_for(identifier.clone(), &server_name, port)
-            .await;
+        // The first protocol with a session to offer (TCP: h2, then h1).
+        let mut protocol = protocols.first().copied().unwrap_or(Protocol::H3);
+        let mut hit = None;
+        for p in protocols {
+            hit = self
+                .inner
+                .caches
+                .of(*p)
+                .get_for(identifier.clone(), &server_name, port)
+                .await;
+            if hit.is_some() {
+                protocol = *p;
+                break;
+            }
+        }
         let tickets = Arc::new(Tickets::default());
         // Each ticket goes to the cache of the protocol it was won on, under
         // the identifier the connection was opened for.
@@ -666,6 +898,7 @@ impl Session {
         target: Target,
         request: &PreparedRequest,
         on_ready: OnReady<'_>,
+        handshaken: Option<tokio::sync::oneshot::Sender<()>>,
     ) -> Result<Opened, Error> {
         let addr = *target
             .addrs
@@ -694,6 +927,7 @@ impl Session {
             ticket_source: target.hit.as_ref().map(|h| h.source),
             tickets: Arc::clone(&target.tickets),
             on_ready: Some(on_ready),
+            handshaken,
         };
         let first = H3Connection::open(dial, &request).await?;
         let conn = Conn::H3(first.conn);
@@ -781,6 +1015,15 @@ impl Session {
             early_data,
         })
         .await
+    }
+}
+
+/// Of two failed attempts, the error that says more: a refused TCP
+/// connection only says nothing listens on TCP, so QUIC's reason wins then.
+fn worse_failure(quic: Error, tcp: Error) -> Error {
+    match tcp {
+        Error::Tcp { .. } => quic,
+        other => other,
     }
 }
 

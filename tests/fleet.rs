@@ -34,10 +34,14 @@ impl Serve {
     }
 
     fn start_with(extra: &[&str]) -> Self {
+        Self::start_on("127.0.0.1:0", extra)
+    }
+
+    fn start_on(listen: &str, extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let cert = dir.path().join("origin.pem");
         let mut child = h3fleet()
-            .args(["serve", "--listen", "127.0.0.1:0", "--cert-out"])
+            .args(["serve", "--listen", listen, "--cert-out"])
             .arg(&cert)
             .args(extra)
             .stdout(Stdio::piped())
@@ -293,4 +297,88 @@ async fn second_h2_process_resumes_from_redis_against_rustls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn second_h1_process_resumes_from_redis_against_rustls() {
     second_tcp_process_resumes("--http1", "http/1.1").await;
+}
+
+/// `h3fleet get` straight to `serve` (no relay), returning its JSON report.
+async fn get_direct(serve: &Serve, cache: &str, extra: &[&str]) -> Value {
+    let port = serve.addr.port();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_h3fleet"))
+        .args(["get", &format!("https://localhost:{port}/tcp"), "--json"])
+        .args(["--cache", cache, "--cacert", &serve.cert])
+        .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
+        .args(extra)
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Over TCP against h3fleet's own origin (BoringSSL on both sides), a
+/// second `get` process resumes the first one's ticket from Redis and its
+/// request arrives as TLS 1.3 early data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_get_processes_send_early_data_with_a_ticket_from_redis() {
+    let redis = support::redis::RedisServer::start();
+    let serve = Serve::start();
+    for (flag, protocol) in [("--http2", "h2"), ("--http1", "http/1.1")] {
+        let first = get_direct(&serve, &redis.uri(), &[flag]).await;
+        assert_eq!(first["protocol"], protocol, "{first}");
+        assert_eq!(first["early_data"], "not_attempted", "{first}");
+        let second = get_direct(&serve, &redis.uri(), &[flag]).await;
+        assert_eq!(second["ticket_source"], "backend", "{second}");
+        assert_eq!(second["resumed"], true, "{second}");
+        assert_eq!(second["early_data"], "accepted", "{second}");
+    }
+    let seen = serve.requests(4).await;
+    let summary: Vec<(&str, bool)> = seen
+        .iter()
+        .map(|r| {
+            (
+                r["protocol"].as_str().unwrap(),
+                r["early_data"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("h2", false),
+            ("h2", true),
+            ("http/1.1", false),
+            ("http/1.1", true)
+        ]
+    );
+}
+
+/// A restarted origin has new ticket keys: the early request is refused,
+/// sent again after the handshake, and arrives exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_early_data_refused_after_an_origin_restart_is_sent_once_more() {
+    let redis = support::redis::RedisServer::start();
+    let first_origin = Serve::start();
+    let addr = first_origin.addr.to_string();
+    get_direct(&first_origin, &redis.uri(), &["--http2"]).await;
+    drop(first_origin);
+    let serve = Serve::start_on(&addr, &[]);
+    let report = get_direct(&serve, &redis.uri(), &["--http2"]).await;
+    assert_eq!(report["status"], 200);
+    assert_eq!(report["resumed"], false, "{report}");
+    assert_eq!(report["early_data"], "rejected", "{report}");
+    let seen = serve.requests(1).await;
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0]["early_data"], false);
+}
+
+/// Without a protocol flag, `get` takes HTTP/3 where the origin offers it
+/// and HTTP/2 where it does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_picks_h3_or_tcp_as_the_origin_allows() {
+    let both = Serve::start();
+    let report = get_direct(&both, "none", &[]).await;
+    assert_eq!(report["protocol"], "h3", "{report}");
+    let tcp_only = Serve::start_with(&["--no-http3"]);
+    let report = get_direct(&tcp_only, "none", &[]).await;
+    assert_eq!(report["protocol"], "h2", "{report}");
+    assert_eq!(report["status"], 200);
 }

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use clap::Args;
 use h3fleet::cache::{backend_from_uri, ErrorCallback};
-use h3fleet::{Response, Session};
+use h3fleet::{HttpProtocol, Response, Session};
 
 use super::CliError;
 
@@ -50,13 +50,14 @@ pub(crate) struct GetArgs {
     /// Print one JSON line describing the exchange instead of the body.
     #[arg(long)]
     json: bool,
-    /// Use HTTP/3 over QUIC (the default).
+    /// Use HTTP/3 over QUIC only. (Default: HTTP/3 where the origin is
+    /// known to speak it, else QUIC with a head start over TCP.)
     #[arg(long, group = "version")]
     http3: bool,
-    /// Use HTTP/2 over TLS over TCP.
+    /// Use HTTP/2 over TLS over TCP only.
     #[arg(long, group = "version")]
     http2: bool,
-    /// Use HTTP/1.1 over TLS over TCP.
+    /// Use HTTP/1.1 over TLS over TCP only.
     #[arg(long, group = "version")]
     http1: bool,
 }
@@ -89,13 +90,15 @@ fn parse_dns(spec: &str) -> Result<SocketAddr, CliError> {
 
 fn session(args: &GetArgs) -> Result<Session, CliError> {
     let mut builder = Session::builder().preset(&args.preset);
-    builder = if args.http2 {
-        builder.http2_only()
+    builder = builder.protocol(if args.http3 {
+        HttpProtocol::Http3
+    } else if args.http2 {
+        HttpProtocol::Http2
     } else if args.http1 {
-        builder.http1_only()
+        HttpProtocol::Http1
     } else {
-        builder.http3_only()
-    };
+        HttpProtocol::Auto
+    });
     let uri = args.cache.clone().unwrap_or_else(super::default_cache_uri);
     if uri != "none" {
         let on_error: ErrorCallback =

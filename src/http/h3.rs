@@ -90,6 +90,9 @@ pub(crate) struct Dial<'a> {
     pub(crate) ticket_source: Option<TicketSource>,
     pub(crate) tickets: Arc<Tickets>,
     pub(crate) on_ready: Option<OnReady<'a>>,
+    /// Told when the QUIC handshake has completed (the server answered),
+    /// before the first response: a race against TCP is decided by it.
+    pub(crate) handshaken: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 /// An open HTTP/3 connection.
@@ -197,6 +200,7 @@ impl H3Connection {
             ticket_source,
             tickets,
             on_ready,
+            handshaken,
         } = dial;
         let mut client = quinn::ClientConfig::new(Arc::new(tls));
         client.transport_config(transport);
@@ -213,6 +217,7 @@ impl H3Connection {
             ticket_source,
             tickets,
             on_ready,
+            handshaken,
         };
         let connecting = if request.early_data_ok {
             match connecting.into_0rtt() {
@@ -226,6 +231,8 @@ impl H3Connection {
             origin: base.origin.clone(),
             source,
         })?;
+        let mut base = base;
+        base.tell_handshaken();
         let conn = base.finish(quic, EarlyData::NotAttempted).await?;
         let (stream, head) = conn.exchange(request).await?;
         Ok(FirstExchange {
@@ -282,9 +289,16 @@ struct Setup<'a> {
     ticket_source: Option<TicketSource>,
     tickets: Arc<Tickets>,
     on_ready: Option<OnReady<'a>>,
+    handshaken: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Setup<'_> {
+    fn tell_handshaken(&mut self) {
+        if let Some(tx) = self.handshaken.take() {
+            let _ = tx.send(());
+        }
+    }
+
     /// Builds the h3 client on a handshaken connection.
     async fn finish(
         self,
@@ -333,7 +347,7 @@ impl Setup<'_> {
 
     /// The 0-RTT path: the request leaves with the ClientHello.
     async fn early(
-        self,
+        mut self,
         quic: quinn::Connection,
         accepted: quinn::ZeroRttAccepted,
         request: &PreparedRequest,
@@ -350,6 +364,7 @@ impl Setup<'_> {
                 source,
             });
         }
+        self.tell_handshaken();
         if !accepted {
             tracing::debug!(origin = %self.origin, "0-RTT rejected; sending the request again");
             // Everything tied to the lost early data goes before any new stream.

@@ -3,6 +3,7 @@
 
 pub(crate) mod h3;
 pub(crate) mod pool;
+pub(crate) mod select;
 pub(crate) mod tcp;
 
 use std::sync::Arc;
@@ -94,6 +95,15 @@ impl Conn {
         match self {
             Self::H3(c) => &c.tickets,
             Self::Tcp(c) => &c.tickets,
+        }
+    }
+
+    /// The protocol the connection speaks.
+    pub(crate) fn protocol(&self) -> crate::cache::Protocol {
+        match self {
+            Self::H3(_) => crate::cache::Protocol::H3,
+            Self::Tcp(c) if c.http == tcp::TcpHttp::H2 => crate::cache::Protocol::H2,
+            Self::Tcp(_) => crate::cache::Protocol::H1,
         }
     }
 

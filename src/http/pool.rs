@@ -53,6 +53,7 @@ pub(crate) struct OpenGuard<'a> {
 impl OpenGuard<'_> {
     pub(crate) fn publish(self, conn: Conn) {
         self.pool.insert(self.key.clone(), conn.clone());
+        // (`insert` files it under the protocol it turned out to speak.)
         self.done.send_replace(Some(conn));
     }
 }
@@ -116,8 +117,13 @@ impl Pool {
         Some(entry.conn.clone())
     }
 
-    /// Keeps `conn` for `key` (replacing an older one).
+    /// Keeps `conn` for `key`, under the protocol it speaks (replacing an
+    /// older one).
     pub(crate) fn insert(&self, key: PoolKey, conn: Conn) {
+        let key = PoolKey {
+            protocol: conn.protocol(),
+            ..key
+        };
         self.entries().insert(
             key,
             Entry {

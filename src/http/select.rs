@@ -1,0 +1,226 @@
+//! Protocol selection per origin: what a session has learned about which
+//! origins speak HTTP/3 (an `Alt-Svc` header, a race won by QUIC) or do
+//! not (a race QUIC lost), each fact with an expiry.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// The longest an advertisement or a race result is believed.
+pub(crate) const MAX_BELIEF: Duration = Duration::from_secs(24 * 3600);
+/// How long a race won by QUIC is remembered.
+const QUIC_WON_FOR: Duration = Duration::from_secs(3600);
+/// How long an origin whose QUIC lost the race is reached over TCP only
+/// (then QUIC gets another chance).
+const TCP_WON_FOR: Duration = Duration::from_secs(300);
+/// `ma` when an `Alt-Svc` entry gives none (RFC 7838 §3.1).
+const DEFAULT_MAX_AGE: u64 = 86_400;
+
+/// What is known about one origin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Known {
+    /// It speaks HTTP/3 on `port` (of the same host).
+    H3 { port: u16 },
+    /// Reach it over TCP. `quic_broken`: QUIC was expected to work and did
+    /// not, so `Alt-Svc` advertisements are not believed for a while.
+    Tcp { quic_broken: bool },
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Belief {
+    known: Known,
+    until: Instant,
+}
+
+/// What a session knows about its origins' protocols.
+#[derive(Debug, Default)]
+pub(crate) struct ProtocolMemory {
+    origins: Mutex<HashMap<(String, u16), Belief>>,
+}
+
+impl ProtocolMemory {
+    fn origins(&self) -> std::sync::MutexGuard<'_, HashMap<(String, u16), Belief>> {
+        self.origins.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// What is known about `host:port`, if it has not expired.
+    pub(crate) fn get(&self, host: &str, port: u16) -> Option<Known> {
+        let key = (host.to_owned(), port);
+        let mut origins = self.origins();
+        match origins.get(&key) {
+            Some(b) if b.until > Instant::now() => Some(b.known),
+            Some(_) => {
+                origins.remove(&key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn set(&self, host: &str, port: u16, known: Known, lasting: Duration) {
+        let belief = Belief {
+            known,
+            until: Instant::now() + lasting.min(MAX_BELIEF),
+        };
+        self.origins().insert((host.to_owned(), port), belief);
+    }
+
+    /// A TCP response from `host:port` carried `Alt-Svc` `header`.
+    pub(crate) fn advertised(&self, host: &str, port: u16, header: &str) {
+        match parse_alt_svc(header) {
+            AltSvc::Clear => {
+                if matches!(self.get(host, port), Some(Known::H3 { .. })) {
+                    self.origins().remove(&(host.to_owned(), port));
+                }
+            }
+            AltSvc::H3 {
+                port: h3_port,
+                max_age,
+            } => {
+                if matches!(self.get(host, port), Some(Known::Tcp { quic_broken: true })) {
+                    return;
+                }
+                self.set(host, port, Known::H3 { port: h3_port }, max_age);
+            }
+            AltSvc::Nothing => {}
+        }
+    }
+
+    /// QUIC completed its handshake first.
+    pub(crate) fn quic_won(&self, host: &str, port: u16, h3_port: u16) {
+        // An advertisement lasts as long as it said; a race result an hour.
+        if !matches!(self.get(host, port), Some(Known::H3 { .. })) {
+            self.set(host, port, Known::H3 { port: h3_port }, QUIC_WON_FOR);
+        }
+    }
+
+    /// TCP won (QUIC failed or was too slow). `quic_was_expected`: the
+    /// origin was believed to speak HTTP/3.
+    pub(crate) fn tcp_won(&self, host: &str, port: u16, quic_was_expected: bool) {
+        self.set(
+            host,
+            port,
+            Known::Tcp {
+                quic_broken: quic_was_expected,
+            },
+            TCP_WON_FOR,
+        );
+    }
+}
+
+/// What an `Alt-Svc` header value says about HTTP/3.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AltSvc {
+    /// `clear`: forget every alternative.
+    Clear,
+    /// HTTP/3 on this host, at `port`.
+    H3 { port: u16, max_age: Duration },
+    /// Nothing usable (other protocols, other hosts, a malformed value).
+    Nothing,
+}
+
+/// Reads an `Alt-Svc` value (RFC 7838): the first `h3` alternative on the
+/// same host (empty host part), with its `ma`. Alternatives on other hosts
+/// are not used.
+pub(crate) fn parse_alt_svc(value: &str) -> AltSvc {
+    if value.trim().eq_ignore_ascii_case("clear") {
+        return AltSvc::Clear;
+    }
+    for alternative in value.split(',') {
+        let mut parts = alternative.split(';').map(str::trim);
+        let Some((protocol, authority)) = parts.next().and_then(|p| p.split_once('=')) else {
+            continue;
+        };
+        if protocol.trim() != "h3" {
+            continue;
+        }
+        let authority = authority.trim().trim_matches('"');
+        let Some((host, port)) = authority.rsplit_once(':') else {
+            continue;
+        };
+        if !host.is_empty() {
+            continue;
+        }
+        let Ok(port) = port.parse::<u16>() else {
+            continue;
+        };
+        if port == 0 {
+            continue;
+        }
+        let mut max_age = DEFAULT_MAX_AGE;
+        for parameter in parts {
+            if let Some(("ma", v)) = parameter.split_once('=').map(|(k, v)| (k.trim(), v.trim())) {
+                match v.trim_matches('"').parse::<u64>() {
+                    Ok(v) => max_age = v,
+                    Err(_) => return AltSvc::Nothing,
+                }
+            }
+        }
+        return AltSvc::H3 {
+            port,
+            max_age: Duration::from_secs(max_age),
+        };
+    }
+    AltSvc::Nothing
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alt_svc_values_are_read_as_rfc_7838_says() {
+        assert_eq!(
+            parse_alt_svc(r#"h3=":8443"; ma=3600"#),
+            AltSvc::H3 {
+                port: 8443,
+                max_age: Duration::from_secs(3600)
+            }
+        );
+        assert_eq!(
+            parse_alt_svc(r#"h3-29=":443", h3=":443""#),
+            AltSvc::H3 {
+                port: 443,
+                max_age: Duration::from_secs(86_400)
+            }
+        );
+        assert_eq!(parse_alt_svc("clear"), AltSvc::Clear);
+        assert_eq!(parse_alt_svc(r#"h3="other.example:443""#), AltSvc::Nothing);
+        assert_eq!(parse_alt_svc(r#"h2=":443""#), AltSvc::Nothing);
+        for garbage in [
+            "",
+            "h3",
+            "h3=",
+            r#"h3=":""#,
+            r#"h3=":99999""#,
+            r#"h3=":443"; ma=soon"#,
+            "=,;\"",
+        ] {
+            assert_eq!(parse_alt_svc(garbage), AltSvc::Nothing, "{garbage:?}");
+        }
+    }
+
+    #[test]
+    fn an_advertisement_is_believed_unless_quic_just_failed() {
+        let memory = ProtocolMemory::default();
+        assert_eq!(memory.get("a.test", 443), None);
+        memory.tcp_won("a.test", 443, false);
+        memory.advertised("a.test", 443, r#"h3=":4433""#);
+        assert_eq!(memory.get("a.test", 443), Some(Known::H3 { port: 4433 }));
+        memory.tcp_won("a.test", 443, true);
+        memory.advertised("a.test", 443, r#"h3=":4433""#);
+        assert_eq!(memory.get("a.test", 443), Some(Known::Tcp { quic_broken: true }));
+        // Another origin is another story.
+        assert_eq!(memory.get("a.test", 8443), None);
+    }
+
+    #[test]
+    fn beliefs_expire() {
+        let memory = ProtocolMemory::default();
+        memory.advertised("a.test", 443, r#"h3=":443"; ma=0"#);
+        assert_eq!(memory.get("a.test", 443), None);
+        memory.advertised("a.test", 443, r#"h3=":443""#);
+        memory.advertised("a.test", 443, "clear");
+        assert_eq!(memory.get("a.test", 443), None);
+    }
+}

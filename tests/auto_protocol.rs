@@ -1,0 +1,194 @@
+//! `HttpProtocol::Auto`: HTTP/3 where the origin speaks it, TCP where it
+//! does not, learned from `Alt-Svc` and from racing QUIC (with a head
+//! start) against TCP, with a fallback to TCP inside one request.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use h3fleet::server::{H3Origin, RequestRecord, TcpOrigin};
+use h3fleet::tls::TcpServerConfig;
+use h3fleet::Session;
+use support::quic::TestPki;
+
+/// An origin whose TCP and UDP sides can be started and stopped apart, on
+/// one port, both logging into one list.
+struct Origin {
+    pki: TestPki,
+    port: u16,
+    tcp: Option<TcpOrigin>,
+    h3: Option<H3Origin>,
+    seen: Arc<Mutex<Vec<RequestRecord>>>,
+}
+
+impl Origin {
+    fn new() -> Self {
+        Self {
+            pki: TestPki::new(),
+            port: support::free_port(None),
+            tcp: None,
+            h3: None,
+            seen: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        ([127, 0, 0, 1], self.port).into()
+    }
+
+    fn log(&self) -> h3fleet::server::RequestLog {
+        let seen = Arc::clone(&self.seen);
+        Arc::new(move |r: &RequestRecord| seen.lock().unwrap().push(r.clone()))
+    }
+
+    fn start_tcp(&mut self, alt_svc: bool) {
+        let tls = TcpServerConfig::builder(self.pki.cert_pem.as_bytes(), self.pki.key_pem.as_bytes())
+            .build()
+            .unwrap();
+        let tcp = TcpOrigin::bind(self.addr(), tls).unwrap();
+        tcp.set_alt_svc(alt_svc.then_some(self.port));
+        tcp.set_request_log(Some(self.log()));
+        self.tcp = Some(tcp);
+    }
+
+    fn start_h3(&mut self) {
+        let h3 = H3Origin::bind(self.addr(), self.pki.rustls_crypto()).unwrap();
+        h3.set_request_log(Some(self.log()));
+        self.h3 = Some(h3);
+    }
+
+    fn session(&self) -> Session {
+        Session::builder()
+            .system_roots(false)
+            .add_root_certificate_pem(self.pki.ca_pem.as_bytes())
+            .resolve("localhost", self.port, &["127.0.0.1".parse().unwrap()])
+            .build()
+            .unwrap()
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.port)
+    }
+
+    fn seen(&self) -> Vec<(&'static str, String)> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| (r.protocol, r.path.clone()))
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_origin_that_speaks_only_tcp_is_reached_over_h2() {
+    let mut origin = Origin::new();
+    origin.start_tcp(false);
+    let session = origin.session();
+    let first = session.get(&origin.url("/one")).send().await.unwrap();
+    assert_eq!(first.status(), 200);
+    assert_eq!(first.protocol(), http::Version::HTTP_2);
+    assert_eq!(first.text().await.unwrap(), "h3fleet origin: GET /one\n");
+    // Remembered: the next request uses the open HTTP/2 connection.
+    let second = session.get(&origin.url("/two")).send().await.unwrap();
+    assert_eq!(second.protocol(), http::Version::HTTP_2);
+    assert!(second.tls().connection_reused);
+    assert_eq!(origin.tcp.as_ref().unwrap().stats().connections(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_origin_that_speaks_both_is_reached_over_h3() {
+    let mut origin = Origin::new();
+    origin.start_tcp(true);
+    origin.start_h3();
+    let session = origin.session();
+    let response = session.get(&origin.url("/both")).send().await.unwrap();
+    assert_eq!(response.protocol(), http::Version::HTTP_3);
+    response.bytes().await.unwrap();
+    // A request that is not replay-safe goes on the winner only, once.
+    let post = session
+        .post(&origin.url("/post"))
+        .body("once")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(post.text().await.unwrap(), "once");
+    assert_eq!(
+        origin.seen(),
+        [("h3", "/both".to_owned()), ("h3", "/post".to_owned())]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alt_svc_moves_the_next_request_to_h3() {
+    let mut origin = Origin::new();
+    // TCP only for now, but advertising HTTP/3 on the same port.
+    origin.start_tcp(true);
+    let session = origin.session();
+    let first = session.get(&origin.url("/before")).send().await.unwrap();
+    assert_eq!(first.protocol(), http::Version::HTTP_2);
+    assert_eq!(
+        first.headers()["alt-svc"],
+        format!("h3=\":{}\"; ma=86400", origin.port)
+    );
+    first.bytes().await.unwrap();
+    origin.start_h3();
+    let second = session.get(&origin.url("/after")).send().await.unwrap();
+    assert_eq!(second.protocol(), http::Version::HTTP_3, "{:?}", second.tls());
+    second.bytes().await.unwrap();
+    assert_eq!(
+        origin.seen(),
+        [("h2", "/before".to_owned()), ("h3", "/after".to_owned())]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quic_that_stops_answering_falls_back_to_tcp_within_one_request() {
+    let mut origin = Origin::new();
+    origin.start_tcp(true);
+    origin.start_h3();
+    let session = origin.session();
+    let first = session.get(&origin.url("/h3")).send().await.unwrap();
+    assert_eq!(first.protocol(), http::Version::HTTP_3);
+    first.bytes().await.unwrap();
+    // UDP is gone (nothing listens there any more); TCP still works.
+    origin.h3.take().unwrap().close();
+    for path in ["/fallback", "/POST"] {
+        let request = if path == "/POST" {
+            session.post(&origin.url(path)).body("x")
+        } else {
+            session.get(&origin.url(path))
+        };
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        assert_eq!(response.protocol(), http::Version::HTTP_2, "{path}");
+        response.bytes().await.unwrap();
+    }
+    assert_eq!(
+        origin.seen(),
+        [
+            ("h3", "/h3".to_owned()),
+            ("h2", "/fallback".to_owned()),
+            ("h2", "/POST".to_owned())
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forced_http3_does_not_fall_back() {
+    let mut origin = Origin::new();
+    origin.start_tcp(false);
+    let session = Session::builder()
+        .system_roots(false)
+        .add_root_certificate_pem(origin.pki.ca_pem.as_bytes())
+        .resolve("localhost", origin.port, &["127.0.0.1".parse().unwrap()])
+        .http3_only()
+        .connect_timeout(std::time::Duration::from_millis(600))
+        .build()
+        .unwrap();
+    let error = session.get(&origin.url("/")).send().await.unwrap_err();
+    assert!(error.is_timeout(), "{error}");
+    assert!(origin.seen().is_empty());
+}
