@@ -89,6 +89,18 @@ impl Resolver {
         Ok(addrs)
     }
 
+    /// The hickory resolver, built on first use.
+    pub(crate) async fn hickory(&self) -> Result<&TokioResolver, DnsError> {
+        self.resolver.get_or_try_init(|| async { self.build() }).await
+    }
+
+    /// True if `host:port` has a `--resolve`-style override: then DNS is
+    /// not asked about it at all (not even for its HTTPS record).
+    pub(crate) fn is_overridden(&self, host: &str, port: u16) -> bool {
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        self.overrides.contains_key(&(bare.to_ascii_lowercase(), port))
+    }
+
     fn build(&self) -> Result<TokioResolver, DnsError> {
         let provider = TokioConnectionProvider::default();
         match &self.upstream {

@@ -77,6 +77,14 @@ pub enum Error {
         /// h3's reason.
         source: BoxError,
     },
+    /// ECH is required and no usable config was found for the host.
+    #[error("ECH is required but {host} has none ({reason}); check its DNS HTTPS record or use --ech auto")]
+    Ech {
+        /// The host.
+        host: String,
+        /// Why there is no config.
+        reason: String,
+    },
     /// A time limit passed.
     #[error("{what} took longer than {after:?}")]
     Timeout {

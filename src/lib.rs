@@ -107,6 +107,7 @@
 
 pub mod cache;
 mod dns;
+pub mod ech;
 mod error;
 mod http;
 mod preset;

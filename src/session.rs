@@ -16,6 +16,7 @@ use crate::cache::{
     TicketSource,
 };
 use crate::dns::{parse_override, Resolver, Upstream};
+use crate::ech::{self, EchCache, EchPolicy, EchSource, EchStatus};
 use crate::error::Error;
 use crate::http::h3::{Dial, H3Connection, OnReady, RequestStream, Tickets};
 use crate::http::pool::{Opening, Pool, PoolKey};
@@ -23,6 +24,7 @@ use crate::http::select::{Known, ProtocolMemory};
 use crate::http::tcp::{TcpConnection, TcpDial, TcpHttp};
 use crate::http::Conn;
 pub use crate::http::EarlyData;
+use crate::http::EchOffered;
 use crate::http::{is_replay_safe, PreparedRequest};
 use crate::preset::Preset;
 use crate::quic::QuicClientConfig;
@@ -37,6 +39,9 @@ const CLOSE_DRAIN_WAIT: Duration = Duration::from_millis(50);
 /// How long a QUIC attempt runs alone before TCP joins the race (as in
 /// Happy Eyeballs; curl's default for the same race is 200 ms).
 const DEFAULT_HEAD_START: Duration = Duration::from_millis(250);
+
+/// The longest a connection waits for an origin's HTTPS record (ECH).
+const HTTPS_LOOKUP_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// When a first request may be sent as 0-RTT early data.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -72,6 +77,10 @@ pub struct TlsInfo {
     /// The server answered the early request `425 Too Early`, and it was
     /// sent again after the handshake (RFC 8470).
     pub retried_too_early: bool,
+    /// What happened to Encrypted Client Hello on the connection.
+    pub ech: EchStatus,
+    /// Where the ECH config came from (`None`: none was used).
+    pub ech_source: Option<EchSource>,
 }
 
 impl TlsInfo {
@@ -133,6 +142,8 @@ struct Inner {
     caches: Caches,
     memory: ProtocolMemory,
     head_start: Duration,
+    ech_policy: EchPolicy,
+    ech: EchCache,
     tls: QuicClientConfig,
     tcp_tls: TcpClientConfig,
     transport: Arc<quinn::TransportConfig>,
@@ -235,6 +246,7 @@ pub struct SessionBuilder {
     preset: Result<Preset, Error>,
     mode: HttpProtocol,
     head_start: Duration,
+    ech: EchPolicy,
     backend: Option<(Arc<dyn SessionCacheBackend>, Option<ErrorCallback>)>,
     identifier: Option<String>,
     system_roots: bool,
@@ -264,6 +276,7 @@ impl Default for SessionBuilder {
             preset: Ok(Preset::default()),
             mode: HttpProtocol::default(),
             head_start: DEFAULT_HEAD_START,
+            ech: EchPolicy::default(),
             backend: None,
             identifier: None,
             system_roots: true,
@@ -306,6 +319,15 @@ impl SessionBuilder {
     /// Speaks HTTP/1.1 over TLS over TCP only ([`HttpProtocol::Http1`]).
     pub fn http1_only(self) -> Self {
         self.protocol(HttpProtocol::Http1)
+    }
+
+    /// Whether to use Encrypted Client Hello. Default [`EchPolicy::Auto`]:
+    /// ECH where the origin publishes a config (found in this process's
+    /// cache, the backend, or the origin's DNS HTTPS record), GREASE
+    /// elsewhere.
+    pub fn ech(mut self, policy: EchPolicy) -> Self {
+        self.ech = policy;
+        self
     }
 
     /// With [`HttpProtocol::Auto`], how long a QUIC attempt runs alone
@@ -466,6 +488,12 @@ impl SessionBuilder {
                 mode: self.mode,
                 memory: ProtocolMemory::default(),
                 head_start: self.head_start,
+                ech_policy: self.ech,
+                ech: EchCache::new(
+                    self.backend.as_ref().map(|(b, _)| Arc::clone(b)),
+                    preset.name(),
+                    self.backend.as_ref().and_then(|(_, cb)| cb.clone()),
+                ),
                 caches,
                 tls,
                 tcp_tls,
@@ -863,7 +891,9 @@ impl Session {
                 tickets.add();
             })
         };
+        let ech = self.ech_for(&server_name, port).await?;
         Ok(Target {
+            ech,
             origin: format!("{host}:{port}"),
             server_name,
             port,
@@ -874,6 +904,49 @@ impl Session {
             tickets,
             sink,
         })
+    }
+
+    /// The ECH offer for a connection to `host:port`, per the policy.
+    async fn ech_for(&self, host: &str, port: u16) -> Result<EchChoice, Error> {
+        let policy = self.inner.ech_policy;
+        // No ECH for IP literals: there is no name to hide.
+        if policy == EchPolicy::Off || host.parse::<IpAddr>().is_ok() {
+            return Ok(EchChoice::default());
+        }
+        let resolver = &self.inner.resolver;
+        let dns = || async move {
+            if resolver.is_overridden(host, port) {
+                return None;
+            }
+            let hickory = resolver.hickory().await.ok()?;
+            match tokio::time::timeout(HTTPS_LOOKUP_TIMEOUT, ech::dns::lookup_https(hickory, host)).await {
+                Ok(Ok(Some(record))) => record.ech.map(|list| (list, record.ttl)),
+                Ok(Ok(None)) => None,
+                Ok(Err(e)) => {
+                    tracing::debug!(host, error = %e, "HTTPS record lookup failed");
+                    None
+                }
+                Err(_) => {
+                    tracing::debug!(host, "HTTPS record lookup timed out");
+                    None
+                }
+            }
+        };
+        match self.inner.ech.find(host, port, dns).await {
+            Some((list, source)) => Ok(EchChoice {
+                list: Some(list),
+                source: Some(source),
+                grease: false,
+            }),
+            None if policy == EchPolicy::Require => Err(Error::Ech {
+                host: host.to_owned(),
+                reason: "no usable config in the caches or its DNS HTTPS record".to_owned(),
+            }),
+            None => Ok(EchChoice {
+                grease: true,
+                ..EchChoice::default()
+            }),
+        }
     }
 
     /// Forgets the offered session if the server did not resume it.
@@ -922,12 +995,15 @@ impl Session {
                 .inner
                 .tls
                 .with_session(session)
-                .on_ticket(Arc::clone(&target.sink)),
+                .on_ticket(Arc::clone(&target.sink))
+                .with_ech_config_list(target.ech.list.clone())
+                .with_ech_grease(target.ech.grease),
             transport: Arc::clone(&self.inner.transport),
             ticket_source: target.hit.as_ref().map(|h| h.source),
             tickets: Arc::clone(&target.tickets),
             on_ready: Some(on_ready),
             handshaken,
+            ech_offered: target.ech.offered(),
         };
         let first = H3Connection::open(dial, &request).await?;
         let conn = Conn::H3(first.conn);
@@ -1013,6 +1089,9 @@ impl Session {
             ticket_source: target.hit.as_ref().map(|h| h.source),
             tickets: Arc::clone(&target.tickets),
             early_data,
+            ech: target.ech.list.clone(),
+            ech_grease: target.ech.grease,
+            ech_source: target.ech.source,
         })
         .await
     }
@@ -1024,6 +1103,24 @@ fn worse_failure(quic: Error, tcp: Error) -> Error {
     match tcp {
         Error::Tcp { .. } => quic,
         other => other,
+    }
+}
+
+/// What a new connection offers of ECH, and where the config came from.
+#[derive(Debug, Clone, Default)]
+struct EchChoice {
+    list: Option<Vec<u8>>,
+    source: Option<EchSource>,
+    grease: bool,
+}
+
+impl EchChoice {
+    fn offered(&self) -> EchOffered {
+        EchOffered {
+            source: self.source,
+            config: self.list.is_some(),
+            grease: self.grease,
+        }
     }
 }
 
@@ -1053,6 +1150,7 @@ impl Opened {
 
 /// Where a new connection goes and what it offers.
 struct Target {
+    ech: EchChoice,
     origin: String,
     server_name: String,
     port: u16,
@@ -1093,6 +1191,8 @@ fn tls_info(conn: &Conn, reused: bool) -> TlsInfo {
         alpn: h.alpn.clone(),
         connection_reused: reused,
         retried_too_early: false,
+        ech: h.ech_offered.status(h.ech_accepted),
+        ech_source: h.ech_offered.source,
     }
 }
 

@@ -377,6 +377,11 @@ async fn get_picks_h3_or_tcp_as_the_origin_allows() {
     let both = Serve::start();
     let report = get_direct(&both, "none", &[]).await;
     assert_eq!(report["protocol"], "h3", "{report}");
+    // No ECH config for the origin: GREASE, as `--ech auto` says; `off` sends none.
+    assert_eq!(report["ech"], "grease", "{report}");
+    assert_eq!(report["ech_source"], "none", "{report}");
+    let report = get_direct(&both, "none", &["--ech", "off"]).await;
+    assert_eq!(report["ech"], "off", "{report}");
     let tcp_only = Serve::start_with(&["--no-http3"]);
     let report = get_direct(&tcp_only, "none", &[]).await;
     assert_eq!(report["protocol"], "h2", "{report}");

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use clap::Args;
 use h3fleet::cache::{backend_from_uri, ErrorCallback};
+use h3fleet::ech::{EchPolicy, EchSource};
 use h3fleet::{HttpProtocol, Response, Session};
 
 use super::CliError;
@@ -60,6 +61,10 @@ pub(crate) struct GetArgs {
     /// Use HTTP/1.1 over TLS over TCP only.
     #[arg(long, group = "version")]
     http1: bool,
+    /// Encrypted Client Hello: `auto` (ECH when the origin publishes a
+    /// config, else GREASE), `require` (fail without a config) or `off`.
+    #[arg(long, value_name = "POLICY", default_value = "auto", value_parser = ["auto", "require", "off"])]
+    ech: String,
 }
 
 /// What `--json` prints.
@@ -71,6 +76,12 @@ pub(crate) struct GetReport {
     pub(crate) resumed: bool,
     pub(crate) early_data: String,
     pub(crate) ticket_source: String,
+    /// `accepted`, `rejected`, `grease` or `off`.
+    #[serde(default)]
+    pub(crate) ech: String,
+    /// `local`, `backend`, `dns` or `none`.
+    #[serde(default)]
+    pub(crate) ech_source: String,
     pub(crate) handshake_ms: f64,
     pub(crate) total_ms: f64,
     pub(crate) body_bytes: u64,
@@ -98,6 +109,11 @@ fn session(args: &GetArgs) -> Result<Session, CliError> {
         HttpProtocol::Http1
     } else {
         HttpProtocol::Auto
+    });
+    builder = builder.ech(match args.ech.as_str() {
+        "require" => EchPolicy::Require,
+        "off" => EchPolicy::Off,
+        _ => EchPolicy::Auto,
     });
     let uri = args.cache.clone().unwrap_or_else(super::default_cache_uri);
     if uri != "none" {
@@ -156,6 +172,11 @@ pub(crate) async fn run(args: GetArgs) -> Result<(), CliError> {
             resumed: response_tls.resumed,
             early_data: response_tls.early_data.as_str().to_owned(),
             ticket_source: response_tls.ticket_source_str().to_owned(),
+            ech: response_tls.ech.as_str().to_owned(),
+            ech_source: response_tls
+                .ech_source
+                .map_or("none", EchSource::as_str)
+                .to_owned(),
             handshake_ms: millis(response_tls.handshake_time),
             total_ms: millis(total),
             body_bytes,

@@ -24,9 +24,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Make one HTTP/3 request through the shared session cache.
-    Get(get::GetArgs),
-    /// Run a local HTTP/3 origin with session tickets and 0-RTT.
+    /// Make one request (HTTP/3, HTTP/2 or HTTP/1.1) through the shared
+    /// session cache.
+    Get(Box<get::GetArgs>),
+    /// Run a local origin (HTTP/3 on UDP, HTTP/2 and HTTP/1.1 on TCP) with
+    /// session tickets and 0-RTT.
     Serve(serve::ServeArgs),
     /// Two replica processes, one origin, one shared cache: the second
     /// resumes the first one's ticket and sends its request in 0-RTT.
@@ -49,7 +51,7 @@ pub(crate) fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Get(args) => get::run(args).await,
+            Command::Get(args) => get::run(*args).await,
             Command::Serve(args) => serve::run(args).await,
             Command::Demo(args) => demo::run(args).await,
             Command::Cache(cmd) => cache_cmd::run(cmd).await,

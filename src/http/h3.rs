@@ -36,6 +36,8 @@ pub(crate) struct Handshake {
     pub(crate) ticket_source: Option<TicketSource>,
     pub(crate) duration: Duration,
     pub(crate) alpn: Option<String>,
+    pub(crate) ech_accepted: bool,
+    pub(crate) ech_offered: super::EchOffered,
 }
 
 /// Counts the session tickets a connection has received, so a closing
@@ -90,6 +92,7 @@ pub(crate) struct Dial<'a> {
     pub(crate) ticket_source: Option<TicketSource>,
     pub(crate) tickets: Arc<Tickets>,
     pub(crate) on_ready: Option<OnReady<'a>>,
+    pub(crate) ech_offered: super::EchOffered,
     /// Told when the QUIC handshake has completed (the server answered),
     /// before the first response: a race against TCP is decided by it.
     pub(crate) handshaken: Option<tokio::sync::oneshot::Sender<()>>,
@@ -201,6 +204,7 @@ impl H3Connection {
             tickets,
             on_ready,
             handshaken,
+            ech_offered,
         } = dial;
         let mut client = quinn::ClientConfig::new(Arc::new(tls));
         client.transport_config(transport);
@@ -218,6 +222,7 @@ impl H3Connection {
             tickets,
             on_ready,
             handshaken,
+            ech_offered,
         };
         let connecting = if request.early_data_ok {
             match connecting.into_0rtt() {
@@ -290,6 +295,7 @@ struct Setup<'a> {
     tickets: Arc<Tickets>,
     on_ready: Option<OnReady<'a>>,
     handshaken: Option<tokio::sync::oneshot::Sender<()>>,
+    ech_offered: super::EchOffered,
 }
 
 impl Setup<'_> {
@@ -326,6 +332,8 @@ impl Setup<'_> {
             early_data,
             ticket_source: self.ticket_source,
             duration,
+            ech_accepted: data.as_ref().is_some_and(|d| d.ech_accepted),
+            ech_offered: self.ech_offered,
             alpn: data
                 .and_then(|d| d.protocol)
                 .map(|p| String::from_utf8_lossy(&p).into_owned()),

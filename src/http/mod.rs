@@ -42,6 +42,27 @@ pub(crate) fn is_replay_safe(method: &Method) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
+/// What a connection offered of ECH, and where its config came from.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct EchOffered {
+    pub(crate) source: Option<crate::ech::EchSource>,
+    pub(crate) config: bool,
+    pub(crate) grease: bool,
+}
+
+impl EchOffered {
+    /// The outcome, given whether the server accepted ECH.
+    pub(crate) fn status(self, accepted: bool) -> crate::ech::EchStatus {
+        use crate::ech::EchStatus;
+        match (self.config, accepted, self.grease) {
+            (true, true, _) => EchStatus::Accepted,
+            (true, false, _) => EchStatus::Rejected,
+            (false, _, true) => EchStatus::Grease,
+            (false, _, false) => EchStatus::Off,
+        }
+    }
+}
+
 /// What happened to early data on a request's connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EarlyData {

@@ -13,11 +13,11 @@ use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
 use super::h3::{Handshake, Tickets};
-use super::{EarlyData, PreparedRequest};
+use super::{EarlyData, EchOffered, PreparedRequest};
 use crate::cache::{CachedSession, TicketSource};
 use crate::error::Error;
 use crate::tls::early_data::{EarlyDataReport, RetryFresh};
-use crate::tls::{TcpClientConfig, TicketSink};
+use crate::tls::{EchOffer, TcpClientConfig, TicketSink};
 
 /// The HTTP version a TCP connection speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +72,10 @@ pub(crate) struct TcpDial {
     pub(crate) tickets: Arc<Tickets>,
     /// Send the first request as early data if the session allows it.
     pub(crate) early_data: bool,
+    /// The ECHConfigList to offer; else GREASE ECH if `ech_grease`.
+    pub(crate) ech: Option<Vec<u8>>,
+    pub(crate) ech_grease: bool,
+    pub(crate) ech_source: Option<crate::ech::EchSource>,
 }
 
 fn http_error(origin: &str, e: impl std::error::Error + Send + Sync + 'static) -> Error {
@@ -98,6 +102,11 @@ impl TcpConnection {
                 Some(dial.sink),
                 dial.early_data,
                 Arc::clone(&early),
+                match (&dial.ech, dial.ech_grease) {
+                    (Some(list), _) => EchOffer::Config(list),
+                    (None, true) => EchOffer::Grease,
+                    (None, false) => EchOffer::None,
+                },
             )
             .await?;
         // In early data this is the session's protocol, which hyper must
@@ -110,6 +119,12 @@ impl TcpConnection {
             ticket_source: dial.ticket_source,
             duration: started.elapsed(),
             alpn: alpn.as_ref().map(|a| String::from_utf8_lossy(a).into_owned()),
+            ech_accepted: tls.ssl().ech_accepted(),
+            ech_offered: EchOffered {
+                source: dial.ech_source,
+                config: dial.ech.is_some(),
+                grease: dial.ech_grease,
+            },
         };
         let io = TokioIo::new(tls);
         let origin = dial.origin;
@@ -148,6 +163,7 @@ impl TcpConnection {
         let mut handshake = self.opened.clone();
         if let Some(outcome) = self.early.outcome() {
             handshake.resumed = outcome.resumed;
+            handshake.ech_accepted = outcome.ech_accepted;
             handshake.alpn = outcome.alpn.map(|a| String::from_utf8_lossy(&a).into_owned());
             handshake.duration = outcome.completed_at.saturating_duration_since(self.started);
             handshake.early_data = match outcome.early_data_accepted {

@@ -44,6 +44,7 @@ pub struct QuicClientConfig {
     resume: Option<CachedSession>,
     on_ticket: Option<TicketSink>,
     ech_config_list: Option<Vec<u8>>,
+    ech_grease: bool,
 }
 
 impl fmt::Debug for QuicClientConfig {
@@ -99,6 +100,16 @@ impl QuicClientConfig {
         }
     }
 
+    /// A copy that sends a GREASE ECH extension when it has no ECH config
+    /// (so connections with and without ECH look alike).
+    #[must_use]
+    pub fn with_ech_grease(&self, enabled: bool) -> Self {
+        Self {
+            ech_grease: enabled,
+            ..self.clone()
+        }
+    }
+
     fn new_ssl(&self, server_name: &str) -> Result<Ssl, TlsError> {
         let mut ssl = Ssl::new(&self.ctx).map_err(|e| TlsError::boring("cannot create a connection", e))?;
         ffi::set_side(&mut ssl, true);
@@ -114,6 +125,8 @@ impl QuicClientConfig {
         if let Some(list) = &self.ech_config_list {
             ssl.set_ech_config_list(list)
                 .map_err(|e| TlsError::boring("cannot use the ECH config", e))?;
+        } else if self.ech_grease {
+            ssl.set_enable_ech_grease(true);
         }
         Ok(ssl)
     }
@@ -178,6 +191,7 @@ impl QuicClientConfigBuilder {
             resume: None,
             on_ticket: None,
             ech_config_list: None,
+            ech_grease: false,
         })
     }
 }

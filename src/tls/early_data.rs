@@ -46,6 +46,7 @@ pub(crate) struct HandshakeOutcome {
     /// `None`: no early data was offered.
     pub(crate) early_data_accepted: Option<bool>,
     pub(crate) alpn: Option<Vec<u8>>,
+    pub(crate) ech_accepted: bool,
     pub(crate) completed_at: Instant,
 }
 
@@ -172,6 +173,7 @@ where
             resumed: ssl.session_reused(),
             early_data_accepted,
             alpn: ssl.selected_alpn_protocol().map(<[u8]>::to_vec),
+            ech_accepted: ssl.ech_accepted(),
             completed_at: Instant::now(),
         });
     }

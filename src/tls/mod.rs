@@ -14,6 +14,7 @@ pub(crate) mod tickets;
 
 pub(crate) use client::ClientSettings;
 pub use ech_keys::EchKeys;
+pub(crate) use tcp::EchOffer;
 pub use tcp::{TcpClientConfig, TcpClientConfigBuilder};
 pub use tcp_server::{ServerTls, ServerTlsStream, TcpServerConfig, TcpServerConfigBuilder};
 pub use tickets::TicketSink;

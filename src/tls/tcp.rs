@@ -11,6 +11,16 @@ use super::early_data::{EarlyDataReport, EarlyDataStream};
 use super::{ffi, tickets, ClientSettings, TicketSink, TlsError};
 use crate::cache::{CachedSession, Protocol};
 
+/// What a connection offers of Encrypted Client Hello.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum EchOffer<'a> {
+    /// ECH with this ECHConfigList.
+    Config(&'a [u8]),
+    /// A GREASE ECH extension.
+    Grease,
+    None,
+}
+
 /// A TCP TLS client configuration on BoringSSL.
 ///
 /// ## Behavior
@@ -61,6 +71,7 @@ impl TcpClientConfig {
     ///
     /// The handshake failed (certificate not trusted, wrong name, protocol
     /// error) or the connection could not be set up.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn connect<S>(
         &self,
         server_name: &str,
@@ -69,6 +80,7 @@ impl TcpClientConfig {
         sink: Option<TicketSink>,
         early_data: bool,
         report: Arc<EarlyDataReport>,
+        ech: EchOffer<'_>,
     ) -> Result<EarlyDataStream<S>, TlsError>
     where
         S: AsyncRead + AsyncWrite + Unpin,
@@ -87,6 +99,13 @@ impl TcpClientConfig {
             if let Err(e) = imported {
                 tracing::warn!(error = %e, "stored session not usable; doing a full handshake");
             }
+        }
+        match ech {
+            EchOffer::Config(list) => config
+                .set_ech_config_list(list)
+                .map_err(|e| TlsError::boring("cannot use the ECH config", e))?,
+            EchOffer::Grease => config.set_enable_ech_grease(true),
+            EchOffer::None => {}
         }
         let offer_early = early_data && resume.is_some_and(|c| c.envelope.early_data);
         ffi::set_early_data_enabled(&mut config, offer_early);

@@ -3,22 +3,55 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use hickory_server::authority::{Catalog, ZoneType};
-use hickory_server::proto::rr::rdata::{A, SOA};
-use hickory_server::proto::rr::{LowerName, Name, RData, Record};
+use hickory_server::proto::rr::rdata::svcb::{Alpn, EchConfigList, SvcParamKey, SvcParamValue, SVCB};
+use hickory_server::proto::rr::rdata::{A, HTTPS, SOA};
+use hickory_server::proto::rr::{LowerName, Name, RData, Record, RecordType};
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::store::in_memory::InMemoryAuthority;
 use hickory_server::ServerFuture;
 
 /// Serves `zone` (e.g. `fleet.test.`) with the given A records until dropped.
 pub struct DnsServer {
     addr: SocketAddr,
+    https_queries: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// The catalog, counting HTTPS queries on the way.
+struct Counting {
+    catalog: Catalog,
+    https_queries: Arc<AtomicUsize>,
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for Counting {
+    async fn handle_request<R: ResponseHandler>(&self, request: &Request, response: R) -> ResponseInfo {
+        if request
+            .request_info()
+            .is_ok_and(|info| info.query.query_type() == RecordType::HTTPS)
+        {
+            self.https_queries.fetch_add(1, Ordering::SeqCst);
+        }
+        self.catalog.handle_request(request, response).await
+    }
 }
 
 impl DnsServer {
     pub async fn start(zone: &str, a_records: &[(&str, Ipv4Addr)]) -> Self {
+        Self::start_with_https(zone, a_records, &[]).await
+    }
+
+    /// Also serves, for each `(name, ech)`, an HTTPS record (priority 1,
+    /// target `.`, alpn h3 and h2) carrying the ECHConfigList `ech`.
+    pub async fn start_with_https(
+        zone: &str,
+        a_records: &[(&str, Ipv4Addr)],
+        https: &[(&str, Vec<u8>)],
+    ) -> Self {
         let origin = Name::from_str(zone).unwrap();
         let mut authority = InMemoryAuthority::empty(origin.clone(), ZoneType::Primary, false);
         let soa = SOA::new(
@@ -35,20 +68,52 @@ impl DnsServer {
             let name = Name::from_str(name).unwrap();
             authority.upsert_mut(Record::from_rdata(name, 60, RData::A(A(*ip))), 0);
         }
+        for (name, ech) in https {
+            let svcb = SVCB::new(
+                1,
+                Name::root(),
+                vec![
+                    (
+                        SvcParamKey::Alpn,
+                        SvcParamValue::Alpn(Alpn(vec!["h3".to_owned(), "h2".to_owned()])),
+                    ),
+                    (
+                        SvcParamKey::EchConfigList,
+                        SvcParamValue::EchConfigList(EchConfigList(ech.clone())),
+                    ),
+                ],
+            );
+            let name = Name::from_str(name).unwrap();
+            authority.upsert_mut(Record::from_rdata(name, 300, RData::HTTPS(HTTPS(svcb))), 0);
+        }
         let mut catalog = Catalog::new();
         catalog.upsert(LowerName::new(&origin), vec![Arc::new(authority)]);
-        let mut server = ServerFuture::new(catalog);
+        let https_queries = Arc::new(AtomicUsize::new(0));
+        let mut server = ServerFuture::new(Counting {
+            catalog,
+            https_queries: Arc::clone(&https_queries),
+        });
         let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let addr = socket.local_addr().unwrap();
         server.register_socket(socket);
         let task = tokio::spawn(async move {
             let _ = server.block_until_done().await;
         });
-        Self { addr, task }
+        Self {
+            addr,
+            https_queries,
+            task,
+        }
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// HTTPS-record queries answered so far.
+    #[allow(dead_code)]
+    pub fn https_queries(&self) -> usize {
+        self.https_queries.load(Ordering::SeqCst)
     }
 }
 
