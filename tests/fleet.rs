@@ -88,9 +88,14 @@ impl Drop for Serve {
 }
 
 async fn get(relay: &LatencyRelay, serve: &Serve, cache: &str, extra: &[&str]) -> Value {
-    let port = relay.addr().port();
+    get_at(relay.addr().port(), "/fleet", serve, cache, extra).await
+}
+
+/// `h3fleet get --json https://localhost:PORT{path}` trusting `serve`'s
+/// certificate, returning its JSON report.
+async fn get_at(port: u16, path: &str, serve: &Serve, cache: &str, extra: &[&str]) -> Value {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_h3fleet"))
-        .args(["get", &format!("https://localhost:{port}/fleet"), "--json"])
+        .args(["get", &format!("https://localhost:{port}{path}"), "--json"])
         .args(["--cache", cache, "--cacert", &serve.cert])
         .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
         .args(extra)
@@ -301,17 +306,7 @@ async fn second_h1_process_resumes_from_redis_against_rustls() {
 
 /// `h3fleet get` straight to `serve` (no relay), returning its JSON report.
 async fn get_direct(serve: &Serve, cache: &str, extra: &[&str]) -> Value {
-    let port = serve.addr.port();
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_h3fleet"))
-        .args(["get", &format!("https://localhost:{port}/tcp"), "--json"])
-        .args(["--cache", cache, "--cacert", &serve.cert])
-        .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
-        .args(extra)
-        .output()
-        .await
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
+    get_at(serve.addr.port(), "/tcp", serve, cache, extra).await
 }
 
 /// Over TCP against h3fleet's own origin (BoringSSL on both sides), a
