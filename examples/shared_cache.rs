@@ -41,6 +41,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             issued_at,
             alpn: b"h3".to_vec(),
             early_data: false,
+            ech: false,
             transport_params: Vec::new(),
         },
     };

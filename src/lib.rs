@@ -76,7 +76,7 @@
 //! # let issued_at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
 //! # let ticket = CachedSession { ticket: vec![1; 32], envelope: Envelope {
 //! #     protocol: Protocol::H3, session: vec![2; 64], lifetime_secs: 7200, issued_at,
-//! #     alpn: b"h3".to_vec(), early_data: true, transport_params: vec![3; 8] } };
+//! #     alpn: b"h3".to_vec(), early_data: true, ech: false, transport_params: vec![3; 8] } };
 //! replica_a.put("example.com", 443, ticket);
 //! replica_a.flush(Duration::from_secs(5)).await; // a short-lived process waits for its writes
 //!

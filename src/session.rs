@@ -28,7 +28,8 @@ use crate::http::EchOffered;
 use crate::http::{is_replay_safe, PreparedRequest};
 use crate::preset::Preset;
 use crate::quic::QuicClientConfig;
-use crate::tls::{TcpClientConfig, TicketSink};
+use crate::tls::early_data::RetryFresh;
+use crate::tls::{EchRejection, TcpClientConfig, TicketSink};
 use http_body_util::BodyExt;
 
 /// How long [`Session::close`] lets closed connections drain, so their
@@ -39,6 +40,9 @@ const CLOSE_DRAIN_WAIT: Duration = Duration::from_millis(50);
 /// How long a QUIC attempt runs alone before TCP joins the race (as in
 /// Happy Eyeballs; curl's default for the same race is 200 ms).
 const DEFAULT_HEAD_START: Duration = Duration::from_millis(250);
+
+/// How long retry configs from a server that rejected ECH are kept.
+const ECH_RETRY_TTL: Duration = Duration::from_secs(3600);
 
 /// The longest a connection waits for an origin's HTTPS record (ECH).
 const HTTPS_LOOKUP_TIMEOUT: Duration = Duration::from_secs(1);
@@ -770,15 +774,8 @@ impl Session {
         on_ready: OnReady<'_>,
     ) -> Result<Opened, Error> {
         // Whoever is ready first hands its connection to waiting requests.
-        let slot = Arc::new(std::sync::Mutex::new(Some(on_ready)));
-        let quic_ready: OnReady<'_> = {
-            let slot = Arc::clone(&slot);
-            Box::new(move |conn: Conn| {
-                if let Some(ready) = slot.lock().ok().and_then(|mut s| s.take()) {
-                    ready(conn);
-                }
-            })
-        };
+        let ready = SharedReady::new(on_ready);
+        let quic_ready = ready.hook();
         let (handshaken_tx, mut handshaken_rx) = tokio::sync::oneshot::channel();
         let quic = async {
             let target = self
@@ -791,7 +788,8 @@ impl Session {
             let target = self
                 .target(identifier.clone(), host, port, self.inner.mode.tcp_protocols())
                 .await?;
-            let conn = self.dial_tcp(&target, false).await?;
+            let mut target = target;
+            let conn = self.dial_tcp(&mut target, false).await?;
             Ok::<_, Error>((target, conn))
         };
         let (mut quic, mut tcp) = (std::pin::pin!(quic), std::pin::pin!(tcp));
@@ -829,9 +827,7 @@ impl Session {
                         self.inner.memory.tcp_won(host, port, expected);
                         let conn = Conn::Tcp(conn);
                         self.check_resumed(&target, &conn);
-                        if let Some(ready) = slot.lock().ok().and_then(|mut s| s.take()) {
-                            ready(conn.clone());
-                        }
+                        ready.hook()(conn.clone());
                         let (head, body) = exchange(&conn, request).await?;
                         return Ok(Opened::new(conn, head, body));
                     }
@@ -859,7 +855,9 @@ impl Session {
         if addrs.is_empty() {
             return Err(url_error(host, "no address"));
         }
-        // The first protocol with a session to offer (TCP: h2, then h1).
+        let ech = self.ech_for(&server_name, port).await?;
+        // The first protocol with a session to offer (TCP: h2, then h1). A
+        // ticket won over ECH goes only into a ClientHello that offers ECH.
         let mut protocol = protocols.first().copied().unwrap_or(Protocol::H3);
         let mut hit = None;
         for p in protocols {
@@ -868,7 +866,8 @@ impl Session {
                 .caches
                 .of(*p)
                 .get_for(identifier.clone(), &server_name, port)
-                .await;
+                .await
+                .filter(|h| !h.session.envelope.ech || ech.list.is_some());
             if hit.is_some() {
                 protocol = *p;
                 break;
@@ -891,9 +890,9 @@ impl Session {
                 tickets.add();
             })
         };
-        let ech = self.ech_for(&server_name, port).await?;
         Ok(Target {
             ech,
+            ech_rejection: Arc::new(EchRejection::default()),
             origin: format!("{host}:{port}"),
             server_name,
             port,
@@ -914,13 +913,20 @@ impl Session {
             return Ok(EchChoice::default());
         }
         let resolver = &self.inner.resolver;
-        let dns = || async move {
+        // RFC 9848: when every HTTPS record of the host carries `ech`, the
+        // client must not fall back to a cleartext ClientHello.
+        let reliant = std::sync::atomic::AtomicBool::new(false);
+        let dns = || async {
             if resolver.is_overridden(host, port) {
                 return None;
             }
             let hickory = resolver.hickory().await.ok()?;
             match tokio::time::timeout(HTTPS_LOOKUP_TIMEOUT, ech::dns::lookup_https(hickory, host)).await {
-                Ok(Ok(Some(record))) => record.ech.map(|list| (list, record.ttl)),
+                Ok(Ok(Some(record))) => {
+                    let needs_ech = record.all_have_ech && record.ech.is_some();
+                    reliant.store(needs_ech, std::sync::atomic::Ordering::Relaxed);
+                    record.ech.map(|list| (list, record.ttl))
+                }
                 Ok(Ok(None)) => None,
                 Ok(Err(e)) => {
                     tracing::debug!(host, error = %e, "HTTPS record lookup failed");
@@ -932,11 +938,19 @@ impl Session {
                 }
             }
         };
-        match self.inner.ech.find(host, port, dns).await {
+        let found = self.inner.ech.find(host, port, dns).await;
+        let reliant = reliant.load(std::sync::atomic::Ordering::Relaxed);
+        match found {
             Some((list, source)) => Ok(EchChoice {
                 list: Some(list),
                 source: Some(source),
-                grease: false,
+                reliant,
+                ..EchChoice::default()
+            }),
+            None if reliant => Err(Error::Ech {
+                host: host.to_owned(),
+                reason: "every HTTPS record of the host requires ECH (RFC 9848) and its config is unusable"
+                    .to_owned(),
             }),
             None if policy == EchPolicy::Require => Err(Error::Ech {
                 host: host.to_owned(),
@@ -965,10 +979,34 @@ impl Session {
     }
 
     /// Opens an HTTP/3 connection carrying `request` first (in 0-RTT when
-    /// it may).
+    /// it may). If the server rejects ECH and sends retry configs, they are
+    /// kept and the connection is made once more with them.
     async fn open_h3(
         &self,
-        target: Target,
+        mut target: Target,
+        request: &PreparedRequest,
+        on_ready: OnReady<'_>,
+        handshaken: Option<tokio::sync::oneshot::Sender<()>>,
+    ) -> Result<Opened, Error> {
+        let ready = SharedReady::new(on_ready);
+        match self
+            .open_h3_once(&target, request, ready.hook(), handshaken)
+            .await
+        {
+            Err(e) => {
+                if self.adopt_ech_retry(&mut target)? {
+                    self.open_h3_once(&target, request, ready.hook(), None).await
+                } else {
+                    Err(e)
+                }
+            }
+            opened => opened,
+        }
+    }
+
+    async fn open_h3_once(
+        &self,
+        target: &Target,
         request: &PreparedRequest,
         on_ready: OnReady<'_>,
         handshaken: Option<tokio::sync::oneshot::Sender<()>>,
@@ -997,7 +1035,8 @@ impl Session {
                 .with_session(session)
                 .on_ticket(Arc::clone(&target.sink))
                 .with_ech_config_list(target.ech.list.clone())
-                .with_ech_grease(target.ech.grease),
+                .with_ech_grease(target.ech.grease)
+                .with_ech_rejection(Arc::clone(&target.ech_rejection)),
             transport: Arc::clone(&self.inner.transport),
             ticket_source: target.hit.as_ref().map(|h| h.source),
             tickets: Arc::clone(&target.tickets),
@@ -1007,7 +1046,7 @@ impl Session {
         };
         let first = H3Connection::open(dial, &request).await?;
         let conn = Conn::H3(first.conn);
-        self.check_resumed(&target, &conn);
+        self.check_resumed(target, &conn);
         let (head, ()) = first.head.into_parts();
         Ok(Opened {
             conn,
@@ -1024,13 +1063,13 @@ impl Session {
     /// once the handshake is complete (they must not go early).
     async fn open_tcp(
         &self,
-        target: Target,
+        mut target: Target,
         request: &PreparedRequest,
         on_ready: OnReady<'_>,
     ) -> Result<Opened, Error> {
         let early =
             request.early_data_ok && target.hit.as_ref().is_some_and(|h| h.session.envelope.early_data);
-        let first = self.dial_tcp(&target, early).await?;
+        let first = self.dial_tcp(&mut target, early).await?;
         let conn = Conn::Tcp(Arc::clone(&first));
         if !first.early_data_offered() {
             self.check_resumed(&target, &conn);
@@ -1051,7 +1090,10 @@ impl Session {
                 tracing::debug!(origin = %target.origin, ?why, "early data unusable; retrying on a new connection");
                 self.check_resumed(&target, &conn);
                 drop(conn);
-                let conn = Conn::Tcp(self.dial_tcp(&target, false).await?);
+                if why == RetryFresh::EchRejected && !self.adopt_ech_retry(&mut target)? {
+                    return Err(e);
+                }
+                let conn = Conn::Tcp(self.dial_tcp(&mut target, false).await?);
                 on_ready(conn.clone());
                 let (head, body) = exchange(&conn, request).await?;
                 let mut opened = Opened::new(conn, head, body);
@@ -1077,8 +1119,22 @@ impl Session {
         Ok(opened)
     }
 
-    /// Connects over TCP and runs the TLS handshake for `target`.
-    async fn dial_tcp(&self, target: &Target, early_data: bool) -> Result<Arc<TcpConnection>, Error> {
+    /// Connects over TCP and runs the TLS handshake for `target`; once more
+    /// with the server's retry configs if it rejects ECH.
+    async fn dial_tcp(&self, target: &mut Target, early_data: bool) -> Result<Arc<TcpConnection>, Error> {
+        match self.dial_tcp_once(target, early_data).await {
+            Err(e) => {
+                if self.adopt_ech_retry(target)? {
+                    self.dial_tcp_once(target, early_data).await
+                } else {
+                    Err(e)
+                }
+            }
+            conn => conn,
+        }
+    }
+
+    async fn dial_tcp_once(&self, target: &Target, early_data: bool) -> Result<Arc<TcpConnection>, Error> {
         TcpConnection::open(TcpDial {
             origin: target.origin.clone(),
             server_name: target.server_name.clone(),
@@ -1092,8 +1148,79 @@ impl Session {
             ech: target.ech.list.clone(),
             ech_grease: target.ech.grease,
             ech_source: target.ech.source,
+            ech_rejection: Arc::clone(&target.ech_rejection),
         })
         .await
+    }
+
+    /// After a failed connection: if the server rejected ECH, decides what
+    /// the one retry offers (RFC 9849 §6.1.6). With retry configs, they are
+    /// validated, kept locally and in the backend, and offered. Without
+    /// (the server turned ECH off), the retry goes without ECH unless ECH is
+    /// required. Returns true if a retry should be made; an error if ECH
+    /// failed for good.
+    fn adopt_ech_retry(&self, target: &mut Target) -> Result<bool, Error> {
+        let Some(retry) = target.ech_rejection.take() else {
+            return Ok(false);
+        };
+        let fail = |reason: String| Error::Ech {
+            host: target.server_name.clone(),
+            reason,
+        };
+        if target.ech.retried {
+            return Err(fail(
+                "the server rejected ECH again, even with its own retry configs".into(),
+            ));
+        }
+        target.ech_rejection = Arc::new(EchRejection::default());
+        if retry.is_empty() {
+            if self.inner.ech_policy == EchPolicy::Require || target.ech.reliant {
+                return Err(fail("the server rejected ECH and sent no retry config".into()));
+            }
+            tracing::warn!(host = %target.server_name, "the server rejected ECH and sent no retry config; retrying without ECH");
+            target.ech = EchChoice {
+                retried: true,
+                ..EchChoice::default()
+            };
+            return Ok(true);
+        }
+        if let Err(e) = ech::validate_ech_config_list(&retry) {
+            return Err(fail(format!(
+                "the server rejected ECH and its retry configs are unusable: {e}"
+            )));
+        }
+        tracing::debug!(host = %target.server_name, "ECH rejected; retrying once with the server's retry configs");
+        self.inner
+            .ech
+            .store(&target.server_name, target.port, retry.clone(), ECH_RETRY_TTL);
+        target.ech = EchChoice {
+            list: Some(retry),
+            source: Some(EchSource::Local),
+            grease: false,
+            retried: true,
+            reliant: target.ech.reliant,
+        };
+        Ok(true)
+    }
+}
+
+/// A connection's "ready" hook, shared by the attempts that may make it
+/// (a retry, a race): the first to be ready calls it.
+struct SharedReady<'a>(Arc<std::sync::Mutex<Option<OnReady<'a>>>>);
+
+impl<'a> SharedReady<'a> {
+    fn new(on_ready: OnReady<'a>) -> Self {
+        Self(Arc::new(std::sync::Mutex::new(Some(on_ready))))
+    }
+
+    /// A hook for one attempt.
+    fn hook(&self) -> OnReady<'a> {
+        let slot = Arc::clone(&self.0);
+        Box::new(move |conn: Conn| {
+            if let Some(ready) = slot.lock().ok().and_then(|mut s| s.take()) {
+                ready(conn);
+            }
+        })
     }
 }
 
@@ -1112,6 +1239,10 @@ struct EchChoice {
     list: Option<Vec<u8>>,
     source: Option<EchSource>,
     grease: bool,
+    /// This offer is the one retry after a rejection.
+    retried: bool,
+    /// The host's DNS says it must be reached with ECH only (RFC 9848).
+    reliant: bool,
 }
 
 impl EchChoice {
@@ -1151,6 +1282,8 @@ impl Opened {
 /// Where a new connection goes and what it offers.
 struct Target {
     ech: EchChoice,
+    /// Hears if the server rejects ECH (fresh for each attempt).
+    ech_rejection: Arc<EchRejection>,
     origin: String,
     server_name: String,
     port: u16,

@@ -13,7 +13,7 @@ use h3fleet::ech::{EchPolicy, EchSource, EchStatus};
 use h3fleet::quic::QuicServerConfig;
 use h3fleet::server::{H3Origin, TcpOrigin};
 use h3fleet::tls::{EchKeys, TcpServerConfig};
-use h3fleet::{Error, HttpProtocol, Session};
+use h3fleet::{EarlyData, Error, HttpProtocol, Session};
 use support::dns::DnsServer;
 use support::quic::TestPki;
 
@@ -26,10 +26,15 @@ struct Setup {
     tcp: TcpOrigin,
     _h3: H3Origin,
     port: u16,
+    tcp_tls: TcpServerConfig,
+    quic_tls: Arc<QuicServerConfig>,
 }
 
 fn origin() -> Setup {
-    let pki = TestPki::new();
+    origin_with(TestPki::new())
+}
+
+fn origin_with(pki: TestPki) -> Setup {
     let keys = Arc::new(EchKeys::generate("public.fleet.test").unwrap());
     let port = support::free_port(None);
     let addr = ([127, 0, 0, 1], port).into();
@@ -37,18 +42,22 @@ fn origin() -> Setup {
         .ech_keys(Arc::clone(&keys))
         .build()
         .unwrap();
-    let tcp = TcpOrigin::bind(addr, tcp_tls).unwrap();
-    let quic = QuicServerConfig::builder(pki.cert_pem.as_bytes(), pki.key_pem.as_bytes())
-        .ech_keys(Arc::clone(&keys))
-        .build()
-        .unwrap();
-    let h3 = H3Origin::bind(addr, Arc::new(quic)).unwrap();
+    let tcp = TcpOrigin::bind(addr, tcp_tls.clone()).unwrap();
+    let quic = Arc::new(
+        QuicServerConfig::builder(pki.cert_pem.as_bytes(), pki.key_pem.as_bytes())
+            .ech_keys(Arc::clone(&keys))
+            .build()
+            .unwrap(),
+    );
+    let h3 = H3Origin::bind(addr, Arc::clone(&quic) as Arc<dyn quinn::crypto::ServerConfig>).unwrap();
     Setup {
         pki,
         keys,
         tcp,
         _h3: h3,
         port,
+        tcp_tls,
+        quic_tls: quic,
     }
 }
 
@@ -95,12 +104,23 @@ async fn config_from_dns_is_shared_through_the_backend(protocol: HttpProtocol) {
         .unwrap();
     assert_eq!(stored.as_deref(), Some(setup.keys.config_list()));
 
-    // Another replica finds it in the backend and asks DNS nothing about it.
+    // Another replica finds it in the backend and asks DNS nothing about it;
+    // with replica A's ticket it resumes and its request goes as early data,
+    // inside the encrypted ClientHello.
     let b = session(&setup, &dns, &backend, protocol, EchPolicy::Auto);
     let response = b.get(&url).send().await.unwrap();
-    assert_eq!(response.tls().ech, EchStatus::Accepted);
-    assert_eq!(response.tls().ech_source, Some(EchSource::Backend));
+    let tls = response.tls().clone();
+    assert_eq!(tls.ech, EchStatus::Accepted);
+    assert_eq!(tls.ech_source, Some(EchSource::Backend));
     assert_eq!(dns.https_queries(), 1, "replica B looked the config up in DNS");
+    assert!(tls.resumed, "{tls:?}");
+    assert_eq!(tls.early_data, EarlyData::Accepted, "{tls:?}");
+    // (The HTTP/3 origin's own early-data flag can miss on loopback, where
+    // the client's Finished may be processed before h3 reads the request;
+    // the TCP origin counts bytes read as early data, which cannot.)
+    if protocol != HttpProtocol::Http3 {
+        assert_eq!(response.headers()["x-early-data"], "1");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -139,8 +159,12 @@ async fn require_without_a_config_fails_clearly_and_auto_sends_grease() {
     assert_eq!(response.tls().ech, EchStatus::Off);
 }
 
+/// A malformed ECHConfigList in DNS is refused (never handed to
+/// BoringSSL). This host's only HTTPS record carries `ech`, so by RFC 9848
+/// the client does not fall back to a cleartext ClientHello: the request
+/// fails clearly and nothing reaches the origin.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_malformed_config_in_dns_is_refused_and_the_request_goes_on() {
+async fn a_malformed_config_in_dns_is_refused_without_a_cleartext_fallback() {
     let setup = origin();
     let dns = DnsServer::start_with_https(
         ZONE,
@@ -150,11 +174,150 @@ async fn a_malformed_config_in_dns_is_refused_and_the_request_goes_on() {
     .await;
     let backend: Arc<dyn SessionCacheBackend> = Arc::new(MemoryBackend::new());
     let auto = session(&setup, &dns, &backend, HttpProtocol::Http2, EchPolicy::Auto);
-    let response = auto
+    let error = auto
         .get(&format!("https://{NAME}:{}/", setup.port))
         .send()
         .await
-        .unwrap();
+        .unwrap_err();
+    assert!(matches!(error, Error::Ech { .. }), "{error}");
+    assert!(error.to_string().contains("RFC 9848"), "{error}");
+    assert_eq!(setup.tcp.stats().connections(), 0);
+    // With ECH off the user has chosen cleartext: it goes through.
+    let off = session(&setup, &dns, &backend, HttpProtocol::Http2, EchPolicy::Off);
+    assert_eq!(
+        off.get(&format!("https://{NAME}:{}/", setup.port))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+/// A ticket won over ECH is never offered in a cleartext ClientHello (it
+/// would sit next to the real name): a session with ECH off does a full
+/// handshake, as the origin confirms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ticket_won_over_ech_is_never_offered_without_ech() {
+    let setup = origin();
+    let dns = DnsServer::start_with_https(
+        ZONE,
+        &[(&format!("{NAME}."), Ipv4Addr::LOCALHOST)],
+        &[(&format!("{NAME}."), setup.keys.config_list().to_vec())],
+    )
+    .await;
+    let backend: Arc<dyn SessionCacheBackend> = Arc::new(MemoryBackend::new());
+    let url = format!("https://{NAME}:{}/", setup.port);
+    let with_ech = session(&setup, &dns, &backend, HttpProtocol::Http2, EchPolicy::Auto);
+    let response = with_ech.get(&url).send().await.unwrap();
+    assert_eq!(response.tls().ech, EchStatus::Accepted);
+    assert!(with_ech.close().await, "no ticket arrived");
+
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    setup
+        .tcp
+        .set_request_log(Some(Arc::new(move |r: &h3fleet::server::RequestRecord| {
+            log.lock().unwrap().push(r.resumed);
+        })));
+    let without = session(&setup, &dns, &backend, HttpProtocol::Http2, EchPolicy::Off);
+    let response = without.get(&url).send().await.unwrap();
+    assert_eq!(response.tls().ech, EchStatus::Off);
+    assert!(!response.tls().resumed);
+    assert_eq!(response.tls().ticket_source, None);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [false],
+        "the origin saw a resumption without ECH"
+    );
+    // With ECH again, the ticket is offered and resumes.
+    let again = session(&setup, &dns, &backend, HttpProtocol::Http2, EchPolicy::Auto);
+    let response = again.get(&url).send().await.unwrap();
+    assert!(response.tls().resumed);
+}
+
+/// The origin rotates its ECH keys: the config the fleet cached is
+/// rejected, the server's retry configs are used at once, and they replace
+/// the cached config locally and in the backend.
+async fn rotated_keys_are_learned_from_retry_configs(protocol: HttpProtocol) {
+    let setup = origin();
+    let dns = DnsServer::start_with_https(
+        ZONE,
+        &[(&format!("{NAME}."), Ipv4Addr::LOCALHOST)],
+        &[(&format!("{NAME}."), setup.keys.config_list().to_vec())],
+    )
+    .await;
+    let backend: Arc<dyn SessionCacheBackend> = Arc::new(MemoryBackend::new());
+    let url = format!("https://{NAME}:{}/rotated", setup.port);
+    let a = session(&setup, &dns, &backend, protocol, EchPolicy::Auto);
+    assert_eq!(a.get(&url).send().await.unwrap().tls().ech, EchStatus::Accepted);
+    a.close().await;
+
+    // The origin rotates its keys (the old config is now stale everywhere).
+    let rotated = EchKeys::generate("public.fleet.test").unwrap();
+    setup.tcp_tls.set_ech_keys(&rotated).unwrap();
+    setup.quic_tls.set_ech_keys(&rotated).unwrap();
+    let port = setup.port;
+
+    let b = session(&setup, &dns, &backend, protocol, EchPolicy::Require);
+    let response = b.get(&url).send().await.unwrap();
     assert_eq!(response.status(), 200);
-    assert_eq!(response.tls().ech, EchStatus::Grease);
+    assert_eq!(response.tls().ech, EchStatus::Accepted, "{:?}", response.tls());
+    assert_eq!(response.tls().ech_source, Some(EchSource::Local));
+    response.bytes().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let stored = backend
+        .get_ech_config(&KeyFormat::default().ech("default", NAME, port))
+        .await
+        .unwrap();
+    assert_eq!(
+        stored.as_deref(),
+        Some(rotated.config_list()),
+        "the backend still has the stale config"
+    );
+    // The next connection of this replica uses the new config directly.
+    let c = session(&setup, &dns, &backend, protocol, EchPolicy::Require);
+    let response = c.get(&url).send().await.unwrap();
+    assert_eq!(response.tls().ech, EchStatus::Accepted);
+    assert_eq!(response.tls().ech_source, Some(EchSource::Backend));
+    assert_eq!(dns.https_queries(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_rotated_keys_are_learned_from_retry_configs() {
+    rotated_keys_are_learned_from_retry_configs(HttpProtocol::Http2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quic_rotated_keys_are_learned_from_retry_configs() {
+    rotated_keys_are_learned_from_retry_configs(HttpProtocol::Http3).await;
+}
+
+/// After a rejection the server is authenticated as the ECH public name.
+/// An origin whose certificate does not cover that name fails the
+/// connection as a certificate error, never with the stale config's retry
+/// (and never by aborting: retry configs are read only after a confirmed
+/// ECH rejection).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_certificate_on_the_outer_handshake_is_a_certificate_error() {
+    for protocol in [HttpProtocol::Http2, HttpProtocol::Http3] {
+        let setup = origin_with(TestPki::with_names(&["origin.fleet.test"]));
+        let stale = EchKeys::generate("public.fleet.test").unwrap();
+        let dns = DnsServer::start_with_https(
+            ZONE,
+            &[(&format!("{NAME}."), Ipv4Addr::LOCALHOST)],
+            &[(&format!("{NAME}."), stale.config_list().to_vec())],
+        )
+        .await;
+        let backend: Arc<dyn SessionCacheBackend> = Arc::new(MemoryBackend::new());
+        let client = session(&setup, &dns, &backend, protocol, EchPolicy::Auto);
+        let error = client
+            .get(&format!("https://{NAME}:{}/", setup.port))
+            .send()
+            .await
+            .unwrap_err();
+        let text = error.to_string().to_ascii_lowercase();
+        assert!(text.contains("certificate"), "{protocol:?}: {error}");
+        assert_eq!(setup.tcp.stats().requests(), 0);
+    }
 }

@@ -181,7 +181,7 @@ async fn entry_of_another_envelope_version_is_a_miss_left_in_place() {
     let future_version = {
         use base64::Engine as _;
         let mut bytes = fresh(Protocol::H3, b"t").envelope.encode().unwrap();
-        bytes[4] = 2;
+        bytes[4] = 3;
         base64::engine::general_purpose::STANDARD.encode(bytes)
     };
     memory

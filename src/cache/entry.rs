@@ -113,6 +113,7 @@ mod tests {
                 issued_at: 1_800_000_000,
                 alpn: b"h2".to_vec(),
                 early_data: false,
+                ech: false,
                 transport_params: vec![],
             },
         }

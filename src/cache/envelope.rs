@@ -11,10 +11,10 @@
 //! | bytes | field |
 //! |---|---|
 //! | 4 | magic `H3FS` |
-//! | 1 | version, `1` |
+//! | 1 | version: `1`, or `2` when a flag only version 2 knows is set |
 //! | 1 | TLS engine that wrote the session, `1` = BoringSSL |
 //! | 1 | protocol: `1` = h1, `2` = h2, `3` = h3 |
-//! | 1 | flags: bit 0 = the ticket allows early data; other bits zero |
+//! | 1 | flags: bit 0 = the ticket allows early data; bit 1 (version 2) = won over ECH; other bits zero |
 //! | 4 | ticket lifetime in seconds (at most 7 days, RFC 8446 §4.6.1) |
 //! | 8 | issue time, seconds since the Unix epoch |
 //! | 1 + n | ALPN protocol, length-prefixed |
@@ -29,8 +29,12 @@ use std::fmt;
 use crate::cache::key::Protocol;
 
 const MAGIC: &[u8; 4] = b"H3FS";
-/// The envelope version this build writes and reads.
-pub const ENVELOPE_VERSION: u8 = 1;
+/// The newest envelope version this build writes and reads. It reads
+/// version 1 too, and writes version 1 whenever the value needs nothing newer,
+/// so replicas on the previous build keep using those tickets.
+pub const ENVELOPE_VERSION: u8 = 2;
+/// Version 1: no ECH flag.
+const VERSION_1: u8 = 1;
 /// The TLS engine id of BoringSSL, the only engine that writes sessions.
 pub const ENGINE_BORINGSSL: u8 = 1;
 /// The largest envelope accepted, in bytes.
@@ -43,6 +47,7 @@ pub const MAX_TRANSPORT_PARAMS_LEN: usize = 4 * 1024;
 pub const MAX_TICKET_LIFETIME_SECS: u32 = 7 * 24 * 3600;
 
 const FLAG_EARLY_DATA: u8 = 0b1;
+const FLAG_ECH: u8 = 0b10;
 const FIXED_HEADER_LEN: usize = 4 + 1 + 1 + 1 + 1 + 4 + 8;
 
 /// Everything needed to resume one TLS session, as stored in a backend.
@@ -60,6 +65,11 @@ pub struct Envelope {
     pub alpn: Vec<u8>,
     /// Whether the ticket allows early data (0-RTT).
     pub early_data: bool,
+    /// The ticket was won on a connection whose ECH the server accepted.
+    /// It is then offered only on connections that offer ECH: BoringSSL
+    /// would otherwise send it in a cleartext ClientHello, next to the real
+    /// name, linking the two connections.
+    pub ech: bool,
     /// For h3, the server's transport parameters, which a 0-RTT connection
     /// must remember (RFC 9000 §7.4.1); empty otherwise.
     pub transport_params: Vec<u8>,
@@ -74,6 +84,7 @@ impl fmt::Debug for Envelope {
             .field("issued_at", &self.issued_at)
             .field("alpn", &String::from_utf8_lossy(&self.alpn))
             .field("early_data", &self.early_data)
+            .field("ech", &self.ech)
             .field(
                 "transport_params",
                 &format_args!("<{} bytes>", self.transport_params.len()),
@@ -136,10 +147,17 @@ impl Envelope {
             FIXED_HEADER_LEN + 1 + self.alpn.len() + 4 + self.session.len() + 2 + self.transport_params.len(),
         );
         out.extend_from_slice(MAGIC);
-        out.push(ENVELOPE_VERSION);
+        out.push(if self.ech { ENVELOPE_VERSION } else { VERSION_1 });
         out.push(ENGINE_BORINGSSL);
         out.push(protocol_code(self.protocol));
-        out.push(if self.early_data { FLAG_EARLY_DATA } else { 0 });
+        let mut flags = 0;
+        if self.early_data {
+            flags |= FLAG_EARLY_DATA;
+        }
+        if self.ech {
+            flags |= FLAG_ECH;
+        }
+        out.push(flags);
         out.extend_from_slice(&self.lifetime_secs.to_be_bytes());
         out.extend_from_slice(&self.issued_at.to_be_bytes());
         out.push(alpn_len);
@@ -168,7 +186,7 @@ impl Envelope {
             return Err(EnvelopeError::BadMagic);
         }
         let version = r.u8("version")?;
-        if version != ENVELOPE_VERSION {
+        if version != ENVELOPE_VERSION && version != VERSION_1 {
             return Err(EnvelopeError::UnsupportedVersion(version));
         }
         let engine = r.u8("engine")?;
@@ -182,7 +200,12 @@ impl Envelope {
             _ => return Err(EnvelopeError::Invalid("unknown protocol")),
         };
         let flags = r.u8("flags")?;
-        if flags & !FLAG_EARLY_DATA != 0 {
+        let known = if version == VERSION_1 {
+            FLAG_EARLY_DATA
+        } else {
+            FLAG_EARLY_DATA | FLAG_ECH
+        };
+        if flags & !known != 0 {
             return Err(EnvelopeError::Invalid("unknown flag bits"));
         }
         let lifetime_secs = u32::from_be_bytes(r.array("lifetime")?);
@@ -210,6 +233,7 @@ impl Envelope {
             issued_at,
             alpn,
             early_data: flags & FLAG_EARLY_DATA != 0,
+            ech: flags & FLAG_ECH != 0,
             transport_params,
         };
         envelope.validate()?;
@@ -289,8 +313,26 @@ mod tests {
             issued_at: 1_795_000_000,
             alpn: b"h3".to_vec(),
             early_data: true,
+            ech: false,
             transport_params: vec![1, 2, 3, 4],
         }
+    }
+
+    #[test]
+    fn an_ech_ticket_is_version_2_and_others_stay_version_1() {
+        let plain = sample().encode().unwrap();
+        assert_eq!(plain[4], 1, "a version-1 reader must keep reading plain tickets");
+        let ech = Envelope {
+            ech: true,
+            ..sample()
+        };
+        let bytes = ech.encode().unwrap();
+        assert_eq!(bytes[4], 2);
+        assert_eq!(Envelope::decode(&bytes).unwrap(), ech);
+        // The ECH flag is not a version-1 flag.
+        let mut forged = bytes.clone();
+        forged[4] = 1;
+        assert!(Envelope::decode(&forged).is_err());
     }
 
     #[test]
@@ -398,21 +440,24 @@ mod tests {
             0..=MAX_TICKET_LIFETIME_SECS,
             any::<u64>(),
             proptest::collection::vec(any::<u8>(), 0..=255),
-            any::<bool>(),
+            (any::<bool>(), any::<bool>()),
             proptest::collection::vec(any::<u8>(), 1..512),
         )
-            .prop_map(|(p, session, lifetime_secs, issued_at, alpn, early_data, tp)| {
-                let protocol = [Protocol::H1, Protocol::H2, Protocol::H3][usize::from(p)];
-                Envelope {
-                    protocol,
-                    session,
-                    lifetime_secs,
-                    issued_at,
-                    alpn,
-                    early_data,
-                    transport_params: if protocol == Protocol::H3 { tp } else { vec![] },
-                }
-            })
+            .prop_map(
+                |(p, session, lifetime_secs, issued_at, alpn, (early_data, ech), tp)| {
+                    let protocol = [Protocol::H1, Protocol::H2, Protocol::H3][usize::from(p)];
+                    Envelope {
+                        protocol,
+                        session,
+                        lifetime_secs,
+                        issued_at,
+                        alpn,
+                        early_data,
+                        ech,
+                        transport_params: if protocol == Protocol::H3 { tp } else { vec![] },
+                    }
+                },
+            )
     }
 
     proptest! {

@@ -17,7 +17,7 @@ use super::{EarlyData, EchOffered, PreparedRequest};
 use crate::cache::{CachedSession, TicketSource};
 use crate::error::Error;
 use crate::tls::early_data::{EarlyDataReport, RetryFresh};
-use crate::tls::{EchOffer, TcpClientConfig, TicketSink};
+use crate::tls::{ConnectOptions, EchOffer, EchRejection, TcpClientConfig, TicketSink};
 
 /// The HTTP version a TCP connection speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +76,8 @@ pub(crate) struct TcpDial {
     pub(crate) ech: Option<Vec<u8>>,
     pub(crate) ech_grease: bool,
     pub(crate) ech_source: Option<crate::ech::EchSource>,
+    /// Hears if the server rejects ECH.
+    pub(crate) ech_rejection: Arc<EchRejection>,
 }
 
 fn http_error(origin: &str, e: impl std::error::Error + Send + Sync + 'static) -> Error {
@@ -98,14 +100,17 @@ impl TcpConnection {
             .connect(
                 &dial.server_name,
                 tcp,
-                dial.resume.as_ref(),
-                Some(dial.sink),
-                dial.early_data,
-                Arc::clone(&early),
-                match (&dial.ech, dial.ech_grease) {
-                    (Some(list), _) => EchOffer::Config(list),
-                    (None, true) => EchOffer::Grease,
-                    (None, false) => EchOffer::None,
+                ConnectOptions {
+                    resume: dial.resume.as_ref(),
+                    sink: Some(dial.sink),
+                    early_data: dial.early_data,
+                    report: Arc::clone(&early),
+                    ech: match (&dial.ech, dial.ech_grease) {
+                        (Some(list), _) => EchOffer::Config(list),
+                        (None, true) => EchOffer::Grease,
+                        (None, false) => EchOffer::None,
+                    },
+                    ech_rejection: dial.ech_rejection,
                 },
             )
             .await?;

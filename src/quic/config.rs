@@ -15,7 +15,9 @@ use crate::cache::{CachedSession, Protocol};
 use crate::quic::keys::{self, QUIC_V1};
 use crate::quic::params;
 use crate::quic::session::{client_app_secret_index, ClientAppSecret, TlsSession};
-use crate::tls::{alpn_list, ffi, server, tickets, ClientSettings, EchKeys, TicketSink, TlsError};
+use crate::tls::{
+    alpn_list, ffi, server, tickets, ClientSettings, EchKeys, EchRejection, TicketSink, TlsError,
+};
 
 /// A QUIC client's TLS configuration on BoringSSL.
 ///
@@ -45,6 +47,7 @@ pub struct QuicClientConfig {
     on_ticket: Option<TicketSink>,
     ech_config_list: Option<Vec<u8>>,
     ech_grease: bool,
+    ech_rejection: Option<Arc<EchRejection>>,
 }
 
 impl fmt::Debug for QuicClientConfig {
@@ -96,6 +99,16 @@ impl QuicClientConfig {
     pub fn with_ech_config_list(&self, config_list: Option<Vec<u8>>) -> Self {
         Self {
             ech_config_list: config_list,
+            ..self.clone()
+        }
+    }
+
+    /// A copy whose connections report to `slot` if the server rejects
+    /// their ECH (with its retry configs).
+    #[must_use]
+    pub(crate) fn with_ech_rejection(&self, slot: Arc<EchRejection>) -> Self {
+        Self {
+            ech_rejection: Some(slot),
             ..self.clone()
         }
     }
@@ -192,6 +205,7 @@ impl QuicClientConfigBuilder {
             on_ticket: None,
             ech_config_list: None,
             ech_grease: false,
+            ech_rejection: None,
         })
     }
 }
@@ -222,6 +236,9 @@ impl crypto::ClientConfig for QuicClientConfig {
         ffi::enable_quic(&mut ssl, &params::encode(params))
             .map_err(|e| fail(TlsError::boring("cannot enable QUIC", e)))?;
         let mut session = TlsSession::new(ssl, Side::Client);
+        if let Some(slot) = &self.ech_rejection {
+            session.report_ech_rejection(Arc::clone(slot));
+        }
         self.resume(&mut session);
         // Produce the ClientHello (and the 0-RTT secret) now: quinn asks for
         // both right after this returns.
@@ -314,6 +331,19 @@ impl QuicServerConfig {
             early_data_context: context.into(),
             ..self.clone()
         }
+    }
+
+    /// Replaces the ECH keys for every connection accepted from now on (key
+    /// rotation): clients with an old config are rejected and sent the new
+    /// one as retry configs.
+    ///
+    /// # Errors
+    ///
+    /// BoringSSL refused the keys.
+    pub fn set_ech_keys(&self, keys: &EchKeys) -> Result<(), TlsError> {
+        self.ctx
+            .set_ech_keys(&keys.keys)
+            .map_err(|e| TlsError::boring("cannot use the ECH keys", e))
     }
 
     fn new_session(&self, params: &TransportParameters) -> Result<TlsSession, (Option<Ssl>, TlsError)> {

@@ -12,7 +12,7 @@
 //! - 1-RTT secrets are kept to derive key-update generations.
 
 use std::any::Any;
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use boring::ex_data::Index;
 use boring::ssl::{NameType, Ssl, SslRef};
@@ -22,6 +22,7 @@ use quinn_proto::{ConnectionId, Side, TransportError, TransportErrorCode};
 
 use crate::quic::keys::{self, Secret, Suite};
 use crate::tls::ffi::{self, Direction, Level, Progress};
+use crate::tls::EchRejection;
 
 /// What happened to early data on this connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,6 +134,8 @@ pub(crate) struct TlsSession {
     alert: Option<u8>,
     /// A set-up failure to report on the first `read_handshake`.
     failed: Option<String>,
+    /// Where a client reports that the server rejected its ECH.
+    ech_rejection: Option<Arc<EchRejection>>,
 }
 
 impl TlsSession {
@@ -151,7 +154,13 @@ impl TlsSession {
             app_secrets: None,
             alert: None,
             failed: None,
+            ech_rejection: None,
         }
+    }
+
+    /// Reports an ECH rejection (and the server's retry configs) to `slot`.
+    pub(crate) fn report_ech_rejection(&mut self, slot: Arc<EchRejection>) {
+        self.ech_rejection = Some(slot);
     }
 
     /// A session that fails its first `read_handshake` with `reason`
@@ -189,7 +198,12 @@ impl TlsSession {
                     self.write_secrets[slot(Level::EarlyData)] = None;
                     self.remembered_params = None;
                 }
-                Progress::Failed(stack) => return Err(self.handshake_error(&stack.to_string())),
+                Progress::Failed(stack) => {
+                    if let Some(slot) = &self.ech_rejection {
+                        slot.record(&self.ssl, &stack);
+                    }
+                    return Err(self.handshake_error(&stack.to_string()));
+                }
             }
         }
         if self.handshaking && !ffi::in_init(&self.ssl) {

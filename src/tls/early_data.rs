@@ -37,7 +37,7 @@ use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_boring::SslStream;
 
-use super::ffi;
+use super::{ffi, EchRejection};
 
 /// How the handshake of a TCP connection ended, once it has.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +59,9 @@ pub(crate) enum RetryFresh {
     AlpnChanged,
     /// The server answered the early-data ClientHello with TLS 1.2.
     WrongVersion,
+    /// The server rejected ECH (its retry configs are in the connection's
+    /// ECH rejection report).
+    EchRejected,
 }
 
 /// What a connection's early data came to, shared between the stream (on
@@ -105,6 +108,7 @@ pub(crate) struct EarlyDataStream<S> {
     inner: SslStream<S>,
     phase: Phase,
     report: Arc<EarlyDataReport>,
+    ech_rejection: Arc<EchRejection>,
 }
 
 enum Phase {
@@ -139,7 +143,11 @@ where
 {
     /// Wraps a stream fresh from the TLS handshake, which may have returned
     /// early (in early data) or complete.
-    pub(crate) fn new(inner: SslStream<S>, report: Arc<EarlyDataReport>) -> Self {
+    pub(crate) fn new(
+        inner: SslStream<S>,
+        report: Arc<EarlyDataReport>,
+        ech_rejection: Arc<EchRejection>,
+    ) -> Self {
         let phase = if ffi::in_early_data(inner.ssl()) {
             Phase::Early {
                 sent: Vec::new(),
@@ -149,7 +157,12 @@ where
         } else {
             Phase::Open { pending: Vec::new() }
         };
-        let stream = Self { inner, phase, report };
+        let stream = Self {
+            inner,
+            phase,
+            report,
+            ech_rejection,
+        };
         if matches!(stream.phase, Phase::Open { .. }) {
             stream.complete(None);
         }
@@ -215,9 +228,22 @@ where
                 if is_wrong_version(e) {
                     tracing::debug!("server chose TLS 1.2 for an early-data ClientHello");
                     self.report.set_retry_fresh(RetryFresh::WrongVersion);
+                } else {
+                    // With early data the handshake ends here, not in connect.
+                    self.note_ech_rejection(e);
                 }
                 self.phase = Phase::Failed;
                 None
+            }
+        }
+    }
+
+    /// If `e` is the server's rejection of ECH, keeps its retry configs and
+    /// marks the connection for a retry on a new one.
+    fn note_ech_rejection(&self, e: &io::Error) {
+        if let Some(stack) = ssl_error(e).and_then(boring::ssl::Error::ssl_error) {
+            if self.ech_rejection.record(self.inner.ssl(), stack) {
+                self.report.set_retry_fresh(RetryFresh::EchRejected);
             }
         }
     }
@@ -239,7 +265,13 @@ where
                 // A read runs the handshake; keep what it returns for hyper.
                 let mut scratch = [0u8; 4096];
                 let mut buf = ReadBuf::new(&mut scratch);
-                ready!(Pin::new(&mut self.inner).poll_read(cx, &mut buf))?;
+                if let Err(e) = ready!(Pin::new(&mut self.inner).poll_read(cx, &mut buf)) {
+                    // The handshake after a refusal can still fail: ECH
+                    // rejected shows up only here when early data was offered.
+                    self.note_ech_rejection(&e);
+                    self.phase = Phase::Failed;
+                    return Poll::Ready(Err(e));
+                }
                 if buf.filled().is_empty() && ffi::in_init(self.inner.ssl()) {
                     self.phase = Phase::Failed;
                     return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()));

@@ -334,6 +334,12 @@ pub(crate) fn reset_early_data_reject(ssl: &mut SslRef) -> bool {
     true
 }
 
+/// BoringSSL's library code for TLS errors.
+pub(crate) const LIB_SSL: sys::ErrLib = sys::ERR_LIB_SSL;
+
+/// The reason code for a server's rejection of ECH.
+pub(crate) const REASON_ECH_REJECTED: c_int = sys::SSL_R_ECH_REJECTED;
+
 /// `SSL_get_error`'s code for a refusal of early data.
 pub(crate) const ERROR_EARLY_DATA_REJECTED: c_int = sys::SSL_ERROR_EARLY_DATA_REJECTED;
 

@@ -5,6 +5,7 @@
 mod client;
 pub(crate) mod early_data;
 mod ech_keys;
+mod ech_rejection;
 pub(crate) mod ffi;
 mod roots;
 pub(crate) mod server;
@@ -14,7 +15,8 @@ pub(crate) mod tickets;
 
 pub(crate) use client::ClientSettings;
 pub use ech_keys::EchKeys;
-pub(crate) use tcp::EchOffer;
+pub(crate) use ech_rejection::EchRejection;
+pub(crate) use tcp::{ConnectOptions, EchOffer};
 pub use tcp::{TcpClientConfig, TcpClientConfigBuilder};
 pub use tcp_server::{ServerTls, ServerTlsStream, TcpServerConfig, TcpServerConfigBuilder};
 pub use tickets::TicketSink;

@@ -8,7 +8,7 @@ use boring::ssl::{SslConnector, SslMethod, SslSession, SslVersion};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::early_data::{EarlyDataReport, EarlyDataStream};
-use super::{ffi, tickets, ClientSettings, TicketSink, TlsError};
+use super::{ffi, tickets, ClientSettings, EchRejection, TicketSink, TlsError};
 use crate::cache::{CachedSession, Protocol};
 
 /// What a connection offers of Encrypted Client Hello.
@@ -61,35 +61,32 @@ impl TcpClientConfig {
     }
 
     /// Runs the TLS handshake on `stream` for `server_name` (a host name or
-    /// an IP literal), offering `resume` and sending new tickets to `sink`.
+    /// an IP literal) with what `options` offers.
     ///
-    /// With `early_data` and a session that allows it, this returns right
+    /// With early data and a session that allows it, this returns right
     /// after the ClientHello, and what is written first goes as early data
-    /// (see [`EarlyDataStream`]); `report` hears how the handshake ended.
+    /// (see [`EarlyDataStream`]); `options.report` hears how the handshake
+    /// ended.
     ///
     /// # Errors
     ///
-    /// The handshake failed (certificate not trusted, wrong name, protocol
-    /// error) or the connection could not be set up.
-    #[allow(clippy::too_many_arguments)]
+    /// The handshake failed (certificate not trusted, wrong name, ECH
+    /// rejected, protocol error) or the connection could not be set up.
     pub(crate) async fn connect<S>(
         &self,
         server_name: &str,
         stream: S,
-        resume: Option<&CachedSession>,
-        sink: Option<TicketSink>,
-        early_data: bool,
-        report: Arc<EarlyDataReport>,
-        ech: EchOffer<'_>,
+        options: ConnectOptions<'_>,
     ) -> Result<EarlyDataStream<S>, TlsError>
     where
-        S: AsyncRead + AsyncWrite + Unpin,
+        S: AsyncRead + AsyncWrite + Unpin + fmt::Debug,
     {
         let mut config = self
             .connector
             .configure()
             .map_err(|e| TlsError::boring("cannot create a connection", e))?;
-        tickets::attach_sink(&mut config, sink);
+        tickets::attach_sink(&mut config, options.sink);
+        let resume = options.resume;
         if let Some(cached) = resume.filter(|c| c.envelope.protocol != Protocol::H3) {
             let imported = SslSession::from_der(&cached.envelope.session)
                 .map_err(|e| TlsError::boring("cannot parse the stored session", e))
@@ -100,20 +97,63 @@ impl TcpClientConfig {
                 tracing::warn!(error = %e, "stored session not usable; doing a full handshake");
             }
         }
-        match ech {
+        match options.ech {
             EchOffer::Config(list) => config
                 .set_ech_config_list(list)
                 .map_err(|e| TlsError::boring("cannot use the ECH config", e))?,
             EchOffer::Grease => config.set_enable_ech_grease(true),
             EchOffer::None => {}
         }
-        let offer_early = early_data && resume.is_some_and(|c| c.envelope.early_data);
+        let offer_early = options.early_data && resume.is_some_and(|c| c.envelope.early_data);
         ffi::set_early_data_enabled(&mut config, offer_early);
+        let rejection = Arc::clone(&options.ech_rejection);
         let stream = tokio_boring::connect(config, server_name, stream)
             .await
-            .map_err(|e| TlsError::new(format!("TLS handshake with {server_name} failed: {e}")))?;
-        Ok(EarlyDataStream::new(stream, report))
+            .map_err(|e| {
+                let stack = ssl_error_stack(std::error::Error::source(&e));
+                if let (Some(ssl), Some(stack)) = (e.ssl(), stack) {
+                    rejection.record(ssl, stack);
+                }
+                TlsError::new(format!("TLS handshake with {server_name} failed: {e}"))
+            })?;
+        Ok(EarlyDataStream::new(
+            stream,
+            options.report,
+            options.ech_rejection,
+        ))
     }
+}
+
+/// What a TCP connection offers and where it reports.
+pub(crate) struct ConnectOptions<'a> {
+    /// A session to resume.
+    pub(crate) resume: Option<&'a CachedSession>,
+    /// Receives the tickets the server sends.
+    pub(crate) sink: Option<TicketSink>,
+    /// Send what is written first as early data, if the session allows it.
+    pub(crate) early_data: bool,
+    /// Hears how the handshake ended.
+    pub(crate) report: Arc<EarlyDataReport>,
+    pub(crate) ech: EchOffer<'a>,
+    /// Hears if the server rejects ECH, with its retry configs.
+    pub(crate) ech_rejection: Arc<EchRejection>,
+}
+
+/// BoringSSL's error stack somewhere in the chain starting at `first`.
+fn ssl_error_stack<'e>(
+    first: Option<&'e (dyn std::error::Error + 'static)>,
+) -> Option<&'e boring::error::ErrorStack> {
+    let mut next = first;
+    while let Some(error) = next {
+        if let Some(stack) = error
+            .downcast_ref::<boring::ssl::Error>()
+            .and_then(boring::ssl::Error::ssl_error)
+        {
+            return Some(stack);
+        }
+        next = error.source();
+    }
+    None
 }
 
 impl TcpClientConfigBuilder {

@@ -94,6 +94,22 @@ impl TcpServerConfig {
     }
 }
 
+impl TcpServerConfig {
+    /// Replaces the ECH keys of this configuration and of every connection
+    /// accepted from now on (key rotation): clients with an old config are
+    /// rejected and sent the new one as retry configs.
+    ///
+    /// # Errors
+    ///
+    /// BoringSSL refused the keys.
+    pub fn set_ech_keys(&self, keys: &EchKeys) -> Result<(), TlsError> {
+        self.acceptor
+            .context()
+            .set_ech_keys(&keys.keys)
+            .map_err(|e| TlsError::boring("cannot use the ECH keys", e))
+    }
+}
+
 impl TcpServerConfigBuilder {
     /// The ALPN protocols to accept, most preferred first.
     pub fn alpn_protocols<I, P>(mut self, protocols: I) -> Self

@@ -92,6 +92,7 @@ fn export(ssl: &SslRef, session: &SslSession) -> Result<CachedSession, TlsError>
         issued_at: session.time(),
         alpn: ssl.selected_alpn_protocol().unwrap_or_default().to_vec(),
         early_data,
+        ech: ssl.ech_accepted(),
         transport_params: params,
     };
     Ok(CachedSession {

@@ -8,8 +8,9 @@ use h3fleet::cache::CachedSession;
 use h3fleet::quic::{QuicClientConfig, QuicServerConfig, TicketSink};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 
-/// A CA and a leaf certificate for `localhost`, `127.0.0.1` and
-/// `origin.fleet.test` (a name only the test DNS server knows).
+/// A CA and a leaf certificate for `localhost`, `127.0.0.1`,
+/// `origin.fleet.test` (a name only the test DNS server knows) and
+/// `public.fleet.test` (the ECH public name of the test origins).
 pub struct TestPki {
     pub ca_pem: String,
     pub cert_pem: String,
@@ -18,6 +19,11 @@ pub struct TestPki {
 
 impl TestPki {
     pub fn new() -> Self {
+        Self::with_names(&["localhost", "127.0.0.1", "origin.fleet.test", "public.fleet.test"])
+    }
+
+    /// The same with a leaf certificate for `names` only.
+    pub fn with_names(names: &[&str]) -> Self {
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         // Distinct names: a leaf whose issuer equals its subject looks self-signed.
@@ -26,12 +32,8 @@ impl TestPki {
             .push(DnType::CommonName, "h3fleet test CA");
         let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
         let leaf_key = KeyPair::generate().unwrap();
-        let mut leaf_params = CertificateParams::new(vec![
-            "localhost".to_owned(),
-            "127.0.0.1".to_owned(),
-            "origin.fleet.test".to_owned(),
-        ])
-        .unwrap();
+        let mut leaf_params =
+            CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>()).unwrap();
         leaf_params
             .distinguished_name
             .push(DnType::CommonName, "localhost");

@@ -22,6 +22,7 @@ pub fn session(protocol: Protocol, ticket: &[u8], issued_at: u64, lifetime_secs:
                 Protocol::H3 => b"h3".to_vec(),
             },
             early_data: protocol == Protocol::H3,
+            ech: false,
             transport_params: if protocol == Protocol::H3 {
                 vec![0x04, 0x01, 0x10]
             } else {
