@@ -148,6 +148,7 @@ struct Inner {
     head_start: Duration,
     ech_policy: EchPolicy,
     ech: EchCache,
+    ech_configs: HashMap<(String, u16), Vec<u8>>,
     tls: QuicClientConfig,
     tcp_tls: TcpClientConfig,
     transport: Arc<quinn::TransportConfig>,
@@ -251,6 +252,7 @@ pub struct SessionBuilder {
     mode: HttpProtocol,
     head_start: Duration,
     ech: EchPolicy,
+    ech_configs: HashMap<(String, u16), Vec<u8>>,
     backend: Option<(Arc<dyn SessionCacheBackend>, Option<ErrorCallback>)>,
     identifier: Option<String>,
     system_roots: bool,
@@ -281,6 +283,7 @@ impl Default for SessionBuilder {
             mode: HttpProtocol::default(),
             head_start: DEFAULT_HEAD_START,
             ech: EchPolicy::default(),
+            ech_configs: HashMap::new(),
             backend: None,
             identifier: None,
             system_roots: true,
@@ -331,6 +334,15 @@ impl SessionBuilder {
     /// elsewhere.
     pub fn ech(mut self, policy: EchPolicy) -> Self {
         self.ech = policy;
+        self
+    }
+
+    /// Uses `config_list` (an ECHConfigList, as in a DNS HTTPS record's
+    /// `ech` parameter) for `host:port` instead of looking one up. It is
+    /// checked when the session is built.
+    pub fn ech_config_list(mut self, host: &str, port: u16, config_list: impl Into<Vec<u8>>) -> Self {
+        self.ech_configs
+            .insert((host.to_ascii_lowercase(), port), config_list.into());
         self
     }
 
@@ -434,6 +446,10 @@ impl SessionBuilder {
     /// override.
     pub fn build(self) -> Result<Session, Error> {
         let preset = self.preset?;
+        for ((host, port), list) in &self.ech_configs {
+            ech::validate_ech_config_list(list)
+                .map_err(|e| Error::Config(format!("the ECH config for {host}:{port}: {e}")))?;
+        }
         let mut tls = QuicClientConfig::builder()
             .alpn_protocols(preset.alpn().iter().copied())
             .system_roots(self.system_roots);
@@ -493,6 +509,7 @@ impl SessionBuilder {
                 memory: ProtocolMemory::default(),
                 head_start: self.head_start,
                 ech_policy: self.ech,
+                ech_configs: self.ech_configs,
                 ech: EchCache::new(
                     self.backend.as_ref().map(|(b, _)| Arc::clone(b)),
                     preset.name(),
@@ -655,6 +672,12 @@ impl Session {
             .ok_or_else(|| url_error(url.as_str(), "no host"))?
             .to_owned();
         let port = url.port_or_known_default().unwrap_or(443);
+        if self.inner.mode == HttpProtocol::Auto && self.inner.memory.get(&host, port).is_none() {
+            // The origin's HTTPS record (looked up with its ECH config) may
+            // say whether it speaks HTTP/3 before anything is tried.
+            let name = host.trim_start_matches('[').trim_end_matches(']');
+            self.ech_for(name, port).await?;
+        }
         let plan = self.plan(&host, port);
         let key = |protocol| PoolKey {
             protocol,
@@ -912,6 +935,13 @@ impl Session {
         if policy == EchPolicy::Off || host.parse::<IpAddr>().is_ok() {
             return Ok(EchChoice::default());
         }
+        if let Some(list) = self.inner.ech_configs.get(&(host.to_ascii_lowercase(), port)) {
+            return Ok(EchChoice {
+                list: Some(list.clone()),
+                source: Some(EchSource::Config),
+                ..EchChoice::default()
+            });
+        }
         let resolver = &self.inner.resolver;
         // RFC 9848: when every HTTPS record of the host carries `ech`, the
         // client must not fall back to a cleartext ClientHello.
@@ -923,6 +953,14 @@ impl Session {
             let hickory = resolver.hickory().await.ok()?;
             match tokio::time::timeout(HTTPS_LOOKUP_TIMEOUT, ech::dns::lookup_https(hickory, host)).await {
                 Ok(Ok(Some(record))) => {
+                    if self.inner.mode == HttpProtocol::Auto && !record.alpn.is_empty() {
+                        let memory = &self.inner.memory;
+                        if record.alpn.iter().any(|a| a == "h3") {
+                            memory.https_record_says_h3(host, port, record.port.unwrap_or(port), record.ttl);
+                        } else {
+                            memory.https_record_says_tcp(host, port, record.ttl);
+                        }
+                    }
                     let needs_ech = record.all_have_ech && record.ech.is_some();
                     reliant.store(needs_ech, std::sync::atomic::Ordering::Relaxed);
                     record.ech.map(|list| (list, record.ttl))

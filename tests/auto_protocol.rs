@@ -192,3 +192,35 @@ async fn forced_http3_does_not_fall_back() {
     assert!(error.is_timeout(), "{error}");
     assert!(origin.seen().is_empty());
 }
+
+/// An origin whose DNS HTTPS record lists only `h2` is not tried over QUIC
+/// at all: with a 5 s head start for QUIC, the request still completes at
+/// once over TCP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_record_without_h3_skips_quic() {
+    let mut origin = Origin::new();
+    origin.start_tcp(false);
+    let name = "origin.fleet.test";
+    let dns = support::dns::DnsServer::start_with_records(
+        "fleet.test.",
+        &[(&format!("{name}."), std::net::Ipv4Addr::LOCALHOST)],
+        &[(&format!("{name}."), &["h2"][..], None)],
+    )
+    .await;
+    let session = Session::builder()
+        .system_roots(false)
+        .add_root_certificate_pem(origin.pki.ca_pem.as_bytes())
+        .dns_server(dns.addr())
+        .http3_head_start(std::time::Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let request = session
+        .get(&format!("https://{name}:{}/tcp-only", origin.port))
+        .send();
+    let response = tokio::time::timeout(std::time::Duration::from_secs(3), request)
+        .await
+        .expect("QUIC was tried despite the HTTPS record")
+        .unwrap();
+    assert_eq!(response.protocol(), http::Version::HTTP_2);
+    assert_eq!(dns.https_queries(), 1);
+}

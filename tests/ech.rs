@@ -239,7 +239,10 @@ async fn a_ticket_won_over_ech_is_never_offered_without_ech() {
 /// The origin rotates its ECH keys: the config the fleet cached is
 /// rejected, the server's retry configs are used at once, and they replace
 /// the cached config locally and in the backend.
-async fn rotated_keys_are_learned_from_retry_configs(protocol: HttpProtocol) {
+async fn rotated_keys_are_learned_from_retry_configs(
+    protocol: HttpProtocol,
+    backend: Arc<dyn SessionCacheBackend>,
+) {
     let setup = origin();
     let dns = DnsServer::start_with_https(
         ZONE,
@@ -247,7 +250,6 @@ async fn rotated_keys_are_learned_from_retry_configs(protocol: HttpProtocol) {
         &[(&format!("{NAME}."), setup.keys.config_list().to_vec())],
     )
     .await;
-    let backend: Arc<dyn SessionCacheBackend> = Arc::new(MemoryBackend::new());
     let url = format!("https://{NAME}:{}/rotated", setup.port);
     let a = session(&setup, &dns, &backend, protocol, EchPolicy::Auto);
     assert_eq!(a.get(&url).send().await.unwrap().tls().ech, EchStatus::Accepted);
@@ -284,13 +286,15 @@ async fn rotated_keys_are_learned_from_retry_configs(protocol: HttpProtocol) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tcp_rotated_keys_are_learned_from_retry_configs() {
-    rotated_keys_are_learned_from_retry_configs(HttpProtocol::Http2).await;
+async fn tcp_rotated_keys_are_learned_from_retry_configs_through_redis() {
+    let redis = support::redis::RedisServer::start();
+    let backend = h3fleet::cache::backend_from_uri(&redis.uri()).unwrap();
+    rotated_keys_are_learned_from_retry_configs(HttpProtocol::Http2, backend).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quic_rotated_keys_are_learned_from_retry_configs() {
-    rotated_keys_are_learned_from_retry_configs(HttpProtocol::Http3).await;
+    rotated_keys_are_learned_from_retry_configs(HttpProtocol::Http3, Arc::new(MemoryBackend::new())).await;
 }
 
 /// After a rejection the server is authenticated as the ECH public name.
@@ -320,4 +324,36 @@ async fn a_bad_certificate_on_the_outer_handshake_is_a_certificate_error() {
         assert!(text.contains("certificate"), "{protocol:?}: {error}");
         assert_eq!(setup.tcp.stats().requests(), 0);
     }
+}
+
+/// A config given to the builder is used as is (no lookup), and a bad one
+/// is refused when the session is built.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_given_to_the_builder_needs_no_lookup() {
+    let setup = origin();
+    let dns = DnsServer::start(ZONE, &[(&format!("{NAME}."), Ipv4Addr::LOCALHOST)]).await;
+    let base = || {
+        Session::builder()
+            .system_roots(false)
+            .add_root_certificate_pem(setup.pki.ca_pem.as_bytes())
+            .dns_server(dns.addr())
+            .http2_only()
+    };
+    let session = base()
+        .ech_config_list(NAME, setup.port, setup.keys.config_list())
+        .build()
+        .unwrap();
+    let response = session
+        .get(&format!("https://{NAME}:{}/", setup.port))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.tls().ech, EchStatus::Accepted);
+    assert_eq!(response.tls().ech_source, Some(EchSource::Config));
+    assert_eq!(dns.https_queries(), 0);
+    let error = base()
+        .ech_config_list(NAME, setup.port, &b"\x00\x02\xfe\x0d"[..])
+        .build()
+        .unwrap_err();
+    assert!(error.to_string().contains("ECH config"), "{error}");
 }

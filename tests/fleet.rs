@@ -382,3 +382,66 @@ async fn get_picks_h3_or_tcp_as_the_origin_allows() {
     assert_eq!(report["protocol"], "h2", "{report}");
     assert_eq!(report["status"], 200);
 }
+
+/// ECH across processes: replica A finds the origin's ECH config in its DNS
+/// HTTPS record and writes it to Redis; replica B takes it from Redis
+/// (no HTTPS query), and with A's ticket its request goes in 0-RTT inside
+/// the encrypted ClientHello. The origin confirms it saw the inner name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ech_config_and_ticket_travel_through_redis_between_processes() {
+    let redis = support::redis::RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let ech_file = dir.path().join("ech.bin");
+    let serve = Serve::start_with(&[
+        "--name",
+        "origin.fleet.test",
+        "--ech",
+        "--ech-public-name",
+        "public.fleet.test",
+        "--ech-config-out",
+        ech_file.to_str().unwrap(),
+    ]);
+    let ech_config = std::fs::read(&ech_file).unwrap();
+    let dns = support::dns::DnsServer::start_with_https(
+        "fleet.test.",
+        &[("origin.fleet.test.", std::net::Ipv4Addr::LOCALHOST)],
+        &[("origin.fleet.test.", ech_config)],
+    )
+    .await;
+    let replica = || async {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_h3fleet"))
+            .arg("get")
+            .arg(format!("https://origin.fleet.test:{}/hidden", serve.addr.port()))
+            .args([
+                "--json",
+                "--http3",
+                "--cache",
+                &redis.uri(),
+                "--cacert",
+                &serve.cert,
+            ])
+            .args(["--dns", &dns.addr().to_string()])
+            .output()
+            .await
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let a = replica().await;
+    assert_eq!(a["ech"], "accepted", "{a}");
+    assert_eq!(a["ech_source"], "dns", "{a}");
+    assert_eq!(dns.https_queries(), 1);
+    let b = replica().await;
+    assert_eq!(b["ech"], "accepted", "{b}");
+    assert_eq!(b["ech_source"], "backend", "{b}");
+    assert_eq!(b["ticket_source"], "backend", "{b}");
+    assert_eq!(b["resumed"], true, "{b}");
+    assert_eq!(b["early_data"], "accepted", "{b}");
+    assert_eq!(dns.https_queries(), 1, "replica B asked DNS for the ECH config");
+    let seen = serve.requests(2).await;
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    for record in &seen {
+        assert_eq!(record["ech"], true, "{record}");
+        assert_eq!(record["server_name"], "origin.fleet.test", "{record}");
+    }
+}

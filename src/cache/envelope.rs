@@ -369,9 +369,9 @@ mod tests {
     #[test]
     fn other_version_and_engine_are_foreign() {
         let mut bytes = sample().encode().unwrap();
-        bytes[4] = 2;
+        bytes[4] = 3;
         let err = Envelope::decode(&bytes).unwrap_err();
-        assert_eq!(err, EnvelopeError::UnsupportedVersion(2));
+        assert_eq!(err, EnvelopeError::UnsupportedVersion(3));
         assert!(err.is_foreign());
         let mut bytes = sample().encode().unwrap();
         bytes[5] = 9;

@@ -39,7 +39,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), CliError> {
         listen,
         &[],
         Some(&dir.path().join("origin.pem")),
-        serve::Listeners::BOTH,
+        &serve::Listeners::both(),
     )?;
     let records = Arc::new(Mutex::new(Vec::<RequestRecord>::new()));
     let log = Arc::clone(&records);

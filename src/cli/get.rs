@@ -79,7 +79,7 @@ pub(crate) struct GetReport {
     /// `accepted`, `rejected`, `grease` or `off`.
     #[serde(default)]
     pub(crate) ech: String,
-    /// `local`, `backend`, `dns` or `none`.
+    /// `config`, `local`, `backend`, `dns` or `none`.
     #[serde(default)]
     pub(crate) ech_source: String,
     pub(crate) handshake_ms: f64,

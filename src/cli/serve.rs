@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::Args;
+use h3fleet::quic::QuicServerConfig;
 use h3fleet::server::{rustls_quic_config, H3Origin, RequestLog, RequestRecord, SelfSigned, TcpOrigin};
-use h3fleet::tls::TcpServerConfig;
+use h3fleet::tls::{EchKeys, TcpServerConfig};
 
 use super::CliError;
 
@@ -24,6 +25,23 @@ pub(crate) struct ServeArgs {
     /// Serve HTTP/3 only (no TCP listener).
     #[arg(long)]
     no_tcp: bool,
+    /// Accept Encrypted Client Hello on QUIC and TCP: generates ECH keys for
+    /// the public name `--ech-public-name`, added to the certificate. HTTP/3
+    /// then runs on h3fleet's BoringSSL server instead of rustls.
+    #[arg(long)]
+    ech: bool,
+    /// The public name the outer ClientHello carries (never an inner name).
+    #[arg(
+        long,
+        value_name = "DNSNAME",
+        default_value = "public.h3fleet.test",
+        requires = "ech"
+    )]
+    ech_public_name: String,
+    /// Where to write the ECHConfigList (raw bytes, as published in a DNS
+    /// HTTPS record's `ech` parameter).
+    #[arg(long, value_name = "FILE", requires = "ech")]
+    ech_config_out: Option<PathBuf>,
     /// Where to write the self-signed certificate (PEM) clients must trust
     /// (default: a file in the temporary directory, named after the port).
     #[arg(long, value_name = "PEM")]
@@ -34,18 +52,24 @@ pub(crate) struct ServeArgs {
     names: Vec<String>,
 }
 
-/// Which listeners to start.
-#[derive(Debug, Clone, Copy)]
+/// Which listeners to start, and with what.
+#[derive(Debug, Clone)]
 pub(crate) struct Listeners {
     pub(crate) http3: bool,
     pub(crate) tcp: bool,
+    /// Accept ECH with keys for this public name.
+    pub(crate) ech_public_name: Option<String>,
 }
 
 impl Listeners {
-    pub(crate) const BOTH: Self = Self {
-        http3: true,
-        tcp: true,
-    };
+    /// HTTP/3 and TCP, no ECH.
+    pub(crate) fn both() -> Self {
+        Self {
+            http3: true,
+            tcp: true,
+            ech_public_name: None,
+        }
+    }
 }
 
 /// A started origin and the certificate file clients must trust.
@@ -54,6 +78,8 @@ pub(crate) struct Started {
     pub(crate) tcp: Option<TcpOrigin>,
     pub(crate) addr: SocketAddr,
     pub(crate) cert: PathBuf,
+    /// With ECH: the ECHConfigList clients need.
+    pub(crate) ech_config_list: Option<Vec<u8>>,
 }
 
 impl Started {
@@ -88,23 +114,45 @@ pub(crate) fn start(
     listen: SocketAddr,
     names: &[String],
     cert_out: Option<&Path>,
-    listeners: Listeners,
+    listeners: &Listeners,
 ) -> Result<Started, CliError> {
-    let names = if names.is_empty() {
+    let mut names = if names.is_empty() {
         vec!["localhost".to_owned()]
     } else {
         names.to_vec()
     };
+    // After an ECH rejection the client authenticates the public name.
+    if let Some(public) = &listeners.ech_public_name {
+        names.push(public.clone());
+    }
     let cert = SelfSigned::generate(&names)?;
-    let tcp_tls = TcpServerConfig::builder(cert.cert_pem.as_bytes(), cert.key_pem.as_bytes()).build()?;
+    let ech = listeners
+        .ech_public_name
+        .as_deref()
+        .map(EchKeys::generate)
+        .transpose()?
+        .map(Arc::new);
+    let mut tcp_tls = TcpServerConfig::builder(cert.cert_pem.as_bytes(), cert.key_pem.as_bytes());
+    if let Some(keys) = &ech {
+        tcp_tls = tcp_tls.ech_keys(Arc::clone(keys));
+    }
+    let tcp_tls = tcp_tls.build()?;
+    // rustls has no server-side ECH: with ECH, HTTP/3 runs on BoringSSL.
+    let quic_tls = |cert: &SelfSigned| -> Result<Arc<dyn quinn::crypto::ServerConfig>, CliError> {
+        Ok(match &ech {
+            Some(keys) => Arc::new(
+                QuicServerConfig::builder(cert.cert_pem.as_bytes(), cert.key_pem.as_bytes())
+                    .ech_keys(Arc::clone(keys))
+                    .build()?,
+            ),
+            None => rustls_quic_config(cert.cert_pem.as_bytes(), cert.key_pem.as_bytes())?,
+        })
+    };
     let mut tries = 0;
     let (h3, tcp, addr) = loop {
         tries += 1;
         let h3 = if listeners.http3 {
-            Some(H3Origin::bind(
-                listen,
-                rustls_quic_config(cert.cert_pem.as_bytes(), cert.key_pem.as_bytes())?,
-            )?)
+            Some(H3Origin::bind(listen, quic_tls(&cert)?)?)
         } else {
             None
         };
@@ -136,6 +184,7 @@ pub(crate) fn start(
         tcp,
         addr,
         cert: path,
+        ech_config_list: ech.map(|keys| keys.config_list().to_vec()),
     })
 }
 
@@ -143,8 +192,12 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
     let listeners = Listeners {
         http3: !args.no_http3,
         tcp: !args.no_tcp,
+        ech_public_name: args.ech.then(|| args.ech_public_name.clone()),
     };
-    let started = start(args.listen, &args.names, args.cert_out.as_deref(), listeners)?;
+    let started = start(args.listen, &args.names, args.cert_out.as_deref(), &listeners)?;
+    if let (Some(path), Some(list)) = (&args.ech_config_out, &started.ech_config_list) {
+        std::fs::write(path, list).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
     println!(
         "{}",
         serde_json::json!({
@@ -152,6 +205,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
             "cert": started.cert.display().to_string(),
             "http3": listeners.http3,
             "tcp": listeners.tcp,
+            "ech_public_name": listeners.ech_public_name,
         })
     );
     std::io::stdout().flush()?;

@@ -2,7 +2,8 @@
 //! cached locally and shared through the session backend, so one replica's
 //! DNS lookup serves the fleet.
 //!
-//! Source order for an origin: the local cache, then the backend
+//! Source order for an origin: a config given to the session builder, the
+//! local cache, then the backend
 //! (`{prefix}:ech:{preset}:{host}:{port}`), then the origin's DNS HTTPS
 //! record. A config from DNS is validated ([`validate_ech_config_list`])
 //! before use and written back with the record's TTL clamped to
@@ -58,6 +59,8 @@ impl EchStatus {
 /// Where a connection's ECH config came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EchSource {
+    /// Given to the session builder.
+    Config,
     /// This process's ECH cache.
     Local,
     /// The shared backend (another replica looked it up).
@@ -67,9 +70,10 @@ pub enum EchSource {
 }
 
 impl EchSource {
-    /// `local`, `backend` or `dns`.
+    /// `config`, `local`, `backend` or `dns`.
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Config => "config",
             Self::Local => "local",
             Self::Backend => "backend",
             Self::Dns => "dns",

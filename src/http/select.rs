@@ -1,6 +1,7 @@
 //! Protocol selection per origin: what a session has learned about which
-//! origins speak HTTP/3 (an `Alt-Svc` header, a race won by QUIC) or do
-//! not (a race QUIC lost), each fact with an expiry.
+//! origins speak HTTP/3 (an `Alt-Svc` header, a DNS HTTPS record's `alpn`,
+//! a race won by QUIC) or do not (a race QUIC lost), each fact with an
+//! expiry.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -83,6 +84,22 @@ impl ProtocolMemory {
                 self.set(host, port, Known::H3 { port: h3_port }, max_age);
             }
             AltSvc::Nothing => {}
+        }
+    }
+
+    /// The origin's DNS HTTPS record lists `h3` in its `alpn` (at `h3_port`),
+    /// valid for `ttl`.
+    pub(crate) fn https_record_says_h3(&self, host: &str, port: u16, h3_port: u16, ttl: Duration) {
+        if !matches!(self.get(host, port), Some(Known::Tcp { quic_broken: true })) {
+            self.set(host, port, Known::H3 { port: h3_port }, ttl);
+        }
+    }
+
+    /// The origin's DNS HTTPS record lists protocols without `h3`: it does
+    /// not speak HTTP/3 there, so no QUIC attempt is made for `ttl`.
+    pub(crate) fn https_record_says_tcp(&self, host: &str, port: u16, ttl: Duration) {
+        if self.get(host, port).is_none() {
+            self.set(host, port, Known::Tcp { quic_broken: false }, ttl);
         }
     }
 
@@ -212,6 +229,16 @@ mod tests {
         assert_eq!(memory.get("a.test", 443), Some(Known::Tcp { quic_broken: true }));
         // Another origin is another story.
         assert_eq!(memory.get("a.test", 8443), None);
+    }
+
+    #[test]
+    fn an_https_record_with_h3_is_believed_for_its_ttl() {
+        let memory = ProtocolMemory::default();
+        memory.https_record_says_h3("a.test", 443, 443, Duration::from_secs(60));
+        assert_eq!(memory.get("a.test", 443), Some(Known::H3 { port: 443 }));
+        memory.tcp_won("b.test", 443, true);
+        memory.https_record_says_h3("b.test", 443, 443, Duration::from_secs(60));
+        assert_eq!(memory.get("b.test", 443), Some(Known::Tcp { quic_broken: true }));
     }
 
     #[test]

@@ -211,9 +211,11 @@ async fn serve_requests(
                 path: request.uri().path().to_owned(),
                 early_data: still_handshaking(data.as_ref()),
                 resumed: data.as_ref().is_some_and(|d| d.resumed),
+                ech: data.as_ref().is_some_and(|d| d.ech_accepted),
+                server_name: data.as_ref().and_then(|d| d.server_name.clone()),
                 status: 0,
             };
-            match answer(request, stream, record.early_data, &shared.stats).await {
+            match answer(request, stream, record.early_data, record.ech, &shared.stats).await {
                 Ok(status) => {
                     record.status = status;
                     shared.log.record(&record);
@@ -229,6 +231,7 @@ async fn answer<S>(
     request: Request<()>,
     mut stream: h3::server::RequestStream<S, Bytes>,
     early: bool,
+    ech: bool,
     stats: &OriginStats,
 ) -> Result<u16, BoxError>
 where
@@ -246,6 +249,7 @@ where
         request.uri().path(),
         body.freeze(),
         early,
+        ech,
         stats,
     );
     if let Some(wait) = reply.head_delay {

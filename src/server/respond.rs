@@ -71,6 +71,11 @@ pub struct RequestRecord {
     pub early_data: bool,
     /// True if the connection resumed a session.
     pub resumed: bool,
+    /// True if the client's Encrypted Client Hello was accepted.
+    pub ech: bool,
+    /// The server name the TLS handshake saw (with ECH accepted, the inner,
+    /// hidden one).
+    pub server_name: Option<String>,
     /// The status the origin answered with.
     pub status: u16,
 }
@@ -108,6 +113,8 @@ pub(crate) enum ReplyBody {
 pub(crate) struct Reply {
     pub(crate) status: StatusCode,
     pub(crate) early: bool,
+    /// The client's ECH was accepted (`x-ech: 1`).
+    pub(crate) ech: bool,
     /// Wait this long before sending the head.
     pub(crate) head_delay: Option<Duration>,
     pub(crate) body: ReplyBody,
@@ -123,7 +130,14 @@ impl Reply {
     ///   before its head;
     /// - a `GET` gets a line naming method and path; anything else gets its
     ///   body back.
-    pub(crate) fn to(method: &Method, path: &str, body: Bytes, early: bool, stats: &OriginStats) -> Self {
+    pub(crate) fn to(
+        method: &Method,
+        path: &str,
+        body: Bytes,
+        early: bool,
+        ech: bool,
+        stats: &OriginStats,
+    ) -> Self {
         stats.requests.fetch_add(1, Ordering::Relaxed);
         if early {
             stats.early_requests.fetch_add(1, Ordering::Relaxed);
@@ -147,15 +161,18 @@ impl Reply {
         Self {
             status,
             early,
+            ech,
             head_delay: (!too_early && path == "/slow").then_some(SLOW_HEAD),
             body,
         }
     }
 
-    /// The headers every reply carries: `x-early-data` and, for a body of
-    /// known size, `content-length`.
+    /// The headers every reply carries: `x-early-data`, `x-ech` (whether
+    /// the ClientHello was encrypted) and, for a body of known size,
+    /// `content-length`.
     pub(crate) fn headers(&self) -> Vec<(&'static str, String)> {
-        let mut headers = vec![("x-early-data", if self.early { "1" } else { "0" }.to_owned())];
+        let flag = |on: bool| if on { "1" } else { "0" }.to_owned();
+        let mut headers = vec![("x-early-data", flag(self.early)), ("x-ech", flag(self.ech))];
         if let ReplyBody::Full(bytes) = &self.body {
             headers.push(("content-length", bytes.len().to_string()));
         }

@@ -201,7 +201,14 @@ impl Handler {
                 Bytes::new()
             }
         };
-        let reply = Reply::to(&head.method, head.uri.path(), body, early, &self.shared.stats);
+        let reply = Reply::to(
+            &head.method,
+            head.uri.path(),
+            body,
+            early,
+            self.tls.ech_accepted(),
+            &self.shared.stats,
+        );
         if let Some(wait) = reply.head_delay {
             tokio::time::sleep(wait).await;
         }
@@ -223,6 +230,8 @@ impl Handler {
             path: head.uri.path().to_owned(),
             early_data: early,
             resumed: self.tls.resumed(),
+            ech: self.tls.ech_accepted(),
+            server_name: self.tls.server_name().map(str::to_owned),
             status: status.as_u16(),
         });
         Ok(response

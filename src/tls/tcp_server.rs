@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use boring::ssl::{SslAcceptor, SslMethod, SslVersion};
+use boring::ssl::{NameType, SslAcceptor, SslMethod, SslVersion};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_boring::SslStream;
 
@@ -87,6 +87,8 @@ impl TcpServerConfig {
         let facts = Arc::new(ServerTls {
             resumed: tls.ssl().session_reused(),
             alpn: tls.ssl().selected_alpn_protocol().map(<[u8]>::to_vec),
+            ech_accepted: tls.ssl().ech_accepted(),
+            server_name: tls.ssl().servername(NameType::HOST_NAME).map(str::to_owned),
             in_early_data: AtomicBool::new(ffi::in_early_data(tls.ssl())),
             early_bytes: AtomicU64::new(0),
         });
@@ -164,6 +166,8 @@ impl TcpServerConfigBuilder {
 pub struct ServerTls {
     resumed: bool,
     alpn: Option<Vec<u8>>,
+    ech_accepted: bool,
+    server_name: Option<String>,
     in_early_data: AtomicBool,
     early_bytes: AtomicU64,
 }
@@ -172,6 +176,17 @@ impl ServerTls {
     /// The client resumed a session.
     pub fn resumed(&self) -> bool {
         self.resumed
+    }
+
+    /// The client's Encrypted Client Hello was accepted.
+    pub fn ech_accepted(&self) -> bool {
+        self.ech_accepted
+    }
+
+    /// The server name the client asked for (with ECH accepted, the inner
+    /// name).
+    pub fn server_name(&self) -> Option<&str> {
+        self.server_name.as_deref()
     }
 
     /// The protocol ALPN chose, if any.

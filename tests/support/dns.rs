@@ -14,6 +14,9 @@ use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseI
 use hickory_server::store::in_memory::InMemoryAuthority;
 use hickory_server::ServerFuture;
 
+/// An HTTPS record to serve: owner name, `alpn`, and `ech` if any.
+pub type HttpsSpec<'a> = (&'a str, &'a [&'a str], Option<Vec<u8>>);
+
 /// Serves `zone` (e.g. `fleet.test.`) with the given A records until dropped.
 pub struct DnsServer {
     addr: SocketAddr,
@@ -52,6 +55,20 @@ impl DnsServer {
         a_records: &[(&str, Ipv4Addr)],
         https: &[(&str, Vec<u8>)],
     ) -> Self {
+        let records: Vec<HttpsSpec<'_>> = https
+            .iter()
+            .map(|(name, ech)| (*name, &["h3", "h2"][..], Some(ech.clone())))
+            .collect();
+        Self::start_with_records(zone, a_records, &records).await
+    }
+
+    /// Also serves, for each `(name, alpn, ech)`, an HTTPS record (priority
+    /// 1, target `.`) with that `alpn` and, if given, `ech`.
+    pub async fn start_with_records(
+        zone: &str,
+        a_records: &[(&str, Ipv4Addr)],
+        https: &[HttpsSpec<'_>],
+    ) -> Self {
         let origin = Name::from_str(zone).unwrap();
         let mut authority = InMemoryAuthority::empty(origin.clone(), ZoneType::Primary, false);
         let soa = SOA::new(
@@ -68,21 +85,18 @@ impl DnsServer {
             let name = Name::from_str(name).unwrap();
             authority.upsert_mut(Record::from_rdata(name, 60, RData::A(A(*ip))), 0);
         }
-        for (name, ech) in https {
-            let svcb = SVCB::new(
-                1,
-                Name::root(),
-                vec![
-                    (
-                        SvcParamKey::Alpn,
-                        SvcParamValue::Alpn(Alpn(vec!["h3".to_owned(), "h2".to_owned()])),
-                    ),
-                    (
-                        SvcParamKey::EchConfigList,
-                        SvcParamValue::EchConfigList(EchConfigList(ech.clone())),
-                    ),
-                ],
-            );
+        for (name, alpn, ech) in https {
+            let mut params = vec![(
+                SvcParamKey::Alpn,
+                SvcParamValue::Alpn(Alpn(alpn.iter().map(|a| (*a).to_owned()).collect())),
+            )];
+            if let Some(ech) = ech {
+                params.push((
+                    SvcParamKey::EchConfigList,
+                    SvcParamValue::EchConfigList(EchConfigList(ech.clone())),
+                ));
+            }
+            let svcb = SVCB::new(1, Name::root(), params);
             let name = Name::from_str(name).unwrap();
             authority.upsert_mut(Record::from_rdata(name, 300, RData::HTTPS(HTTPS(svcb))), 0);
         }
