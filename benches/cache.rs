@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use h3fleet::cache::{
-    backend_from_uri, CachedSession, KeyFormat, MemoryBackend, PersistableSessionCache, Protocol,
-    SessionCacheBackend, TlsSessionState,
+    backend_from_uri, BreakerConfig, CachedSession, CircuitBreaker, KeyFormat, MemoryBackend,
+    PersistableSessionCache, Protocol, SessionCacheBackend, TlsSessionState,
 };
 use support::sessions::session;
 
@@ -112,6 +112,17 @@ fn persistable(c: &mut Criterion) {
     c.bench_function("persistable/local_hit", |b| {
         b.to_async(&rt)
             .iter(|| async { cache.get("warm.example", 443).await.unwrap() })
+    });
+    // The same hit on a cache managed by a circuit breaker: the breaker is
+    // never on the request path, so this should match the plain hit.
+    let breaker = CircuitBreaker::new(Arc::clone(&backend), BreakerConfig::default(), None);
+    let managed = PersistableSessionCache::new();
+    breaker.manage(&managed, "default", Protocol::H3);
+    managed.put("warm.example", 443, fresh.clone());
+    assert!(rt.block_on(managed.flush(Duration::from_secs(5))));
+    c.bench_function("persistable/local_hit_behind_breaker", |b| {
+        b.to_async(&rt)
+            .iter(|| async { managed.get("warm.example", 443).await.unwrap() })
     });
     c.bench_function("persistable/cold_backend_hit_memory", |b| {
         b.to_async(&rt).iter(|| async {

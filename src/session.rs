@@ -12,8 +12,8 @@ use tokio::sync::OnceCell;
 use tracing::Instrument;
 
 use crate::cache::{
-    CacheHit, CachedSession, ErrorCallback, PersistableSessionCache, Protocol, SessionCacheBackend,
-    TicketSource,
+    BreakerConfig, CacheHit, CacheOptions, CachedSession, CircuitBreaker, ErrorCallback,
+    PersistableSessionCache, Protocol, SessionCacheBackend, TicketSource, MAX_GET_TIMEOUT,
 };
 use crate::dns::{parse_override, Resolver, Upstream};
 use crate::ech::{self, EchCache, EchPolicy, EchSource, EchStatus};
@@ -147,7 +147,8 @@ struct Inner {
     memory: ProtocolMemory,
     head_start: Duration,
     ech_policy: EchPolicy,
-    ech: EchCache,
+    ech: Arc<EchCache>,
+    breaker: Option<Arc<CircuitBreaker>>,
     ech_configs: HashMap<(String, u16), Vec<u8>>,
     tls: QuicClientConfig,
     tcp_tls: TcpClientConfig,
@@ -224,11 +225,11 @@ struct Caches {
 }
 
 impl Caches {
-    fn new() -> Self {
+    fn new(options: &CacheOptions) -> Self {
         Self {
-            h3: PersistableSessionCache::new(),
-            h2: PersistableSessionCache::new(),
-            h1: PersistableSessionCache::new(),
+            h3: PersistableSessionCache::with_options(options.clone()),
+            h2: PersistableSessionCache::with_options(options.clone()),
+            h1: PersistableSessionCache::with_options(options.clone()),
         }
     }
 
@@ -253,6 +254,8 @@ pub struct SessionBuilder {
     head_start: Duration,
     ech: EchPolicy,
     ech_configs: HashMap<(String, u16), Vec<u8>>,
+    breaker: Option<BreakerConfig>,
+    backend_get_timeout: Duration,
     backend: Option<(Arc<dyn SessionCacheBackend>, Option<ErrorCallback>)>,
     identifier: Option<String>,
     system_roots: bool,
@@ -284,6 +287,8 @@ impl Default for SessionBuilder {
             head_start: DEFAULT_HEAD_START,
             ech: EchPolicy::default(),
             ech_configs: HashMap::new(),
+            breaker: Some(BreakerConfig::default()),
+            backend_get_timeout: MAX_GET_TIMEOUT,
             backend: None,
             identifier: None,
             system_roots: true,
@@ -334,6 +339,21 @@ impl SessionBuilder {
     /// elsewhere.
     pub fn ech(mut self, policy: EchPolicy) -> Self {
         self.ech = policy;
+        self
+    }
+
+    /// The circuit breaker in front of the backend (on by default, with
+    /// [`BreakerConfig::default`]); `None` turns it off. While the backend
+    /// fails, the session runs on its local caches and probes the backend.
+    pub fn circuit_breaker(mut self, config: Option<BreakerConfig>) -> Self {
+        self.breaker = config;
+        self
+    }
+
+    /// The longest a backend read may delay a new connection (default and
+    /// maximum 5 s). On timeout the handshake is full.
+    pub fn backend_get_timeout(mut self, limit: Duration) -> Self {
+        self.backend_get_timeout = limit;
         self
     }
 
@@ -485,21 +505,43 @@ impl SessionBuilder {
                     .map_err(|_| Error::Config("QUIC idle timeout out of range".into()))?,
             ))
             .keep_alive_interval(preset.quic_keep_alive());
-        let caches = Caches::new();
-        for (cache, protocol) in caches
-            .all()
-            .into_iter()
-            .zip([Protocol::H3, Protocol::H2, Protocol::H1])
-        {
-            if let Some((backend, on_error)) = &self.backend {
-                cache.set_backend(
-                    Some(Arc::clone(backend)),
-                    preset.name(),
-                    protocol,
-                    on_error.clone(),
-                );
+        let options = CacheOptions {
+            get_timeout: self.backend_get_timeout.min(MAX_GET_TIMEOUT),
+            ..CacheOptions::default()
+        };
+        let caches = Caches::new(&options);
+        let ech = Arc::new(EchCache::new(None, preset.name(), None));
+        let protocols = [Protocol::H3, Protocol::H2, Protocol::H1];
+        let mut breaker = None;
+        match (&self.backend, &self.breaker) {
+            // Behind a breaker: it attaches the backend and takes it away
+            // while the backend fails.
+            (Some((backend, on_error)), Some(config)) => {
+                let b = CircuitBreaker::new(Arc::clone(backend), config.clone(), on_error.clone());
+                for (cache, protocol) in caches.all().into_iter().zip(protocols) {
+                    b.manage(cache, preset.name(), protocol);
+                }
+                ech.set_error_callback(Some(b.error_callback()));
+                let ech_cache = Arc::clone(&ech);
+                b.attach(Box::new(move |backend| ech_cache.set_backend(backend)));
+                breaker = Some(b);
             }
-            if let Some(id) = &self.identifier {
+            (Some((backend, on_error)), None) => {
+                for (cache, protocol) in caches.all().into_iter().zip(protocols) {
+                    cache.set_backend(
+                        Some(Arc::clone(backend)),
+                        preset.name(),
+                        protocol,
+                        on_error.clone(),
+                    );
+                }
+                ech.set_error_callback(on_error.clone());
+                ech.set_backend(Some(Arc::clone(backend)));
+            }
+            (None, _) => {}
+        }
+        if let Some(id) = &self.identifier {
+            for cache in caches.all() {
                 cache.set_session_identifier(id.clone());
             }
         }
@@ -510,11 +552,8 @@ impl SessionBuilder {
                 head_start: self.head_start,
                 ech_policy: self.ech,
                 ech_configs: self.ech_configs,
-                ech: EchCache::new(
-                    self.backend.as_ref().map(|(b, _)| Arc::clone(b)),
-                    preset.name(),
-                    self.backend.as_ref().and_then(|(_, cb)| cb.clone()),
-                ),
+                ech,
+                breaker,
                 caches,
                 tls,
                 tcp_tls,
@@ -576,6 +615,12 @@ impl Session {
     /// The preset in use.
     pub fn preset(&self) -> &Preset {
         &self.inner.preset
+    }
+
+    /// The circuit breaker in front of the backend, if there is a backend
+    /// and the breaker is on.
+    pub fn circuit_breaker(&self) -> Option<&Arc<CircuitBreaker>> {
+        self.inner.breaker.as_ref()
     }
 
     /// The ticket cache of `protocol` (local memory in front of the

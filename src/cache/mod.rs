@@ -17,6 +17,7 @@
 //!   every replica agrees.
 
 mod backend;
+mod breaker;
 mod clock;
 mod entry;
 mod envelope;
@@ -30,6 +31,7 @@ mod sqlite;
 mod uri;
 
 pub use backend::{BackendError, BackendErrorKind, ErrorCallback, SessionCacheBackend, TlsSessionState};
+pub use breaker::{BreakerConfig, CircuitBreaker};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use entry::{CachedSession, EntryError};
 pub use envelope::{

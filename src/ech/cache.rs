@@ -22,16 +22,16 @@ type LocalConfigs = HashMap<(String, u16), (Vec<u8>, Instant)>;
 /// ECH configs by origin: local memory, then the backend, then DNS.
 pub(crate) struct EchCache {
     local: Mutex<LocalConfigs>,
-    backend: Option<Arc<dyn SessionCacheBackend>>,
+    backend: std::sync::RwLock<Option<Arc<dyn SessionCacheBackend>>>,
     keys: KeyFormat,
     preset: String,
-    on_error: Option<ErrorCallback>,
+    on_error: std::sync::RwLock<Option<ErrorCallback>>,
 }
 
 impl std::fmt::Debug for EchCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EchCache")
-            .field("backend", &self.backend.as_ref().map(|b| b.name()))
+            .field("backend", &self.backend().map(|b| b.name()))
             .field("preset", &self.preset)
             .finish_non_exhaustive()
     }
@@ -49,16 +49,40 @@ impl EchCache {
     ) -> Self {
         Self {
             local: Mutex::new(HashMap::new()),
-            backend,
+            backend: std::sync::RwLock::new(backend),
             keys: KeyFormat::default(),
             preset: preset.to_owned(),
-            on_error,
+            on_error: std::sync::RwLock::new(on_error),
         }
+    }
+
+    /// Attaches or (with `None`) detaches the backend; local configs stay.
+    pub(crate) fn set_backend(&self, backend: Option<Arc<dyn SessionCacheBackend>>) {
+        *self.backend.write().unwrap_or_else(PoisonError::into_inner) = backend;
+    }
+
+    /// Replaces the error callback.
+    pub(crate) fn set_error_callback(&self, on_error: Option<ErrorCallback>) {
+        *self.on_error.write().unwrap_or_else(PoisonError::into_inner) = on_error;
+    }
+
+    fn on_error(&self) -> Option<ErrorCallback> {
+        self.on_error
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn backend(&self) -> Option<Arc<dyn SessionCacheBackend>> {
+        self.backend
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     fn report(&self, op: &str, key: &str, err: &BackendError) {
         tracing::warn!(operation = op, key, error = %err, "ECH config backend call failed");
-        if let Some(cb) = &self.on_error {
+        if let Some(cb) = &self.on_error() {
             if catch_unwind(AssertUnwindSafe(|| cb(op, key, err))).is_err() {
                 tracing::error!(operation = op, "the error callback panicked");
             }
@@ -98,7 +122,7 @@ impl EchCache {
             return Some((list, EchSource::Local));
         }
         let key = self.keys.ech(&self.preset, host, port);
-        if let Some(backend) = &self.backend {
+        if let Some(backend) = self.backend() {
             match tokio::time::timeout(GET_TIMEOUT, backend.get_ech_config(&key)).await {
                 Ok(Ok(Some(list))) => match validate_ech_config_list(&list) {
                     Ok(_) => {
@@ -134,11 +158,11 @@ impl EchCache {
     pub(crate) fn store(&self, host: &str, port: u16, list: Vec<u8>, ttl: Duration) {
         let ttl = clamp(ttl);
         self.local_put(host, port, list.clone(), ttl);
-        let Some(backend) = self.backend.clone() else {
+        let Some(backend) = self.backend() else {
             return;
         };
         let key = self.keys.ech(&self.preset, host, port);
-        let on_error = self.on_error.clone();
+        let on_error = self.on_error();
         tokio::spawn(async move {
             if let Err(e) = backend.put_ech_config(&key, &list, ttl).await {
                 tracing::warn!(key, error = %e, "ECH config backend write failed");

@@ -1,0 +1,234 @@
+//! A circuit breaker in front of a shared backend.
+//!
+//! A backend that is down or slow costs every cold lookup its timeout, and
+//! fills the error callback. The breaker counts backend errors over a
+//! rolling window; past a threshold it *opens*: every cache it manages is
+//! switched to local-only with `set_backend(None, ..)`, so lookups and
+//! writes stop touching the backend at all, and a background probe asks the
+//! backend for a key every so often. When a probe succeeds the breaker
+//! *closes*: the caches get their backend back.
+//!
+//! The request path never consults the breaker: while closed the caches call
+//! the backend as usual, while open they have none. Its cost is in the error
+//! path only.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::{Duration, Instant};
+
+use super::{BackendError, ErrorCallback, PersistableSessionCache, Protocol, SessionCacheBackend};
+
+/// The key a probe reads (a miss is a healthy answer).
+const PROBE_KEY: &str = "h3fleet:probe";
+
+/// When a [`CircuitBreaker`] opens and how it probes.
+#[derive(Debug, Clone)]
+pub struct BreakerConfig {
+    /// Errors are counted over this rolling window. Default 10 s.
+    pub window: Duration,
+    /// This many errors within the window open the breaker. Default 5.
+    pub threshold: usize,
+    /// While open, the backend is probed this often. Default 1 s.
+    pub probe_interval: Duration,
+    /// A probe slower than this fails. Default 500 ms.
+    pub probe_timeout: Duration,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        Self {
+            window: Duration::from_secs(10),
+            threshold: 5,
+            probe_interval: Duration::from_secs(1),
+            probe_timeout: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Attaches (`Some`) or detaches (`None`) the backend of one managed cache.
+type Attach = Box<dyn Fn(Option<Arc<dyn SessionCacheBackend>>) + Send + Sync>;
+
+/// Switches the caches on one backend to local-only while the backend
+/// fails, and back when it recovers (see the module documentation).
+///
+/// ```
+/// use std::sync::Arc;
+/// use h3fleet::cache::{BreakerConfig, CircuitBreaker, MemoryBackend, PersistableSessionCache, Protocol};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let breaker = CircuitBreaker::new(Arc::new(MemoryBackend::new()), BreakerConfig::default(), None);
+/// let cache = PersistableSessionCache::new();
+/// breaker.manage(&cache, "default", Protocol::H3);
+/// assert!(cache.has_backend());
+/// assert!(!breaker.is_open());
+/// # }
+/// ```
+pub struct CircuitBreaker {
+    backend: Arc<dyn SessionCacheBackend>,
+    config: BreakerConfig,
+    on_error: Option<ErrorCallback>,
+    errors: Mutex<VecDeque<Instant>>,
+    open: AtomicBool,
+    trips: AtomicU64,
+    managed: Mutex<Vec<Attach>>,
+    runtime: Option<tokio::runtime::Handle>,
+}
+
+impl std::fmt::Debug for CircuitBreaker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CircuitBreaker")
+            .field("backend", &self.backend.name())
+            .field("open", &self.is_open())
+            .field("trips", &self.trips())
+            .finish_non_exhaustive()
+    }
+}
+
+impl CircuitBreaker {
+    /// A closed breaker for `backend`; `on_error` still hears every backend
+    /// error (the breaker only listens in). Create it inside a Tokio runtime:
+    /// the probe runs on it.
+    pub fn new(
+        backend: Arc<dyn SessionCacheBackend>,
+        config: BreakerConfig,
+        on_error: Option<ErrorCallback>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            backend,
+            config,
+            on_error,
+            errors: Mutex::new(VecDeque::new()),
+            open: AtomicBool::new(false),
+            trips: AtomicU64::new(0),
+            managed: Mutex::new(Vec::new()),
+            runtime: tokio::runtime::Handle::try_current().ok(),
+        })
+    }
+
+    /// The error callback to give whatever calls the backend: it counts the
+    /// error, then passes it on to the callback given to [`new`](Self::new).
+    pub fn error_callback(self: &Arc<Self>) -> ErrorCallback {
+        let breaker: Weak<Self> = Arc::downgrade(self);
+        let forward = self.on_error.clone();
+        Arc::new(move |op: &str, key: &str, err: &BackendError| {
+            if let Some(breaker) = breaker.upgrade() {
+                breaker.record_error();
+            }
+            if let Some(forward) = &forward {
+                forward(op, key, err);
+            }
+        })
+    }
+
+    /// Attaches `cache` to the backend (with the breaker's error callback)
+    /// and manages it from now on.
+    pub fn manage(self: &Arc<Self>, cache: &PersistableSessionCache, preset: &str, protocol: Protocol) {
+        let cache = cache.clone();
+        let (preset, on_error) = (preset.to_owned(), self.error_callback());
+        self.attach(Box::new(move |backend| {
+            cache.set_backend(backend, preset.clone(), protocol, Some(on_error.clone()));
+        }));
+    }
+
+    /// Manages anything else that uses the backend, through `attach`.
+    pub(crate) fn attach(&self, attach: Attach) {
+        attach((!self.is_open()).then(|| Arc::clone(&self.backend)));
+        self.managed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(attach);
+    }
+
+    /// True while the caches run local-only.
+    pub fn is_open(&self) -> bool {
+        self.open.load(Ordering::SeqCst)
+    }
+
+    /// How many times the breaker has opened.
+    pub fn trips(&self) -> u64 {
+        self.trips.load(Ordering::SeqCst)
+    }
+
+    fn record_error(self: &Arc<Self>) {
+        if self.is_open() {
+            return;
+        }
+        let now = Instant::now();
+        let tripped = {
+            let mut errors = self.errors.lock().unwrap_or_else(PoisonError::into_inner);
+            errors.push_back(now);
+            while errors
+                .front()
+                .is_some_and(|t| now.duration_since(*t) > self.config.window)
+            {
+                errors.pop_front();
+            }
+            errors.len() >= self.config.threshold
+        };
+        if tripped && !self.open.swap(true, Ordering::SeqCst) {
+            self.trip();
+        }
+    }
+
+    fn set_all(&self, backend: Option<Arc<dyn SessionCacheBackend>>) {
+        for attach in self.managed.lock().unwrap_or_else(PoisonError::into_inner).iter() {
+            attach(backend.clone());
+        }
+    }
+
+    fn trip(self: &Arc<Self>) {
+        self.trips.fetch_add(1, Ordering::SeqCst);
+        tracing::warn!(
+            backend = self.backend.name(),
+            threshold = self.config.threshold,
+            window_ms = self.config.window.as_millis() as u64,
+            "session cache backend failing; running on local caches until it recovers"
+        );
+        self.set_all(None);
+        let Some(runtime) = self.runtime.clone() else {
+            // No runtime to probe on: close again at once rather than stay open.
+            self.close();
+            return;
+        };
+        let breaker = Arc::downgrade(self);
+        runtime.spawn(probe(breaker));
+    }
+
+    fn close(&self) {
+        self.errors.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        self.set_all(Some(Arc::clone(&self.backend)));
+        self.open.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Probes the backend until it answers, then closes the breaker. Ends if
+/// the breaker is dropped.
+async fn probe(breaker: Weak<CircuitBreaker>) {
+    loop {
+        let Some((interval, timeout, backend)) = breaker.upgrade().map(|b| {
+            (
+                b.config.probe_interval,
+                b.config.probe_timeout,
+                Arc::clone(&b.backend),
+            )
+        }) else {
+            return;
+        };
+        tokio::time::sleep(interval).await;
+        let healthy = matches!(
+            tokio::time::timeout(timeout, backend.get(PROBE_KEY)).await,
+            Ok(Ok(_))
+        );
+        if healthy {
+            if let Some(breaker) = breaker.upgrade() {
+                tracing::info!(
+                    backend = backend.name(),
+                    "session cache backend answers again; using it"
+                );
+                breaker.close();
+            }
+            return;
+        }
+    }
+}
