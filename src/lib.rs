@@ -115,6 +115,7 @@ pub mod quic;
 #[cfg(feature = "server")]
 pub mod server;
 mod session;
+pub mod telemetry;
 pub mod tls;
 
 pub use dns::DnsError;

@@ -28,6 +28,7 @@ use crate::http::EchOffered;
 use crate::http::{is_replay_safe, PreparedRequest};
 use crate::preset::Preset;
 use crate::quic::QuicClientConfig;
+use crate::telemetry;
 use crate::tls::early_data::RetryFresh;
 use crate::tls::{EchRejection, TcpClientConfig, TicketSink};
 use http_body_util::BodyExt;
@@ -799,7 +800,8 @@ impl Session {
                 }
             }
         };
-        let opened = tokio::time::timeout(self.inner.connect_timeout, setup)
+        let span = tracing::debug_span!("connect", host = %host, port);
+        let opened = tokio::time::timeout(self.inner.connect_timeout, setup.instrument(span))
             .await
             .map_err(|_| Error::Timeout {
                 what: "connecting",
@@ -811,6 +813,14 @@ impl Session {
         if let Some(early_data) = opened.early_data {
             response.tls.early_data = early_data;
         }
+        let tls = &response.tls;
+        telemetry::connection(&telemetry::ConnectionLabels {
+            protocol: protocol_label(response.protocol()),
+            resumed: tls.resumed,
+            ticket_source: tls.ticket_source_str(),
+            early_data: tls.early_data.as_str(),
+            ech: tls.ech.as_str(),
+        });
         Ok(response)
     }
 
@@ -1409,6 +1419,15 @@ fn tls_info(conn: &Conn, reused: bool) -> TlsInfo {
         retried_too_early: false,
         ech: h.ech_offered.status(h.ech_accepted),
         ech_source: h.ech_offered.source,
+    }
+}
+
+/// The label of an HTTP version in metrics and reports.
+fn protocol_label(version: http::Version) -> &'static str {
+    match version {
+        http::Version::HTTP_3 => "h3",
+        http::Version::HTTP_2 => "h2",
+        _ => "http/1.1",
     }
 }
 

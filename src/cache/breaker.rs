@@ -179,6 +179,7 @@ impl CircuitBreaker {
 
     fn trip(self: &Arc<Self>) {
         self.trips.fetch_add(1, Ordering::SeqCst);
+        crate::telemetry::breaker(true, true);
         tracing::warn!(
             backend = self.backend.name(),
             threshold = self.config.threshold,
@@ -199,6 +200,7 @@ impl CircuitBreaker {
         self.errors.lock().unwrap_or_else(PoisonError::into_inner).clear();
         self.set_all(Some(Arc::clone(&self.backend)));
         self.open.store(false, Ordering::SeqCst);
+        crate::telemetry::breaker(false, false);
     }
 }
 

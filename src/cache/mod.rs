@@ -40,6 +40,7 @@ pub use envelope::{
 };
 pub use key::{KeyError, KeyFormat, ParsedKey, Protocol, DEFAULT_KEY_PREFIX};
 pub use memory::MemoryBackend;
+pub(crate) use persistable::bounded;
 pub use persistable::{
     CacheHit, CacheOptions, Operation, PersistableSessionCache, TicketSource, MAX_GET_TIMEOUT,
     TLS_SESSION_CACHE_MAX_SIZE, TLS_SESSION_MAX_AGE,

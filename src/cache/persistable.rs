@@ -8,6 +8,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
+use tracing::Instrument;
 
 use chrono::{DateTime, Utc};
 use lru::LruCache;
@@ -396,7 +397,13 @@ impl PersistableSessionCache {
         };
         let (timeout, task_key) = (self.inner.options.write_timeout, key.clone());
         self.spawn(&a, &key, Operation::Put, async move {
-            bounded(timeout, backend.name(), backend.put(&task_key, &state, ttl)).await
+            bounded(
+                "put",
+                timeout,
+                backend.name(),
+                backend.put(&task_key, &state, ttl),
+            )
+            .await
         });
     }
 
@@ -435,11 +442,11 @@ impl PersistableSessionCache {
         let (timeout, att) = (self.inner.options.write_timeout, a.clone());
         let key2 = key.clone();
         self.spawn(&a, &key, Operation::Delete, async move {
-            let current = match bounded(timeout, backend.name(), backend.get(&key2)).await {
+            let current = match bounded("get", timeout, backend.name(), backend.get(&key2)).await {
                 Ok(current) => current,
                 Err(e) if e.is_decode() => {
                     report(&att, Operation::Decode, &key2, &e);
-                    return bounded(timeout, backend.name(), backend.delete(&key2)).await;
+                    return bounded("delete", timeout, backend.name(), backend.delete(&key2)).await;
                 }
                 Err(e) => {
                     report(&att, Operation::Get, &key2, &e);
@@ -447,7 +454,7 @@ impl PersistableSessionCache {
                 }
             };
             if current.is_some_and(|s| s.ticket == refused) {
-                bounded(timeout, backend.name(), backend.delete(&key2)).await?;
+                bounded("delete", timeout, backend.name(), backend.delete(&key2)).await?;
             }
             Ok(())
         });
@@ -580,7 +587,7 @@ impl PersistableSessionCache {
         backend: &Arc<dyn SessionCacheBackend>,
         a: &Attachment,
     ) -> Option<CachedSession> {
-        let state = match bounded(self.get_timeout(), backend.name(), backend.get(key)).await {
+        let state = match bounded("get", self.get_timeout(), backend.name(), backend.get(key)).await {
             Ok(state) => state?,
             Err(e) if e.is_decode() => {
                 report(a, Operation::Decode, key, &e);
@@ -625,7 +632,7 @@ impl PersistableSessionCache {
         let Some(backend) = a.backend.clone() else { return };
         let (timeout, key_owned) = (self.inner.options.write_timeout, key.to_owned());
         self.spawn(a, key, Operation::Delete, async move {
-            bounded(timeout, backend.name(), backend.delete(&key_owned)).await
+            bounded("delete", timeout, backend.name(), backend.delete(&key_owned)).await
         });
     }
 
@@ -700,19 +707,33 @@ impl Drop for FlightGuard<'_> {
     }
 }
 
-/// Runs a backend call with a deadline; running out is a `Timeout` error.
-async fn bounded<T>(
+/// Runs a backend call `op` with a deadline (running out is a `Timeout`
+/// error), in a span, recording its outcome and latency.
+pub(crate) async fn bounded<T>(
+    op: &'static str,
     timeout: Duration,
     backend: &'static str,
     call: impl std::future::Future<Output = Result<T, BackendError>>,
 ) -> Result<T, BackendError> {
-    tokio::time::timeout(timeout, call).await.unwrap_or_else(|_| {
-        Err(BackendError::new(
-            backend,
-            BackendErrorKind::Timeout,
-            format!("no answer within {} ms", timeout.as_millis()),
-        ))
-    })
+    let started = std::time::Instant::now();
+    let span = tracing::debug_span!("backend", op, backend);
+    let result = tokio::time::timeout(timeout, call)
+        .instrument(span)
+        .await
+        .unwrap_or_else(|_| {
+            Err(BackendError::new(
+                backend,
+                BackendErrorKind::Timeout,
+                format!("no answer within {} ms", timeout.as_millis()),
+            ))
+        });
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(e) if e.kind() == BackendErrorKind::Timeout => "timeout",
+        Err(_) => "error",
+    };
+    crate::telemetry::backend_op(op, outcome, started.elapsed());
+    result
 }
 
 /// Logs a backend failure and hands it to the error callback. A panicking

@@ -8,13 +8,15 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::{validate_ech_config_list, EchSource};
-use crate::cache::{BackendError, ErrorCallback, KeyFormat, SessionCacheBackend};
+use crate::cache::{bounded, BackendError, ErrorCallback, KeyFormat, SessionCacheBackend};
 
 /// Bounds on how long a config is kept (DESIGN.md §5).
 pub(crate) const MIN_TTL: Duration = Duration::from_secs(60);
 pub(crate) const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
 /// The longest a backend read may delay a connection.
 const GET_TIMEOUT: Duration = Duration::from_millis(500);
+/// The longest a background write may take.
+const PUT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Configs in memory: by `(host, port)`, the list and when it expires.
 type LocalConfigs = HashMap<(String, u16), (Vec<u8>, Instant)>;
@@ -123,25 +125,23 @@ impl EchCache {
         }
         let key = self.keys.ech(&self.preset, host, port);
         if let Some(backend) = self.backend() {
-            match tokio::time::timeout(GET_TIMEOUT, backend.get_ech_config(&key)).await {
-                Ok(Ok(Some(list))) => match validate_ech_config_list(&list) {
+            match bounded(
+                "get_ech",
+                GET_TIMEOUT,
+                backend.name(),
+                backend.get_ech_config(&key),
+            )
+            .await
+            {
+                Ok(Some(list)) => match validate_ech_config_list(&list) {
                     Ok(_) => {
                         self.local_put(host, port, list.clone(), MIN_TTL);
                         return Some((list, EchSource::Backend));
                     }
                     Err(e) => tracing::warn!(key, error = %e, "stored ECH config unusable; asking DNS"),
                 },
-                Ok(Ok(None)) => {}
-                Ok(Err(e)) => self.report("get_ech", &key, &e),
-                Err(_) => self.report(
-                    "get_ech",
-                    &key,
-                    &BackendError::new(
-                        backend.name(),
-                        crate::cache::BackendErrorKind::Timeout,
-                        format!("no answer within {} ms", GET_TIMEOUT.as_millis()),
-                    ),
-                ),
+                Ok(None) => {}
+                Err(e) => self.report("get_ech", &key, &e),
             }
         }
         let (list, ttl) = dns().await?;
@@ -164,7 +164,8 @@ impl EchCache {
         let key = self.keys.ech(&self.preset, host, port);
         let on_error = self.on_error();
         tokio::spawn(async move {
-            if let Err(e) = backend.put_ech_config(&key, &list, ttl).await {
+            let put = backend.put_ech_config(&key, &list, ttl);
+            if let Err(e) = bounded("put_ech", PUT_TIMEOUT, backend.name(), put).await {
                 tracing::warn!(key, error = %e, "ECH config backend write failed");
                 if let Some(cb) = on_error {
                     let _ = catch_unwind(AssertUnwindSafe(|| cb("put_ech", &key, &e)));
