@@ -85,3 +85,66 @@ fn bad_cache_uri_lists_the_accepted_forms() {
         "{stderr}"
     );
 }
+
+/// Runs `h3fleet bench` small and reads its JSON report.
+fn bench(protocol: &str, dir: &std::path::Path) -> serde_json::Value {
+    let json = dir.join(format!("bench-{protocol}.json"));
+    let svg = dir.join(format!("bench-{protocol}.svg"));
+    let out = h3fleet()
+        .args([
+            "bench",
+            "--replicas",
+            "3",
+            "--hosts",
+            "4",
+            "--requests-per-host",
+            "2",
+        ])
+        .args(["--rtt-ms", "10", "--protocol", protocol, "--json"])
+        .arg(&json)
+        .arg("--plot")
+        .arg(&svg)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("shared / local-only"), "{stdout}");
+    assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
+    serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap()
+}
+
+/// The fleet physics the bench must show: local-only caches pay a full
+/// handshake at every first contact (replicas x hosts); the shared cache
+/// lets later replicas resume (with 0-RTT on HTTP/3).
+#[test]
+fn bench_shows_what_the_shared_cache_saves() {
+    let dir = tempfile::tempdir().unwrap();
+    for protocol in ["h3", "h2"] {
+        let report = bench(protocol, dir.path());
+        let (shared, local) = (&report["shared"], &report["local_only"]);
+        assert_eq!(shared["failed_requests"], 0, "{report}");
+        assert_eq!(local["failed_requests"], 0, "{report}");
+        assert_eq!(local["full_handshakes"], 12, "{report}");
+        assert_eq!(local["resumed"], 0, "{report}");
+        let full = shared["full_handshakes"].as_u64().unwrap();
+        assert!(full < 12, "{report}");
+        assert_eq!(shared["resumed"].as_u64().unwrap() + full, 12, "{report}");
+        assert!(shared["zero_rtt_accepted"].as_u64().unwrap() >= 1, "{report}");
+        assert!(
+            report["ratio"]["full_handshakes"].as_f64().unwrap() < 1.0,
+            "{report}"
+        );
+        for key in ["p50", "p90", "p99"] {
+            assert!(
+                shared["first_request_ms"][key].as_f64().unwrap() > 0.0,
+                "{report}"
+            );
+            assert!(local["later_request_ms"][key].as_f64().unwrap() > 0.0, "{report}");
+        }
+        assert_eq!(report["config"]["protocol"], protocol);
+    }
+}

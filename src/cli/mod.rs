@@ -1,5 +1,6 @@
 //! Argument parsing and dispatch for the `h3fleet` command.
 
+mod bench;
 mod cache_cmd;
 mod demo;
 mod get;
@@ -36,6 +37,13 @@ enum Command {
     /// Inspect and check a session-cache backend.
     #[command(subcommand)]
     Cache(cache_cmd::CacheCommand),
+    /// Measure fleet-wide resumption and 0-RTT: replica processes against
+    /// local origins behind a latency relay, once with a shared cache and
+    /// once with local-only caches.
+    Bench(bench::BenchArgs),
+    /// One replica of `h3fleet bench` (started by it).
+    #[command(hide = true)]
+    BenchReplica(bench::ReplicaArgs),
 }
 
 /// Parses arguments, runs the command, and maps errors to exit code 1.
@@ -55,6 +63,8 @@ pub(crate) fn main() -> ExitCode {
             Command::Serve(args) => serve::run(args).await,
             Command::Demo(args) => demo::run(args).await,
             Command::Cache(cmd) => cache_cmd::run(cmd).await,
+            Command::Bench(args) => bench::run(args).await,
+            Command::BenchReplica(args) => bench::replica(args).await,
         }
     });
     match result {

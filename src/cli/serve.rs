@@ -59,15 +59,20 @@ pub(crate) struct Listeners {
     pub(crate) tcp: bool,
     /// Accept ECH with keys for this public name.
     pub(crate) ech_public_name: Option<String>,
+    /// HTTP/3 on h3fleet's BoringSSL server even without ECH (stateless
+    /// tickets a fleet can each use many times) instead of rustls (whose
+    /// 0-RTT tickets are single-use).
+    pub(crate) boring_quic: bool,
 }
 
 impl Listeners {
-    /// HTTP/3 and TCP, no ECH.
+    /// HTTP/3 and TCP, no ECH, HTTP/3 on rustls.
     pub(crate) fn both() -> Self {
         Self {
             http3: true,
             tcp: true,
             ech_public_name: None,
+            boring_quic: false,
         }
     }
 }
@@ -139,14 +144,17 @@ pub(crate) fn start(
     let tcp_tls = tcp_tls.build()?;
     // rustls has no server-side ECH: with ECH, HTTP/3 runs on BoringSSL.
     let quic_tls = |cert: &SelfSigned| -> Result<Arc<dyn quinn::crypto::ServerConfig>, CliError> {
-        Ok(match &ech {
-            Some(keys) => Arc::new(
-                QuicServerConfig::builder(cert.cert_pem.as_bytes(), cert.key_pem.as_bytes())
-                    .ech_keys(Arc::clone(keys))
-                    .build()?,
-            ),
-            None => rustls_quic_config(cert.cert_pem.as_bytes(), cert.key_pem.as_bytes())?,
-        })
+        if ech.is_none() && !listeners.boring_quic {
+            return Ok(rustls_quic_config(
+                cert.cert_pem.as_bytes(),
+                cert.key_pem.as_bytes(),
+            )?);
+        }
+        let mut quic = QuicServerConfig::builder(cert.cert_pem.as_bytes(), cert.key_pem.as_bytes());
+        if let Some(keys) = &ech {
+            quic = quic.ech_keys(Arc::clone(keys));
+        }
+        Ok(Arc::new(quic.build()?))
     };
     let mut tries = 0;
     let (h3, tcp, addr) = loop {
@@ -193,6 +201,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
         http3: !args.no_http3,
         tcp: !args.no_tcp,
         ech_public_name: args.ech.then(|| args.ech_public_name.clone()),
+        boring_quic: false,
     };
     let started = start(args.listen, &args.names, args.cert_out.as_deref(), &listeners)?;
     if let (Some(path), Some(list)) = (&args.ech_config_out, &started.ech_config_list) {

@@ -83,11 +83,28 @@ pub(crate) fn read_https<'a>(records: impl Iterator<Item = &'a SVCB>, ttl: Durat
     Some(record)
 }
 
+/// Decodes `rdata` as an HTTPS record the way the resolver would, reads it
+/// and validates any ECHConfigList in it: none of it may panic. (For the
+/// property tests and the fuzz target.)
+#[cfg(any(test, fuzzing))]
+pub(crate) fn read_wire(rdata: &[u8]) {
+    use hickory_resolver::proto::serialize::binary::{BinDecoder, Restrict};
+    let mut decoder = BinDecoder::new(rdata);
+    let length = Restrict::new(u16::try_from(rdata.len()).unwrap_or(u16::MAX));
+    if let Ok(RData::HTTPS(https)) = RData::read(&mut decoder, RecordType::HTTPS, length) {
+        if let Some(read) = read_https(std::iter::once(&https.0), Duration::ZERO) {
+            if let Some(ech) = read.ech {
+                let _ = crate::ech::validate_ech_config_list(&ech);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use hickory_resolver::proto::rr::rdata::svcb::{Alpn, EchConfigList};
     use hickory_resolver::proto::rr::Name;
-    use hickory_resolver::proto::serialize::binary::{BinDecoder, BinEncodable, BinEncoder, Restrict};
+    use hickory_resolver::proto::serialize::binary::{BinEncodable, BinEncoder};
     use proptest::prelude::*;
 
     use super::*;
@@ -123,20 +140,6 @@ mod tests {
         );
         assert!(read_https([&alias].into_iter(), Duration::ZERO).is_none());
         assert!(read_https([&elsewhere].into_iter(), Duration::ZERO).is_none());
-    }
-
-    /// Decodes `rdata` as an HTTPS record the way the resolver would, then
-    /// reads it and validates any ECHConfigList in it: none of it may panic.
-    fn read_wire(rdata: &[u8]) {
-        let mut decoder = BinDecoder::new(rdata);
-        let length = Restrict::new(u16::try_from(rdata.len()).unwrap_or(u16::MAX));
-        if let Ok(RData::HTTPS(https)) = RData::read(&mut decoder, RecordType::HTTPS, length) {
-            if let Some(read) = read_https(std::iter::once(&https.0), Duration::ZERO) {
-                if let Some(ech) = read.ech {
-                    let _ = crate::ech::validate_ech_config_list(&ech);
-                }
-            }
-        }
     }
 
     fn wire(svcb: &SVCB) -> Vec<u8> {

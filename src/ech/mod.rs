@@ -16,6 +16,14 @@ pub(crate) mod dns;
 pub(crate) use cache::EchCache;
 pub use config::{validate_ech_config_list, EchConfigError, EchConfigInfo};
 
+/// Reads `rdata` as the wire form of an HTTPS record, as the resolver does,
+/// and validates any ECHConfigList in it. The entry point of the
+/// `https_record` fuzz target (built only under `cargo fuzz`).
+#[cfg(fuzzing)]
+pub fn fuzz_https_rdata(rdata: &[u8]) {
+    dns::read_wire(rdata);
+}
+
 /// Whether a session uses ECH.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]

@@ -14,7 +14,7 @@ mod tcp;
 mod tls;
 
 pub use self::h3::H3Origin;
-pub use self::relay::LatencyRelay;
+pub use self::relay::{LatencyRelay, TcpLatencyRelay};
 pub use self::respond::{OriginStats, RequestLog, RequestRecord};
 pub use self::tcp::TcpOrigin;
 pub use self::tls::{rustls_quic_config, SelfSigned};

@@ -125,3 +125,92 @@ impl Drop for LatencyRelay {
         self.task.abort();
     }
 }
+
+/// The TCP counterpart of [`LatencyRelay`]: every byte from a client reaches
+/// the upstream half the RTT later, and every byte back likewise, in order.
+/// (The TCP handshake to the relay itself is local and instant; the relay's
+/// own connection to the upstream is made when the client connects, so a
+/// client sees one RTT before its first bytes arrive, as on a real path.)
+#[derive(Debug)]
+pub struct TcpLatencyRelay {
+    addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TcpLatencyRelay {
+    /// A relay on `listen` (port 0: a free one) to `upstream`, adding `rtt`.
+    ///
+    /// # Errors
+    ///
+    /// The listening socket could not be bound.
+    pub async fn start(listen: SocketAddr, upstream: SocketAddr, rtt: Duration) -> Result<Self, ServerError> {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|source| ServerError::Bind { addr: listen, source })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| ServerError::Bind { addr: listen, source })?;
+        let half = rtt / 2;
+        let task = tokio::spawn(async move {
+            let mut tasks = JoinSet::new();
+            while let Ok((client, _)) = listener.accept().await {
+                tasks.spawn(async move {
+                    // The client's connection attempt reaches the upstream
+                    // half an RTT later, its SYN-ACK comes back half an RTT
+                    // after that.
+                    tokio::time::sleep(half).await;
+                    let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let _ = client.set_nodelay(true);
+                    let _ = server.set_nodelay(true);
+                    tokio::time::sleep(half).await;
+                    let (client_read, client_write) = client.into_split();
+                    let (server_read, server_write) = server.into_split();
+                    let up = tokio::spawn(delayed_pipe(client_read, server_write, half));
+                    delayed_pipe(server_read, client_write, half).await;
+                    up.abort();
+                });
+            }
+        });
+        Ok(Self { addr, task })
+    }
+
+    /// The address clients connect to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for TcpLatencyRelay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Copies `from` to `to`, each chunk `delay` after it was read, in order.
+async fn delayed_pipe(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    delay: Duration,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (tx, mut rx) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
+    let writer = tokio::spawn(async move {
+        while let Some((due, chunk)) = rx.recv().await {
+            tokio::time::sleep_until(due).await;
+            if to.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+        let _ = to.shutdown().await;
+    });
+    let mut buf = vec![0u8; 64 * 1024];
+    while let Ok(n) = from.read(&mut buf).await {
+        if n == 0 || tx.send((Instant::now() + delay, buf[..n].to_vec())).is_err() {
+            break;
+        }
+    }
+    drop(tx);
+    let _ = writer.await;
+}

@@ -40,11 +40,20 @@ impl SelfSigned {
     ///
     /// A name is not a valid DNS name or IP address.
     pub fn generate(names: &[String]) -> Result<Self, ServerError> {
-        let certified = rcgen::generate_simple_self_signed(names.to_vec())
-            .map_err(|e| ServerError::Certificate(e.to_string()))?;
+        let bad = |e: rcgen::Error| ServerError::Certificate(e.to_string());
+        let mut params = rcgen::CertificateParams::new(names.to_vec()).map_err(bad)?;
+        // A subject of its own: a client trusting several of these
+        // certificates must not mistake one for another's issuer.
+        let subject = names.first().map_or("h3fleet origin", String::as_str);
+        params.distinguished_name.push(
+            rcgen::DnType::CommonName,
+            format!("h3fleet self-signed: {subject}"),
+        );
+        let key = rcgen::KeyPair::generate().map_err(bad)?;
+        let cert = params.self_signed(&key).map_err(bad)?;
         Ok(Self {
-            cert_pem: certified.cert.pem(),
-            key_pem: certified.signing_key.serialize_pem(),
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
         })
     }
 }

@@ -1,0 +1,566 @@
+//! `h3fleet bench`: a fleet of replica processes against many local
+//! origins behind a latency relay, run twice (shared cache, then local-only
+//! caches), to show what sharing tickets saves: full handshakes, and the
+//! round trips of the first request to a host. The origins run HTTP/3 on
+//! h3fleet's BoringSSL server, whose tickets many replicas can resume.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use h3fleet::cache::backend_from_uri;
+use h3fleet::server::{LatencyRelay, TcpLatencyRelay};
+use h3fleet::{HttpProtocol, Session};
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncBufReadExt;
+
+use super::serve::{self, Listeners, Started};
+use super::CliError;
+
+#[derive(Debug, Args)]
+pub(crate) struct BenchArgs {
+    /// Replica processes in the fleet.
+    #[arg(long, default_value_t = 6)]
+    replicas: usize,
+    /// Origins (distinct names and ports).
+    #[arg(long, default_value_t = 12)]
+    hosts: usize,
+    /// Requests each replica sends to each host (the first opens the
+    /// connection, the others reuse it).
+    #[arg(long, default_value_t = 3)]
+    requests_per_host: usize,
+    /// Round-trip time the relay adds between replicas and origins, in ms.
+    #[arg(long, default_value_t = 20)]
+    rtt_ms: u64,
+    /// The shared backend (default: a fresh SQLite file).
+    #[arg(long, value_name = "URI")]
+    cache: Option<String>,
+    /// The protocol the replicas speak.
+    #[arg(long, default_value = "h3", value_parser = ["h3", "h2", "h1"])]
+    protocol: String,
+    /// Write the results as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Draw the first-request latency distributions of both runs (SVG).
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
+}
+
+/// One replica of a bench run (started by `h3fleet bench`, not by hand).
+#[derive(Debug, Args)]
+pub(crate) struct ReplicaArgs {
+    /// `NAME:PORT` of each origin (through the relay, on 127.0.0.1).
+    #[arg(long = "target", required = true)]
+    targets: Vec<String>,
+    /// The backend, or `none` for a local-only cache.
+    #[arg(long)]
+    cache: String,
+    /// The origins' certificates (PEM bundle).
+    #[arg(long)]
+    cacert: PathBuf,
+    #[arg(long, value_parser = ["h3", "h2", "h1"])]
+    protocol: String,
+    #[arg(long)]
+    requests_per_host: usize,
+    /// Seeds this replica's order of visits.
+    #[arg(long)]
+    seed: u64,
+}
+
+/// What a replica saw at one host; one JSON line each.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Visit {
+    host: String,
+    first_ms: f64,
+    resumed: bool,
+    early_data: String,
+    ticket_source: String,
+    later_ms: Vec<f64>,
+    failed: usize,
+}
+
+/// Latency percentiles in ms.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, Default)]
+struct Percentiles {
+    p50: f64,
+    p90: f64,
+    p99: f64,
+}
+
+/// The outcome of one fleet run (the JSON `RUN`).
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+struct RunReport {
+    full_handshakes: usize,
+    resumed: usize,
+    zero_rtt_attempted: usize,
+    zero_rtt_accepted: usize,
+    first_contact_resumption_rate: f64,
+    first_request_ms: Percentiles,
+    later_request_ms: Percentiles,
+    failed_requests: usize,
+    #[serde(skip)]
+    first_samples: Vec<f64>,
+}
+
+/// Nearest-rank percentile of sorted `samples`.
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
+    sorted[rank.min(sorted.len()) - 1]
+}
+
+fn percentiles(mut samples: Vec<f64>) -> (Percentiles, Vec<f64>) {
+    samples.sort_by(f64::total_cmp);
+    let p = Percentiles {
+        p50: percentile(&samples, 50.0),
+        p90: percentile(&samples, 90.0),
+        p99: percentile(&samples, 99.0),
+    };
+    (p, samples)
+}
+
+impl RunReport {
+    fn from_visits(visits: &[Visit], replica_failures: usize) -> Self {
+        let contacts = visits.len();
+        let resumed = visits.iter().filter(|v| v.resumed).count();
+        let (first_request_ms, first_samples) = percentiles(visits.iter().map(|v| v.first_ms).collect());
+        let (later_request_ms, _) =
+            percentiles(visits.iter().flat_map(|v| v.later_ms.iter().copied()).collect());
+        Self {
+            full_handshakes: contacts - resumed,
+            resumed,
+            zero_rtt_attempted: visits.iter().filter(|v| v.early_data != "not_attempted").count(),
+            zero_rtt_accepted: visits.iter().filter(|v| v.early_data == "accepted").count(),
+            first_contact_resumption_rate: if contacts == 0 {
+                0.0
+            } else {
+                resumed as f64 / contacts as f64
+            },
+            first_request_ms,
+            later_request_ms,
+            failed_requests: visits.iter().map(|v| v.failed).sum::<usize>() + replica_failures,
+            first_samples,
+        }
+    }
+}
+
+fn ratio(a: f64, b: f64) -> f64 {
+    if b == 0.0 {
+        0.0
+    } else {
+        a / b
+    }
+}
+
+/// The origins and the relays in front of them.
+struct Fleet {
+    _origins: Vec<Started>,
+    _udp: Vec<LatencyRelay>,
+    _tcp: Vec<TcpLatencyRelay>,
+    targets: Vec<String>,
+    cacert: PathBuf,
+}
+
+async fn start_fleet(args: &BenchArgs, dir: &Path) -> Result<Fleet, CliError> {
+    let rtt = Duration::from_millis(args.rtt_ms);
+    let (mut origins, mut udp, mut tcp, mut targets) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut bundle = Vec::new();
+    for i in 0..args.hosts {
+        let name = format!("host{i}.bench.test");
+        let cert = dir.join(format!("{name}.pem"));
+        let started = serve::start(
+            ([127, 0, 0, 1], 0).into(),
+            std::slice::from_ref(&name),
+            Some(&cert),
+            // BoringSSL's stateless tickets can be resumed by many replicas,
+            // as most production servers' can; rustls's 0-RTT tickets are
+            // single-use, so replicas sharing one would mostly collide.
+            &Listeners {
+                boring_quic: true,
+                ..Listeners::both()
+            },
+        )?;
+        bundle.extend_from_slice(&std::fs::read(&started.cert)?);
+        let port = if args.protocol == "h3" {
+            let relay = LatencyRelay::start(started.addr, rtt).await?;
+            let port = relay.addr().port();
+            udp.push(relay);
+            port
+        } else {
+            let relay = TcpLatencyRelay::start(([127, 0, 0, 1], 0).into(), started.addr, rtt).await?;
+            let port = relay.addr().port();
+            tcp.push(relay);
+            port
+        };
+        targets.push(format!("{name}:{port}"));
+        origins.push(started);
+    }
+    let cacert = dir.join("origins.pem");
+    std::fs::write(&cacert, bundle)?;
+    Ok(Fleet {
+        _origins: origins,
+        _udp: udp,
+        _tcp: tcp,
+        targets,
+        cacert,
+    })
+}
+
+/// Runs the fleet once: every replica process at the same time, each
+/// visiting every host in its own order.
+async fn run_fleet(
+    args: &BenchArgs,
+    fleet: &Fleet,
+    cache: &str,
+    seed_base: u64,
+    progress: &indicatif::ProgressBar,
+) -> Result<RunReport, CliError> {
+    let exe = std::env::current_exe()?;
+    let mut children = Vec::new();
+    for r in 0..args.replicas {
+        let mut command = tokio::process::Command::new(&exe);
+        command
+            .arg("bench-replica")
+            .args(["--cache", cache, "--protocol", &args.protocol])
+            .arg("--cacert")
+            .arg(&fleet.cacert)
+            .args(["--requests-per-host", &args.requests_per_host.to_string()])
+            .args(["--seed", &(seed_base + r as u64).to_string()]);
+        for target in &fleet.targets {
+            command.args(["--target", target]);
+        }
+        command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        children.push(command.spawn()?);
+    }
+    let mut readers = Vec::new();
+    for child in &mut children {
+        let stdout = child.stdout.take().ok_or("a replica has no stdout")?;
+        let progress = progress.clone();
+        readers.push(tokio::spawn(async move {
+            let mut lines = tokio::io::BufReader::new(stdout).lines();
+            let mut visits = Vec::new();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Ok(visit) = serde_json::from_str::<Visit>(&line) {
+                    progress.inc(1);
+                    visits.push(visit);
+                }
+            }
+            visits
+        }));
+    }
+    let mut visits = Vec::new();
+    for reader in readers {
+        visits.extend(reader.await?);
+    }
+    let mut replica_failures = 0;
+    for child in children {
+        let out = child.wait_with_output().await?;
+        if !out.status.success() {
+            replica_failures += 1;
+            eprintln!(
+                "a replica failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+    }
+    Ok(RunReport::from_visits(&visits, replica_failures))
+}
+
+pub(crate) async fn run(args: BenchArgs) -> Result<(), CliError> {
+    if args.replicas == 0 || args.hosts == 0 || args.requests_per_host == 0 {
+        return Err("--replicas, --hosts and --requests-per-host must be at least 1".into());
+    }
+    let dir = tempfile::tempdir()?;
+    let shared_cache = args
+        .cache
+        .clone()
+        .unwrap_or_else(|| format!("sqlite:{}", dir.path().join("bench.db").display()));
+    // Check the backend before starting anything.
+    drop(backend_from_uri(&shared_cache)?);
+    let fleet = start_fleet(&args, dir.path()).await?;
+    let total = (2 * args.replicas * args.hosts) as u64;
+    let progress = indicatif::ProgressBar::new(total);
+    progress.set_style(
+        indicatif::ProgressStyle::with_template("{msg:12} [{bar:40}] {pos}/{len} first contacts")
+            .map_err(|e| e.to_string())?
+            .progress_chars("=> "),
+    );
+    progress.set_message("shared");
+    let shared = run_fleet(&args, &fleet, &shared_cache, 1, &progress).await?;
+    progress.set_message("local-only");
+    let local = run_fleet(&args, &fleet, "none", 1001, &progress).await?;
+    progress.finish_and_clear();
+
+    let config = serde_json::json!({
+        "replicas": args.replicas,
+        "hosts": args.hosts,
+        "requests_per_host": args.requests_per_host,
+        "rtt_ms": args.rtt_ms,
+        "cache": shared_cache,
+        "protocol": args.protocol,
+    });
+    let ratios = serde_json::json!({
+        "full_handshakes": ratio(shared.full_handshakes as f64, local.full_handshakes as f64),
+        "first_request_p50": ratio(shared.first_request_ms.p50, local.first_request_ms.p50),
+        "first_request_p99": ratio(shared.first_request_ms.p99, local.first_request_ms.p99),
+    });
+    print_table(&args, &shared, &local, &ratios);
+    if let Some(path) = &args.json {
+        let report = serde_json::json!({
+            "config": config,
+            "shared": shared,
+            "local_only": local,
+            "ratio": ratios,
+        });
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    if let Some(path) = &args.plot {
+        let svg = plot_svg(&shared.first_samples, &local.first_samples, args.rtt_ms);
+        std::fs::write(path, svg).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn print_table(args: &BenchArgs, shared: &RunReport, local: &RunReport, ratios: &serde_json::Value) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "h3fleet bench: {} replicas x {} hosts x {} requests, {} ms RTT, {}",
+        args.replicas, args.hosts, args.requests_per_host, args.rtt_ms, args.protocol
+    );
+    let _ = writeln!(out, "{:<34} {:>12} {:>12}", "", "shared", "local-only");
+    let rows: [(&str, String, String); 9] = [
+        (
+            "full handshakes",
+            shared.full_handshakes.to_string(),
+            local.full_handshakes.to_string(),
+        ),
+        (
+            "resumed handshakes",
+            shared.resumed.to_string(),
+            local.resumed.to_string(),
+        ),
+        (
+            "0-RTT attempted / accepted",
+            format!("{}/{}", shared.zero_rtt_attempted, shared.zero_rtt_accepted),
+            format!("{}/{}", local.zero_rtt_attempted, local.zero_rtt_accepted),
+        ),
+        (
+            "first-contact resumption rate",
+            format!("{:.0} %", 100.0 * shared.first_contact_resumption_rate),
+            format!("{:.0} %", 100.0 * local.first_contact_resumption_rate),
+        ),
+        (
+            "first request p50 (ms)",
+            format!("{:.1}", shared.first_request_ms.p50),
+            format!("{:.1}", local.first_request_ms.p50),
+        ),
+        (
+            "first request p90 (ms)",
+            format!("{:.1}", shared.first_request_ms.p90),
+            format!("{:.1}", local.first_request_ms.p90),
+        ),
+        (
+            "first request p99 (ms)",
+            format!("{:.1}", shared.first_request_ms.p99),
+            format!("{:.1}", local.first_request_ms.p99),
+        ),
+        (
+            "later requests p50 / p99 (ms)",
+            format!(
+                "{:.1}/{:.1}",
+                shared.later_request_ms.p50, shared.later_request_ms.p99
+            ),
+            format!(
+                "{:.1}/{:.1}",
+                local.later_request_ms.p50, local.later_request_ms.p99
+            ),
+        ),
+        (
+            "failed requests",
+            shared.failed_requests.to_string(),
+            local.failed_requests.to_string(),
+        ),
+    ];
+    for (name, a, b) in rows {
+        let _ = writeln!(out, "{name:<34} {a:>12} {b:>12}");
+    }
+    let _ = writeln!(
+        out,
+        "shared / local-only: full handshakes {:.2}x, first request p50 {:.2}x, p99 {:.2}x",
+        ratios["full_handshakes"].as_f64().unwrap_or_default(),
+        ratios["first_request_p50"].as_f64().unwrap_or_default(),
+        ratios["first_request_p99"].as_f64().unwrap_or_default(),
+    );
+}
+
+/// The cumulative distributions of first-request latency of both runs, as
+/// an SVG chart (written directly: two polylines, axes, labels).
+fn plot_svg(shared: &[f64], local: &[f64], rtt_ms: u64) -> String {
+    let (w, h, left, bottom, top, right) = (720.0, 420.0, 60.0, 50.0, 30.0, 20.0);
+    let max_ms = shared.iter().chain(local).copied().fold(1.0_f64, f64::max) * 1.05;
+    let x = |ms: f64| left + (ms / max_ms) * (w - left - right);
+    let y = |frac: f64| h - bottom - frac * (h - bottom - top);
+    let line = |samples: &[f64]| -> String {
+        let n = samples.len() as f64;
+        let mut points = format!("{:.1},{:.1}", x(0.0), y(0.0));
+        for (i, ms) in samples.iter().enumerate() {
+            points.push_str(&format!(
+                " {:.1},{:.1} {:.1},{:.1}",
+                x(*ms),
+                y(i as f64 / n),
+                x(*ms),
+                y((i + 1) as f64 / n)
+            ));
+        }
+        points
+    };
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"{left}\" y=\"18\" font-size=\"14\">First request latency, CDF ({rtt_ms} ms RTT)</text>\n"
+    );
+    for i in 0..=4 {
+        let frac = f64::from(i) / 4.0;
+        svg.push_str(&format!(
+            "<line x1=\"{left}\" x2=\"{:.1}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#ddd\"/><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{:.0} %</text>\n",
+            w - right,
+            left - 6.0,
+            y(frac) + 4.0,
+            100.0 * frac,
+            y = y(frac)
+        ));
+        let ms = max_ms * frac;
+        svg.push_str(&format!(
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{:.0}</text>\n",
+            x(ms),
+            h - bottom + 18.0,
+            ms
+        ));
+    }
+    svg.push_str(&format!(
+        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">milliseconds</text>\n",
+        (w + left) / 2.0,
+        h - 10.0
+    ));
+    svg.push_str(&format!(
+        "<polyline fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"2\" points=\"{}\"/>\n",
+        line(shared)
+    ));
+    svg.push_str(&format!(
+        "<polyline fill=\"none\" stroke=\"#ff7f0e\" stroke-width=\"2\" points=\"{}\"/>\n",
+        line(local)
+    ));
+    svg.push_str(&format!(
+        "<text x=\"{:.1}\" y=\"{:.1}\" fill=\"#1f77b4\">shared cache</text>\n<text x=\"{:.1}\" y=\"{:.1}\" fill=\"#ff7f0e\">local-only</text>\n</svg>\n",
+        w - 140.0,
+        top + 20.0,
+        w - 140.0,
+        top + 38.0
+    ));
+    svg
+}
+
+/// A small seeded generator for the order of visits (xorshift64*).
+struct Order(u64);
+
+impl Order {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Shuffles `items` (Fisher-Yates).
+    fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let j = (self.next() % (i as u64 + 1)) as usize;
+            items.swap(i, j);
+        }
+    }
+}
+
+/// One replica: visits every target in its own order, sending the requests
+/// of each, and prints one [`Visit`] line per host.
+pub(crate) async fn replica(args: ReplicaArgs) -> Result<(), CliError> {
+    let mut builder = Session::builder()
+        .system_roots(false)
+        .protocol(match args.protocol.as_str() {
+            "h2" => HttpProtocol::Http2,
+            "h1" => HttpProtocol::Http1,
+            _ => HttpProtocol::Http3,
+        });
+    let pem = std::fs::read(&args.cacert).map_err(|e| format!("{}: {e}", args.cacert.display()))?;
+    builder = builder.add_root_certificate_pem(pem);
+    if args.cache != "none" {
+        builder = builder.session_cache(backend_from_uri(&args.cache)?, None);
+    }
+    let mut targets = Vec::new();
+    for target in &args.targets {
+        let (name, port) = target
+            .rsplit_once(':')
+            .and_then(|(n, p)| Some((n.to_owned(), p.parse::<u16>().ok()?)))
+            .ok_or_else(|| format!("--target {target:?}: expected NAME:PORT"))?;
+        builder = builder.resolve(&name, port, &["127.0.0.1".parse()?]);
+        targets.push((name, port));
+    }
+    let session = builder.build()?;
+    Order(args.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1).shuffle(&mut targets);
+    let mut out = std::io::stdout().lock();
+    for (name, port) in targets {
+        let url = format!("https://{name}:{port}/bench");
+        let mut visit = Visit {
+            host: name.clone(),
+            first_ms: 0.0,
+            resumed: false,
+            early_data: "not_attempted".to_owned(),
+            ticket_source: "none".to_owned(),
+            later_ms: Vec::new(),
+            failed: 0,
+        };
+        for i in 0..args.requests_per_host {
+            let started = Instant::now();
+            let result = async {
+                let response = session.get(&url).send().await?;
+                let tls = response.tls().clone();
+                let ok = response.status().is_success();
+                response.bytes().await?;
+                Ok::<_, h3fleet::Error>((tls, ok))
+            }
+            .await;
+            let ms = started.elapsed().as_secs_f64() * 1000.0;
+            match result {
+                Ok((tls, true)) => {
+                    if i == 0 {
+                        visit.first_ms = ms;
+                        visit.resumed = tls.resumed;
+                        visit.early_data = tls.early_data.as_str().to_owned();
+                        visit.ticket_source = tls.ticket_source_str().to_owned();
+                    } else {
+                        visit.later_ms.push(ms);
+                    }
+                }
+                Ok((_, false)) => visit.failed += 1,
+                Err(e) => {
+                    tracing::warn!(url, error = %e, "bench request failed");
+                    visit.failed += 1;
+                }
+            }
+        }
+        writeln!(out, "{}", serde_json::to_string(&visit)?)?;
+        out.flush()?;
+    }
+    drop(out);
+    session.close().await;
+    Ok(())
+}
