@@ -2,7 +2,7 @@
 //! `redis_cluster::ttl_expiry_hides_entry`.
 //!
 //! Each test starts the real service it needs (a `redis-server`, a 3-master
-//! Redis Cluster, a SQLite file) and stops it when done.
+//! Redis Cluster, a `memcached`, a SQLite file) and stops it when done.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -267,5 +267,13 @@ contract_suite!(redis_cluster, {
     Fixture {
         backend: backend_from_uri(&cluster.uri()).unwrap(),
         _service: Box::new(cluster),
+    }
+});
+
+contract_suite!(memcached, {
+    let server = support::memcached::MemcachedServer::start();
+    Fixture {
+        backend: backend_from_uri(&server.uri()).unwrap(),
+        _service: Box::new(server),
     }
 });

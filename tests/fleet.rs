@@ -445,3 +445,9 @@ async fn ech_config_and_ticket_travel_through_redis_between_processes() {
         assert_eq!(record["server_name"], "origin.fleet.test", "{record}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_get_process_resumes_with_0rtt_through_memcached() {
+    let memcached = support::memcached::MemcachedServer::start();
+    second_process_resumes_from(&memcached.uri()).await;
+}

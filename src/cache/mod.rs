@@ -8,8 +8,8 @@
 //!
 //! - [`SessionCacheBackend`] is the contract a store implements; a miss is
 //!   `Ok(None)` and every value carries a TTL. [`MemoryBackend`],
-//!   [`SqliteBackend`] (the embedded default), [`RedisBackend`] and
-//!   [`RedisClusterBackend`] implement it; [`backend_from_uri`] picks one
+//!   [`SqliteBackend`] (the embedded default), [`RedisBackend`],
+//!   [`RedisClusterBackend`] and [`MemcachedBackend`] implement it; [`backend_from_uri`] picks one
 //!   from a string.
 //! - [`PersistableSessionCache`] holds the policy: local LRU, bounded and
 //!   single-flight backend reads, background writes, invalidation.
@@ -22,6 +22,8 @@ mod clock;
 mod entry;
 mod envelope;
 mod key;
+#[cfg(feature = "memcached")]
+mod memcached;
 mod memory;
 mod persistable;
 #[cfg(feature = "redis")]
@@ -39,6 +41,8 @@ pub use envelope::{
     MAX_TICKET_LIFETIME_SECS, MAX_TRANSPORT_PARAMS_LEN,
 };
 pub use key::{KeyError, KeyFormat, ParsedKey, Protocol, DEFAULT_KEY_PREFIX};
+#[cfg(feature = "memcached")]
+pub use memcached::MemcachedBackend;
 pub use memory::MemoryBackend;
 pub(crate) use persistable::bounded;
 pub use persistable::{

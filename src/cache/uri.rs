@@ -8,7 +8,7 @@ use crate::cache::memory::MemoryBackend;
 
 /// The forms [`backend_from_uri`] accepts, for error messages and docs.
 pub const ACCEPTED_BACKEND_URIS: &str = "memory:, sqlite:PATH, redis://[:PASSWORD@]HOST:PORT[/DB], \
-     redis+cluster://[:PASSWORD@]HOST:PORT,HOST:PORT,...";
+     redis+cluster://[:PASSWORD@]HOST:PORT,HOST:PORT,..., memcached://HOST:PORT";
 
 /// Builds the backend a URI names.
 ///
@@ -18,6 +18,7 @@ pub const ACCEPTED_BACKEND_URIS: &str = "memory:, sqlite:PATH, redis://[:PASSWOR
 /// | `sqlite:PATH` (also `sqlite://PATH`) | [`SqliteBackend`](crate::cache::SqliteBackend) on the file `PATH` |
 /// | `redis://[[USER]:PASSWORD@]HOST:PORT[/DB]` | [`RedisBackend`](crate::cache::RedisBackend) |
 /// | `redis+cluster://[[USER]:PASSWORD@]HOST:PORT,HOST:PORT,...` | [`RedisClusterBackend`](crate::cache::RedisClusterBackend), with those seed nodes |
+/// | `memcached://HOST:PORT` | [`MemcachedBackend`](crate::cache::MemcachedBackend) |
 ///
 /// Redis backends connect on first use, so this makes no network call;
 /// `sqlite:` opens (and if needed creates) the file.
@@ -43,8 +44,30 @@ pub fn backend_from_uri(uri: &str) -> Result<Arc<dyn SessionCacheBackend>, Backe
         "sqlite" => sqlite(uri, rest.strip_prefix("//").unwrap_or(rest)),
         "redis" => redis(uri),
         "redis+cluster" => redis_cluster(uri, rest.strip_prefix("//").ok_or_else(|| invalid(uri))?),
+        "memcached" => memcached(uri, rest.strip_prefix("//").ok_or_else(|| invalid(uri))?),
         _ => Err(invalid(uri)),
     }
+}
+
+#[cfg(feature = "memcached")]
+fn memcached(uri: &str, addr: &str) -> Result<Arc<dyn SessionCacheBackend>, BackendError> {
+    let addr = addr.trim_end_matches('/');
+    let valid = addr
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+    if !valid {
+        return Err(invalid(uri));
+    }
+    Ok(Arc::new(crate::cache::MemcachedBackend::new(addr)))
+}
+
+#[cfg(not(feature = "memcached"))]
+fn memcached(_uri: &str, _addr: &str) -> Result<Arc<dyn SessionCacheBackend>, BackendError> {
+    Err(BackendError::new(
+        "uri",
+        BackendErrorKind::InvalidUri,
+        "this build has no memcached backend (cargo feature `memcached`)",
+    ))
 }
 
 fn invalid(uri: &str) -> BackendError {

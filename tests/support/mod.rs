@@ -5,6 +5,7 @@
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod dns;
+pub mod memcached;
 pub mod quic;
 pub mod recording;
 pub mod redis;

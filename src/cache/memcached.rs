@@ -1,0 +1,306 @@
+//! [`MemcachedBackend`]: sessions and ECH configs in memcached, over its
+//! text protocol (`get`, `set`, `delete`) on a small pool of connections.
+
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufStream};
+use tokio::net::TcpStream;
+
+use crate::cache::backend::{
+    check_ttl, BackendError, BackendErrorKind, SessionCacheBackend, TlsSessionState,
+};
+
+const NAME: &str = "memcached";
+/// Idle connections kept for reuse.
+const POOL_SIZE: usize = 8;
+/// The longest connection attempt.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// memcached's longest key.
+const MAX_KEY_LEN: usize = 250;
+/// Keys that memcached could not take as they are are stored under this
+/// prefix and the SHA-256 of the key (and so is any key with this prefix).
+const HASHED_PREFIX: &str = "h3fleet#sha256:";
+
+type Conn = BufStream<TcpStream>;
+
+/// A backend on one memcached server.
+///
+/// memcached keeps time in whole seconds and may evict entries early under
+/// memory pressure (a miss, which the cache treats as such). So that every
+/// TTL holds to the millisecond, as the contract asks, each value carries its
+/// deadline and a read past it is a miss; memcached's own expiry (a second
+/// later) reclaims the memory.
+///
+/// Keys memcached cannot store as they are (longer than 250 bytes, or with
+/// spaces or control characters) are stored under their SHA-256.
+///
+/// ```no_run
+/// use h3fleet::cache::backend_from_uri;
+/// let backend = backend_from_uri("memcached://127.0.0.1:11211")?;
+/// # Ok::<(), h3fleet::cache::BackendError>(())
+/// ```
+#[derive(Debug)]
+pub struct MemcachedBackend {
+    addr: String,
+    idle: Mutex<Vec<Conn>>,
+}
+
+impl MemcachedBackend {
+    /// A backend on the server at `addr` (`HOST:PORT`). Connections are made
+    /// on first use.
+    pub fn new(addr: impl Into<String>) -> Self {
+        Self {
+            addr: addr.into(),
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    async fn checkout(&self) -> Result<Conn, BackendError> {
+        let reused = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        if let Some(conn) = reused {
+            return Ok(conn);
+        }
+        let connect = TcpStream::connect(&self.addr);
+        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+            .await
+            .map_err(|_| error(BackendErrorKind::Timeout, format!("connecting to {}", self.addr)))?
+            .map_err(|e| error(BackendErrorKind::Connect, format!("{}: {e}", self.addr)))?;
+        let _ = tcp.set_nodelay(true);
+        Ok(BufStream::new(tcp))
+    }
+
+    fn checkin(&self, conn: Conn) {
+        if let Ok(mut idle) = self.idle.lock() {
+            if idle.len() < POOL_SIZE {
+                idle.push(conn);
+            }
+        }
+    }
+
+    /// Runs one command on a pooled connection; a connection that failed
+    /// is dropped, not returned to the pool.
+    async fn with_conn<T, F>(&self, run: F) -> Result<T, BackendError>
+    where
+        F: for<'c> FnOnce(
+            &'c mut Conn,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<T, BackendError>> + Send + 'c>,
+        >,
+    {
+        let mut conn = self.checkout().await?;
+        let result = run(&mut conn).await;
+        if result.is_ok() {
+            self.checkin(conn);
+        }
+        result
+    }
+
+    async fn get_raw(&self, key: &str) -> Result<Option<Vec<u8>>, BackendError> {
+        let key = wire_key(key);
+        let stored = self
+            .with_conn(|conn| {
+                Box::pin(async move {
+                    conn.write_all(format!("get {key}\r\n").as_bytes())
+                        .await
+                        .map_err(io)?;
+                    conn.flush().await.map_err(io)?;
+                    read_get_reply(conn).await
+                })
+            })
+            .await?;
+        let Some(stored) = stored else {
+            return Ok(None);
+        };
+        let (deadline, value) = split_deadline(&stored)?;
+        if deadline <= now_millis() {
+            return Ok(None);
+        }
+        Ok(Some(value.to_vec()))
+    }
+
+    async fn set_raw(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), BackendError> {
+        check_ttl(NAME, ttl)?;
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        let deadline = now_millis().saturating_add(ttl_ms);
+        let mut stored = format!("{deadline}\n").into_bytes();
+        stored.extend_from_slice(value);
+        // Whole seconds, one past the deadline; at most 30 days (memcached
+        // reads larger numbers as absolute times).
+        let exptime = (ttl.as_secs() + 2).min(30 * 24 * 3600);
+        let key = wire_key(key);
+        self.with_conn(|conn| {
+            Box::pin(async move {
+                let head = format!("set {key} 0 {exptime} {}\r\n", stored.len());
+                conn.write_all(head.as_bytes()).await.map_err(io)?;
+                conn.write_all(&stored).await.map_err(io)?;
+                conn.write_all(b"\r\n").await.map_err(io)?;
+                conn.flush().await.map_err(io)?;
+                match read_line(conn).await?.as_str() {
+                    "STORED" => Ok(()),
+                    other => Err(error(BackendErrorKind::Io, format!("set answered {other:?}"))),
+                }
+            })
+        })
+        .await
+    }
+
+    async fn delete_raw(&self, key: &str) -> Result<(), BackendError> {
+        let key = wire_key(key);
+        self.with_conn(|conn| {
+            Box::pin(async move {
+                conn.write_all(format!("delete {key}\r\n").as_bytes())
+                    .await
+                    .map_err(io)?;
+                conn.flush().await.map_err(io)?;
+                match read_line(conn).await?.as_str() {
+                    "DELETED" | "NOT_FOUND" => Ok(()),
+                    other => Err(error(BackendErrorKind::Io, format!("delete answered {other:?}"))),
+                }
+            })
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl SessionCacheBackend for MemcachedBackend {
+    async fn get(&self, key: &str) -> Result<Option<TlsSessionState>, BackendError> {
+        match self.get_raw(key).await? {
+            Some(json) => TlsSessionState::from_json(NAME, &json).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn put(&self, key: &str, session: &TlsSessionState, ttl: Duration) -> Result<(), BackendError> {
+        let json = session.to_json()?;
+        self.set_raw(key, json.as_bytes(), ttl).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), BackendError> {
+        self.delete_raw(key).await
+    }
+
+    async fn get_ech_config(&self, key: &str) -> Result<Option<Vec<u8>>, BackendError> {
+        self.get_raw(key).await
+    }
+
+    async fn put_ech_config(&self, key: &str, config: &[u8], ttl: Duration) -> Result<(), BackendError> {
+        self.set_raw(key, config, ttl).await
+    }
+
+    fn name(&self) -> &'static str {
+        NAME
+    }
+}
+
+fn error(kind: BackendErrorKind, message: impl Into<String>) -> BackendError {
+    BackendError::new(NAME, kind, message)
+}
+
+fn io(e: std::io::Error) -> BackendError {
+    error(BackendErrorKind::Io, e.to_string())
+}
+
+fn now_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The key as memcached gets it: as is when it can be, else hashed.
+fn wire_key(key: &str) -> String {
+    let plain = !key.is_empty()
+        && key.len() <= MAX_KEY_LEN
+        && !key.starts_with(HASHED_PREFIX)
+        && key.bytes().all(|b| b > b' ' && b != 0x7f);
+    if plain {
+        return key.to_owned();
+    }
+    let digest = ring::digest::digest(&ring::digest::SHA256, key.as_bytes());
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    format!("{HASHED_PREFIX}{hex}")
+}
+
+/// Splits a stored value into its deadline (ms since the epoch) and the
+/// value.
+fn split_deadline(stored: &[u8]) -> Result<(u64, &[u8]), BackendError> {
+    let corrupt = || error(BackendErrorKind::Decode, "stored value has no deadline");
+    let newline = stored.iter().position(|&b| b == b'\n').ok_or_else(corrupt)?;
+    let deadline = std::str::from_utf8(&stored[..newline])
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .ok_or_else(corrupt)?;
+    Ok((deadline, &stored[newline + 1..]))
+}
+
+/// Reads one `\r\n`-terminated line (without the terminator).
+async fn read_line(conn: &mut Conn) -> Result<String, BackendError> {
+    let mut line = String::new();
+    let n = conn.read_line(&mut line).await.map_err(io)?;
+    if n == 0 {
+        return Err(error(BackendErrorKind::Io, "connection closed"));
+    }
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+/// Reads the answer to a one-key `get`: `VALUE <key> <flags> <bytes>`, the
+/// data, `END`; or just `END`.
+async fn read_get_reply(conn: &mut Conn) -> Result<Option<Vec<u8>>, BackendError> {
+    let head = read_line(conn).await?;
+    if head == "END" {
+        return Ok(None);
+    }
+    let len = head
+        .strip_prefix("VALUE ")
+        .and_then(|rest| rest.split(' ').nth(2))
+        .and_then(|n| n.parse::<usize>().ok())
+        .ok_or_else(|| error(BackendErrorKind::Io, format!("get answered {head:?}")))?;
+    let mut data = vec![0u8; len + 2];
+    conn.read_exact(&mut data).await.map_err(io)?;
+    if !data.ends_with(b"\r\n") {
+        return Err(error(BackendErrorKind::Io, "get: data without its line end"));
+    }
+    data.truncate(len);
+    match read_line(conn).await?.as_str() {
+        "END" => Ok(Some(data)),
+        other => Err(error(
+            BackendErrorKind::Io,
+            format!("get: expected END, got {other:?}"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_memcached_cannot_take_are_hashed_and_never_collide_with_plain_ones() {
+        assert_eq!(
+            wire_key("h3fleet:sessions:default:h3:a.example:443"),
+            "h3fleet:sessions:default:h3:a.example:443"
+        );
+        for awkward in [
+            "with space",
+            "",
+            "tab\there",
+            &"x".repeat(251),
+            "h3fleet#sha256:abc",
+        ] {
+            let wire = wire_key(awkward);
+            assert!(wire.starts_with(HASHED_PREFIX), "{awkward:?}");
+            assert!(wire.len() <= MAX_KEY_LEN);
+        }
+        assert_ne!(wire_key("a b"), wire_key("a  b"));
+    }
+
+    #[test]
+    fn stored_values_carry_their_deadline() {
+        assert_eq!(split_deadline(b"123\nabc").unwrap(), (123, &b"abc"[..]));
+        assert_eq!(split_deadline(b"123\n").unwrap(), (123, &b""[..]));
+        assert!(split_deadline(b"abc").is_err());
+        assert!(split_deadline(b"x\nabc").is_err());
+    }
+}
