@@ -286,7 +286,7 @@ pub(crate) async fn run(args: BenchArgs) -> Result<(), CliError> {
     // Check the backend before starting anything.
     drop(backend_from_uri(&shared_cache)?);
     let fleet = start_fleet(&args, dir.path()).await?;
-    let total = (2 * args.replicas * args.hosts) as u64;
+    let total = u64::try_from(args.replicas.saturating_mul(args.hosts).saturating_mul(2)).unwrap_or(u64::MAX);
     let progress = indicatif::ProgressBar::new(total);
     progress.set_style(
         indicatif::ProgressStyle::with_template("{msg:12} [{bar:40}] {pos}/{len} first contacts")
