@@ -460,12 +460,27 @@ fn plot_svg(shared: &[f64], local: &[f64], rtt_ms: u64) -> String {
         "<polyline fill=\"none\" stroke=\"#ff7f0e\" stroke-width=\"2\" points=\"{}\"/>\n",
         line(local)
     ));
+    // One and two round trips, for reference.
+    for (rtts, label) in [(1.0, "1 RTT"), (2.0, "2 RTT")] {
+        let ms = rtts * rtt_ms as f64;
+        if ms < max_ms {
+            svg.push_str(&format!(
+                "<line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#999\" stroke-dasharray=\"4 4\"/><text x=\"{:.1}\" y=\"{:.1}\" fill=\"#666\">{label}</text>\n",
+                y(0.0),
+                y(1.0),
+                x(ms) + 4.0,
+                y(0.5),
+                x = x(ms)
+            ));
+        }
+    }
+    // The legend sits bottom right, where both curves have reached 100 %.
     svg.push_str(&format!(
         "<text x=\"{:.1}\" y=\"{:.1}\" fill=\"#1f77b4\">shared cache</text>\n<text x=\"{:.1}\" y=\"{:.1}\" fill=\"#ff7f0e\">local-only</text>\n</svg>\n",
-        w - 140.0,
-        top + 20.0,
-        w - 140.0,
-        top + 38.0
+        w - 130.0,
+        h - bottom - 34.0,
+        w - 130.0,
+        h - bottom - 16.0
     ));
     svg
 }
