@@ -79,14 +79,20 @@ fn session(
         .unwrap()
 }
 
-async fn config_from_dns_is_shared_through_the_backend(protocol: HttpProtocol) {
-    let setup = origin();
-    let dns = DnsServer::start_with_https(
+/// A DNS server for the zone: the origin's A record and an HTTPS record
+/// whose `ech` is `ech`.
+async fn dns_publishing(ech: Vec<u8>) -> DnsServer {
+    DnsServer::start_with_https(
         ZONE,
         &[(&format!("{NAME}."), Ipv4Addr::LOCALHOST)],
-        &[(&format!("{NAME}."), setup.keys.config_list().to_vec())],
+        &[(&format!("{NAME}."), ech)],
     )
-    .await;
+    .await
+}
+
+async fn config_from_dns_is_shared_through_the_backend(protocol: HttpProtocol) {
+    let setup = origin();
+    let dns = dns_publishing(setup.keys.config_list().to_vec()).await;
     let backend: Arc<dyn SessionCacheBackend> = Arc::new(MemoryBackend::new());
     let url = format!("https://{NAME}:{}/ech", setup.port);
 
@@ -166,12 +172,7 @@ async fn require_without_a_config_fails_clearly_and_auto_sends_grease() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_config_in_dns_is_refused_without_a_cleartext_fallback() {
     let setup = origin();
-    let dns = DnsServer::start_with_https(
-        ZONE,
-        &[(&format!("{NAME}."), Ipv4Addr::LOCALHOST)],
-        &[(&format!("{NAME}."), b"\x00\x05garbage".to_vec())],
-    )
-    .await;
+    let dns = dns_publishing(b"\x00\x05garbage".to_vec()).await;
     let backend: Arc<dyn SessionCacheBackend> = Arc::new(MemoryBackend::new());
     let auto = session(&setup, &dns, &backend, HttpProtocol::Http2, EchPolicy::Auto);
     let error = auto
@@ -200,12 +201,7 @@ async fn a_malformed_config_in_dns_is_refused_without_a_cleartext_fallback() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ticket_won_over_ech_is_never_offered_without_ech() {
     let setup = origin();
-    let dns = DnsServer::start_with_https(
-        ZONE,
-        &[(&format!("{NAME}."), Ipv4Addr::LOCALHOST)],
-        &[(&format!("{NAME}."), setup.keys.config_list().to_vec())],
-    )
-    .await;
+    let dns = dns_publishing(setup.keys.config_list().to_vec()).await;
     let backend: Arc<dyn SessionCacheBackend> = Arc::new(MemoryBackend::new());
     let url = format!("https://{NAME}:{}/", setup.port);
     let with_ech = session(&setup, &dns, &backend, HttpProtocol::Http2, EchPolicy::Auto);
@@ -244,12 +240,7 @@ async fn rotated_keys_are_learned_from_retry_configs(
     backend: Arc<dyn SessionCacheBackend>,
 ) {
     let setup = origin();
-    let dns = DnsServer::start_with_https(
-        ZONE,
-        &[(&format!("{NAME}."), Ipv4Addr::LOCALHOST)],
-        &[(&format!("{NAME}."), setup.keys.config_list().to_vec())],
-    )
-    .await;
+    let dns = dns_publishing(setup.keys.config_list().to_vec()).await;
     let url = format!("https://{NAME}:{}/rotated", setup.port);
     let a = session(&setup, &dns, &backend, protocol, EchPolicy::Auto);
     assert_eq!(a.get(&url).send().await.unwrap().tls().ech, EchStatus::Accepted);
@@ -307,12 +298,7 @@ async fn a_bad_certificate_on_the_outer_handshake_is_a_certificate_error() {
     for protocol in [HttpProtocol::Http2, HttpProtocol::Http3] {
         let setup = origin_with(TestPki::with_names(&["origin.fleet.test"]));
         let stale = EchKeys::generate("public.fleet.test").unwrap();
-        let dns = DnsServer::start_with_https(
-            ZONE,
-            &[(&format!("{NAME}."), Ipv4Addr::LOCALHOST)],
-            &[(&format!("{NAME}."), stale.config_list().to_vec())],
-        )
-        .await;
+        let dns = dns_publishing(stale.config_list().to_vec()).await;
         let backend: Arc<dyn SessionCacheBackend> = Arc::new(MemoryBackend::new());
         let client = session(&setup, &dns, &backend, protocol, EchPolicy::Auto);
         let error = client
