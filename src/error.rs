@@ -22,8 +22,8 @@ pub enum Error {
         reason: String,
     },
     /// No preset has this name.
-    #[error("unknown preset {0:?}; known presets: {known}", known = crate::preset::KNOWN_PRESETS.join(", "))]
-    UnknownPreset(String),
+    #[error(transparent)]
+    UnknownPreset(#[from] crate::preset::UnknownPresetError),
     /// A header name or value is not valid HTTP.
     #[error("invalid header: {0}")]
     Header(String),

@@ -112,15 +112,17 @@ mod error;
 mod http;
 mod preset;
 pub mod quic;
+mod replay;
 #[cfg(feature = "server")]
 pub mod server;
 mod session;
+mod sync;
 pub mod telemetry;
 pub mod tls;
 
 pub use dns::DnsError;
 pub use error::Error;
+pub use http::{EarlyData, HttpProtocol};
+pub use preset::UnknownPresetError;
 pub use preset::{Preset, DEFAULT_PRESET, KNOWN_PRESETS};
-pub use session::{
-    EarlyData, EarlyDataPolicy, HttpProtocol, RequestBuilder, Response, Session, SessionBuilder, TlsInfo,
-};
+pub use session::{EarlyDataPolicy, RequestBuilder, Response, Session, SessionBuilder, TlsInfo};

@@ -11,6 +11,20 @@ pub const DEFAULT_PRESET: &str = "default";
 /// The presets this build knows, by canonical name.
 pub const KNOWN_PRESETS: &[&str] = &[DEFAULT_PRESET];
 
+/// No preset has the name asked for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown preset {name:?}; known presets: {known}", known = KNOWN_PRESETS.join(", "))]
+pub struct UnknownPresetError {
+    name: String,
+}
+
+impl UnknownPresetError {
+    /// The name that was asked for.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
 /// A client profile: what the client offers on the wire.
 ///
 /// Replicas that should share tickets must use the same preset. Aliases
@@ -23,7 +37,7 @@ pub const KNOWN_PRESETS: &[&str] = &[DEFAULT_PRESET];
 /// let preset = Preset::named("Default")?;
 /// assert_eq!(preset.name(), "default");
 /// assert!(Preset::named("chrome-131").is_err());
-/// # Ok::<(), h3fleet::Error>(())
+/// # Ok::<(), h3fleet::UnknownPresetError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Preset {
@@ -49,12 +63,13 @@ impl Preset {
     ///
     /// # Errors
     ///
-    /// [`Error::UnknownPreset`](crate::Error::UnknownPreset) naming the
-    /// known presets.
-    pub fn named(name: &str) -> Result<Self, crate::Error> {
+    /// [`UnknownPresetError`], whose message names the known presets.
+    pub fn named(name: &str) -> Result<Self, UnknownPresetError> {
         match name.trim().to_ascii_lowercase().as_str() {
             DEFAULT_PRESET => Ok(Self::default()),
-            _ => Err(crate::Error::UnknownPreset(name.to_owned())),
+            _ => Err(UnknownPresetError {
+                name: name.to_owned(),
+            }),
         }
     }
 

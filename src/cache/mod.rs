@@ -16,6 +16,7 @@
 //! - [`KeyFormat`] and [`Envelope`] define what is stored, and where, so
 //!   every replica agrees.
 
+mod attachment;
 mod backend;
 mod breaker;
 mod clock;
@@ -26,12 +27,14 @@ mod key;
 mod memcached;
 mod memory;
 mod persistable;
+mod protocols;
 #[cfg(feature = "redis")]
 mod redis;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod uri;
 
+pub(crate) use attachment::{report, BackgroundCalls, SingleFlight};
 pub use backend::{BackendError, BackendErrorKind, ErrorCallback, SessionCacheBackend, TlsSessionState};
 pub use breaker::{BreakerConfig, CircuitBreaker};
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -49,6 +52,7 @@ pub use persistable::{
     CacheHit, CacheOptions, Operation, PersistableSessionCache, TicketSource, MAX_GET_TIMEOUT,
     TLS_SESSION_CACHE_MAX_SIZE, TLS_SESSION_MAX_AGE,
 };
+pub(crate) use protocols::TicketCaches;
 #[cfg(feature = "redis-cluster")]
 pub use redis::RedisClusterBackend;
 #[cfg(feature = "redis")]

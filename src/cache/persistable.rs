@@ -1,18 +1,17 @@
 //! [`PersistableSessionCache`]: a local LRU of sessions in front of a shared
 //! backend, one per protocol.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::num::NonZeroUsize;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 use tracing::Instrument;
 
 use chrono::{DateTime, Utc};
 use lru::LruCache;
-use tokio::sync::{watch, Notify};
+
+use crate::cache::attachment::{BackgroundCalls, SingleFlight};
+use crate::sync::{lock, read, write};
 
 use crate::cache::backend::{BackendError, BackendErrorKind, ErrorCallback, SessionCacheBackend};
 use crate::cache::clock::{Clock, SystemClock};
@@ -175,13 +174,9 @@ struct Inner {
     options: CacheOptions,
     local: Mutex<LruCache<LocalKey, CachedSession>>,
     attachment: RwLock<Attachment>,
-    flights: Mutex<HashMap<String, Flight>>,
-    next_flight: AtomicU64,
-    /// Background backend calls still running, and a wake-up for `flush`.
-    pending: Arc<Pending>,
-    /// The runtime the cache was made on, for calls from threads outside
-    /// any runtime (a TLS callback on a foreign thread, say).
-    runtime: Option<tokio::runtime::Handle>,
+    flights: SingleFlight<Option<CachedSession>>,
+    /// Background backend calls still running, for `flush`.
+    calls: BackgroundCalls,
 }
 
 /// Local entries are namespaced by identifier, like backend keys.
@@ -199,12 +194,6 @@ struct Attachment {
     protocol: Protocol,
     on_error: Option<ErrorCallback>,
     identifier: Option<String>,
-}
-
-/// A backend lookup in progress; followers wait on `done`.
-struct Flight {
-    id: u64,
-    done: watch::Receiver<Option<Option<CachedSession>>>,
 }
 
 impl Default for PersistableSessionCache {
@@ -234,10 +223,8 @@ impl PersistableSessionCache {
                     on_error: None,
                     identifier: None,
                 }),
-                flights: Mutex::new(HashMap::new()),
-                next_flight: AtomicU64::new(0),
-                pending: Arc::default(),
-                runtime: tokio::runtime::Handle::try_current().ok(),
+                flights: SingleFlight::default(),
+                calls: BackgroundCalls::default(),
             }),
         }
     }
@@ -265,11 +252,7 @@ impl PersistableSessionCache {
         protocol: Protocol,
         on_error: Option<ErrorCallback>,
     ) {
-        let mut a = self
-            .inner
-            .attachment
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut a = write(&self.inner.attachment);
         a.backend = backend;
         a.preset = preset.into();
         a.protocol = protocol;
@@ -280,11 +263,7 @@ impl PersistableSessionCache {
     /// namespace). Sessions stored under another identifier become invisible.
     pub fn set_session_identifier(&self, id: impl Into<String>) {
         let id = id.into();
-        let mut a = self
-            .inner
-            .attachment
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut a = write(&self.inner.attachment);
         a.identifier = (!id.is_empty()).then_some(id);
     }
 
@@ -295,11 +274,7 @@ impl PersistableSessionCache {
 
     /// Replaces the error callback (`None` removes it).
     pub fn set_error_callback(&self, on_error: Option<ErrorCallback>) {
-        self.inner
-            .attachment
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .on_error = on_error;
+        write(&self.inner.attachment).on_error = on_error;
     }
 
     /// The protocol whose sessions this cache holds.
@@ -464,27 +439,11 @@ impl PersistableSessionCache {
     /// Returns true if none is left. Call it before a short-lived process
     /// exits, or tickets won in its last moments are lost to the fleet.
     pub async fn flush(&self, timeout: Duration) -> bool {
-        let pending = &self.inner.pending;
-        let drained = async {
-            loop {
-                // Register for the wake-up before checking, so a task that
-                // finishes in between is not missed.
-                let notified = pending.idle.notified();
-                if pending.count.load(Ordering::SeqCst) == 0 {
-                    return;
-                }
-                notified.await;
-            }
-        };
-        tokio::time::timeout(timeout, drained).await.is_ok()
+        self.inner.calls.flush(timeout).await
     }
 
     fn attachment(&self) -> Attachment {
-        self.inner
-            .attachment
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        read(&self.inner.attachment).clone()
     }
 
     fn attachment_for(&self, identifier: Option<String>) -> Attachment {
@@ -496,7 +455,7 @@ impl PersistableSessionCache {
 
     fn local(&self) -> MutexGuard<'_, LruCache<LocalKey, CachedSession>> {
         // Each LRU operation is atomic under the lock, so poison is harmless.
-        self.inner.local.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.inner.local)
     }
 
     fn key(&self, a: &Attachment, host: &str, port: u16) -> String {
@@ -540,39 +499,12 @@ impl PersistableSessionCache {
         backend: &Arc<dyn SessionCacheBackend>,
         a: &Attachment,
     ) -> Option<CachedSession> {
-        let joined = {
-            let mut flights = self.inner.flights.lock().unwrap_or_else(PoisonError::into_inner);
-            match flights.get(key) {
-                Some(flight) => Err(flight.done.clone()),
-                None => {
-                    let (tx, rx) = watch::channel(None);
-                    let id = self.inner.next_flight.fetch_add(1, Ordering::Relaxed);
-                    flights.insert(key.to_owned(), Flight { id, done: rx });
-                    Ok(FlightGuard {
-                        inner: &self.inner,
-                        key,
-                        id,
-                        tx,
-                    })
-                }
-            }
-        };
-        match joined {
-            Ok(guard) => {
-                let found = self.lookup(key, backend, a).await;
-                guard.tx.send_replace(Some(found.clone()));
-                found
-            }
-            Err(mut done) => {
-                // The leader is bounded by the same timeout; waiting for it
-                // longer than that would only add delay.
-                let waited = tokio::time::timeout(self.get_timeout(), done.wait_for(Option::is_some)).await;
-                match waited {
-                    Ok(Ok(result)) => result.clone().flatten(),
-                    _ => None,
-                }
-            }
-        }
+        let lookup = self.lookup(key, backend, a);
+        self.inner
+            .flights
+            .run(key, self.get_timeout(), lookup)
+            .await
+            .flatten()
     }
 
     fn get_timeout(&self) -> Duration {
@@ -643,67 +575,10 @@ impl PersistableSessionCache {
         F: std::future::Future<Output = Result<(), BackendError>> + Send + 'static,
     {
         let (a, key) = (a.clone(), key.to_owned());
-        let current = tokio::runtime::Handle::try_current().ok();
-        let Some(runtime) = current.or_else(|| self.inner.runtime.clone()) else {
-            let name = a.backend.as_ref().map_or("backend", |b| b.name());
-            let err = BackendError::new(
-                name,
-                BackendErrorKind::Io,
-                "no Tokio runtime to run the backend call on",
-            );
-            return report(&a, op, &key, &err);
-        };
-        let guard = PendingGuard::new(Arc::clone(&self.inner.pending));
-        runtime.spawn(async move {
-            let _guard = guard;
-            if let Err(e) = call.await {
-                report(&a, op, &key, &e);
-            }
-        });
-    }
-}
-
-/// Counts background calls; `flush` waits for the count to reach zero.
-#[derive(Default)]
-struct Pending {
-    count: std::sync::atomic::AtomicUsize,
-    idle: Notify,
-}
-
-/// One background call in flight; dropping it (when the call ends, or when
-/// the runtime drops the task) lowers the count and wakes `flush`.
-struct PendingGuard(Arc<Pending>);
-
-impl PendingGuard {
-    fn new(pending: Arc<Pending>) -> Self {
-        pending.count.fetch_add(1, Ordering::SeqCst);
-        Self(pending)
-    }
-}
-
-impl Drop for PendingGuard {
-    fn drop(&mut self) {
-        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.0.idle.notify_waiters();
-        }
-    }
-}
-
-/// Removes the flight from the map when the leader finishes or is cancelled;
-/// dropping `tx` then wakes any follower still waiting.
-struct FlightGuard<'a> {
-    inner: &'a Inner,
-    key: &'a str,
-    id: u64,
-    tx: watch::Sender<Option<Option<CachedSession>>>,
-}
-
-impl Drop for FlightGuard<'_> {
-    fn drop(&mut self) {
-        let mut flights = self.inner.flights.lock().unwrap_or_else(PoisonError::into_inner);
-        if flights.get(self.key).is_some_and(|f| f.id == self.id) {
-            flights.remove(self.key);
-        }
+        let name = a.backend.as_ref().map_or("backend", |b| b.name());
+        self.inner
+            .calls
+            .spawn(name, call, move |e| report(&a, op, &key, &e));
     }
 }
 
@@ -736,18 +611,9 @@ pub(crate) async fn bounded<T>(
     result
 }
 
-/// Logs a backend failure and hands it to the error callback. A panicking
-/// callback is contained: observability must not take the request down.
+/// Reports a failure to the attachment's error callback.
 fn report(a: &Attachment, op: Operation, key: &str, err: &BackendError) {
-    tracing::warn!(operation = op.as_str(), key, error = %err, "session cache backend call failed");
-    if let Some(cb) = &a.on_error {
-        if catch_unwind(AssertUnwindSafe(|| cb(op.as_str(), key, err))).is_err() {
-            tracing::error!(
-                operation = op.as_str(),
-                "the session cache error callback panicked"
-            );
-        }
-    }
+    super::attachment::report(a.on_error.as_ref(), op, key, err);
 }
 
 fn base64_of(bytes: &[u8]) -> String {

@@ -1,22 +1,22 @@
 //! `EchCache`: ECH configs per origin, in memory with expiry, shared
-//! through the session backend.
+//! through the session backend under the same key prefix, read timeout,
+//! single flight and tracked background writes as the ticket caches.
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use super::{validate_ech_config_list, EchSource};
-use crate::cache::{bounded, BackendError, ErrorCallback, KeyFormat, SessionCacheBackend};
+use crate::cache::{
+    bounded, report, BackgroundCalls, CacheOptions, ErrorCallback, KeyFormat, Operation, SessionCacheBackend,
+    SingleFlight, MAX_GET_TIMEOUT,
+};
+use crate::sync::{lock, read, write};
 
-/// Bounds on how long a config is kept (DESIGN.md §5).
+/// Bounds on how long a config is kept (a DNS TTL is clamped to them).
 pub(crate) const MIN_TTL: Duration = Duration::from_secs(60);
 pub(crate) const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
-/// The longest a backend read may delay a connection.
-const GET_TIMEOUT: Duration = Duration::from_millis(500);
-/// The longest a background write may take.
-const PUT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Configs in memory: by `(host, port)`, the list and when it expires.
 type LocalConfigs = HashMap<(String, u16), (Vec<u8>, Instant)>;
@@ -24,10 +24,14 @@ type LocalConfigs = HashMap<(String, u16), (Vec<u8>, Instant)>;
 /// ECH configs by origin: local memory, then the backend, then DNS.
 pub(crate) struct EchCache {
     local: Mutex<LocalConfigs>,
-    backend: std::sync::RwLock<Option<Arc<dyn SessionCacheBackend>>>,
+    backend: RwLock<Option<Arc<dyn SessionCacheBackend>>>,
+    on_error: RwLock<Option<ErrorCallback>>,
     keys: KeyFormat,
     preset: String,
-    on_error: std::sync::RwLock<Option<ErrorCallback>>,
+    get_timeout: Duration,
+    write_timeout: Duration,
+    flights: SingleFlight<Option<Vec<u8>>>,
+    calls: BackgroundCalls,
 }
 
 impl std::fmt::Debug for EchCache {
@@ -44,55 +48,38 @@ fn clamp(ttl: Duration) -> Duration {
 }
 
 impl EchCache {
-    pub(crate) fn new(
-        backend: Option<Arc<dyn SessionCacheBackend>>,
-        preset: &str,
-        on_error: Option<ErrorCallback>,
-    ) -> Self {
+    /// A cache for `preset` with the ticket caches' key format and
+    /// timeouts; attach a backend with [`set_backend`](Self::set_backend).
+    pub(crate) fn new(preset: &str, options: &CacheOptions) -> Self {
         Self {
             local: Mutex::new(HashMap::new()),
-            backend: std::sync::RwLock::new(backend),
-            keys: KeyFormat::default(),
+            backend: RwLock::new(None),
+            on_error: RwLock::new(None),
+            keys: options.keys.clone(),
             preset: preset.to_owned(),
-            on_error: std::sync::RwLock::new(on_error),
+            get_timeout: options.get_timeout.min(MAX_GET_TIMEOUT),
+            write_timeout: options.write_timeout,
+            flights: SingleFlight::default(),
+            calls: BackgroundCalls::default(),
         }
     }
 
     /// Attaches or (with `None`) detaches the backend; local configs stay.
     pub(crate) fn set_backend(&self, backend: Option<Arc<dyn SessionCacheBackend>>) {
-        *self.backend.write().unwrap_or_else(PoisonError::into_inner) = backend;
+        *write(&self.backend) = backend;
     }
 
     /// Replaces the error callback.
     pub(crate) fn set_error_callback(&self, on_error: Option<ErrorCallback>) {
-        *self.on_error.write().unwrap_or_else(PoisonError::into_inner) = on_error;
-    }
-
-    fn on_error(&self) -> Option<ErrorCallback> {
-        self.on_error
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        *write(&self.on_error) = on_error;
     }
 
     fn backend(&self) -> Option<Arc<dyn SessionCacheBackend>> {
-        self.backend
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
-    fn report(&self, op: &str, key: &str, err: &BackendError) {
-        tracing::warn!(operation = op, key, error = %err, "ECH config backend call failed");
-        if let Some(cb) = &self.on_error() {
-            if catch_unwind(AssertUnwindSafe(|| cb(op, key, err))).is_err() {
-                tracing::error!(operation = op, "the error callback panicked");
-            }
-        }
+        read(&self.backend).clone()
     }
 
     fn local_get(&self, host: &str, port: u16) -> Option<Vec<u8>> {
-        let mut local = self.local.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut local = lock(&self.local);
         let key = (host.to_owned(), port);
         match local.get(&key) {
             Some((list, until)) if *until > Instant::now() => Some(list.clone()),
@@ -105,10 +92,10 @@ impl EchCache {
     }
 
     fn local_put(&self, host: &str, port: u16, list: Vec<u8>, ttl: Duration) {
-        self.local
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert((host.to_owned(), port), (list, Instant::now() + clamp(ttl)));
+        let until = Instant::now().checked_add(clamp(ttl));
+        if let Some(until) = until {
+            lock(&self.local).insert((host.to_owned(), port), (list, until));
+        }
     }
 
     /// The config for `host:port` and where it came from: memory, the
@@ -123,26 +110,9 @@ impl EchCache {
         if let Some(list) = self.local_get(host, port) {
             return Some((list, EchSource::Local));
         }
-        let key = self.keys.ech(&self.preset, host, port);
-        if let Some(backend) = self.backend() {
-            match bounded(
-                "get_ech",
-                GET_TIMEOUT,
-                backend.name(),
-                backend.get_ech_config(&key),
-            )
-            .await
-            {
-                Ok(Some(list)) => match validate_ech_config_list(&list) {
-                    Ok(_) => {
-                        self.local_put(host, port, list.clone(), MIN_TTL);
-                        return Some((list, EchSource::Backend));
-                    }
-                    Err(e) => tracing::warn!(key, error = %e, "stored ECH config unusable; asking DNS"),
-                },
-                Ok(None) => {}
-                Err(e) => self.report("get_ech", &key, &e),
-            }
+        if let Some(list) = self.read_backend(host, port).await {
+            self.local_put(host, port, list.clone(), MIN_TTL);
+            return Some((list, EchSource::Backend));
         }
         let (list, ttl) = dns().await?;
         if let Err(e) = validate_ech_config_list(&list) {
@@ -151,6 +121,31 @@ impl EchCache {
         }
         self.store(host, port, list.clone(), ttl);
         Some((list, EchSource::Dns))
+    }
+
+    /// A valid config for `host:port` from the backend, read once however
+    /// many connections want it at the same moment.
+    async fn read_backend(&self, host: &str, port: u16) -> Option<Vec<u8>> {
+        let backend = self.backend()?;
+        let key = self.keys.ech(&self.preset, host, port);
+        let lookup = async {
+            let call = backend.get_ech_config(&key);
+            match bounded("get_ech", self.get_timeout, backend.name(), call).await {
+                Ok(Some(list)) => match validate_ech_config_list(&list) {
+                    Ok(_) => Some(list),
+                    Err(e) => {
+                        tracing::warn!(key, error = %e, "stored ECH config unusable; asking DNS");
+                        None
+                    }
+                },
+                Ok(None) => None,
+                Err(e) => {
+                    report(read(&self.on_error).as_ref(), Operation::GetEch, &key, &e);
+                    None
+                }
+            }
+        };
+        self.flights.run(&key, self.get_timeout, lookup).await.flatten()
     }
 
     /// Keeps `list` for `host:port` locally and writes it to the backend in
@@ -162,15 +157,19 @@ impl EchCache {
             return;
         };
         let key = self.keys.ech(&self.preset, host, port);
-        let on_error = self.on_error();
-        tokio::spawn(async move {
-            let put = backend.put_ech_config(&key, &list, ttl);
-            if let Err(e) = bounded("put_ech", PUT_TIMEOUT, backend.name(), put).await {
-                tracing::warn!(key, error = %e, "ECH config backend write failed");
-                if let Some(cb) = on_error {
-                    let _ = catch_unwind(AssertUnwindSafe(|| cb("put_ech", &key, &e)));
-                }
-            }
+        let (on_error, timeout, task_key) = (read(&self.on_error).clone(), self.write_timeout, key.clone());
+        let name = backend.name();
+        let put = async move {
+            let put = backend.put_ech_config(&task_key, &list, ttl);
+            bounded("put_ech", timeout, backend.name(), put).await
+        };
+        self.calls.spawn(name, put, move |e| {
+            report(on_error.as_ref(), Operation::PutEch, &key, &e);
         });
+    }
+
+    /// Waits up to `timeout` for background writes. True if none is left.
+    pub(crate) async fn flush(&self, timeout: Duration) -> bool {
+        self.calls.flush(timeout).await
     }
 }

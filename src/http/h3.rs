@@ -1,25 +1,25 @@
 //! One HTTP/3 connection: its set-up together with the first request (so
 //! that request can ride in 0-RTT), further requests on it, and its close.
 //!
-//! The 0-RTT path follows what was measured with h3 0.0.8 and quinn 0.11
-//! (see the crate's notes on 0-RTT): the h3 driver is not polled until the
+//! The 0-RTT path follows what was measured with h3 0.0.8 and quinn 0.11:
+//! the h3 driver is not polled until the
 //! server has said whether it took the early data. If it did not, the first
 //! h3 client (whose control and QPACK streams were lost with the early
 //! data) is dropped unpolled and a new one is built on the same, now
 //! 1-RTT, QUIC connection, and the request is sent again once.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use super::{EarlyData, PreparedRequest};
+use super::conn::{Conn, EarlyData, EchOffered, Handshake, OnReady, Tickets};
+use super::PreparedRequest;
 use crate::cache::TicketSource;
 use crate::error::Error;
 use crate::quic::{HandshakeData, QuicClientConfig};
+use crate::replay::ReplaySafe;
 
 type SendRequest = h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>;
 pub(crate) type RequestStream = h3::client::RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>;
@@ -27,55 +27,6 @@ type Driver = h3::client::Connection<h3_quinn::Connection, Bytes>;
 
 /// H3_NO_ERROR (RFC 9114 §8.1): a clean close.
 const H3_NO_ERROR: u32 = 0x100;
-
-/// What the handshake of a connection did.
-#[derive(Debug, Clone)]
-pub(crate) struct Handshake {
-    pub(crate) resumed: bool,
-    pub(crate) early_data: EarlyData,
-    pub(crate) ticket_source: Option<TicketSource>,
-    pub(crate) duration: Duration,
-    pub(crate) alpn: Option<String>,
-    pub(crate) ech_accepted: bool,
-    pub(crate) ech_offered: super::EchOffered,
-}
-
-/// Counts the session tickets a connection has received, so a closing
-/// session can wait for the first one instead of losing it.
-#[derive(Debug, Default)]
-pub(crate) struct Tickets {
-    count: AtomicUsize,
-    arrived: Notify,
-}
-
-impl Tickets {
-    pub(crate) fn add(&self) {
-        self.count.fetch_add(1, Ordering::SeqCst);
-        self.arrived.notify_waiters();
-    }
-
-    pub(crate) fn count(&self) -> usize {
-        self.count.load(Ordering::SeqCst)
-    }
-
-    /// Waits up to `limit` for at least one ticket. True if one came.
-    pub(crate) async fn wait_first(&self, limit: Duration) -> bool {
-        let first = async {
-            loop {
-                let notified = self.arrived.notified();
-                if self.count() > 0 {
-                    return;
-                }
-                notified.await;
-            }
-        };
-        tokio::time::timeout(limit, first).await.is_ok()
-    }
-}
-
-/// Called once with a new connection as soon as requests can use it
-/// (handshake done, h3 client up), before its first response.
-pub(crate) type OnReady<'a> = Box<dyn FnOnce(super::Conn) + Send + 'a>;
 
 /// Everything needed to open a connection to one origin.
 pub(crate) struct Dial<'a> {
@@ -92,7 +43,7 @@ pub(crate) struct Dial<'a> {
     pub(crate) ticket_source: Option<TicketSource>,
     pub(crate) tickets: Arc<Tickets>,
     pub(crate) on_ready: Option<OnReady<'a>>,
-    pub(crate) ech_offered: super::EchOffered,
+    pub(crate) ech_offered: EchOffered,
     /// Told when the QUIC handshake has completed (the server answered),
     /// before the first response: a race against TCP is decided by it.
     pub(crate) handshaken: Option<tokio::sync::oneshot::Sender<()>>,
@@ -122,9 +73,6 @@ pub(crate) struct FirstExchange {
     pub(crate) conn: Arc<H3Connection>,
     pub(crate) stream: RequestStream,
     pub(crate) head: http::Response<()>,
-    /// The server answered the early request `425 Too Early`, and it was
-    /// sent again after the handshake.
-    pub(crate) retried_too_early: bool,
 }
 
 fn spawn_driver(mut driver: Driver, origin: String) -> JoinHandle<()> {
@@ -189,7 +137,7 @@ fn handshake_data(quic: &quinn::Connection) -> Option<HandshakeData> {
 
 impl H3Connection {
     /// Opens a connection and sends `request` as its first request: in
-    /// 0-RTT when `request.early_data_ok` and the offered session allows it,
+    /// 0-RTT when `request` is replay-safe and the offered session allows it,
     /// else after the handshake.
     pub(crate) async fn open(dial: Dial<'_>, request: &PreparedRequest) -> Result<FirstExchange, Error> {
         let started = Instant::now();
@@ -224,9 +172,9 @@ impl H3Connection {
             handshaken,
             ech_offered,
         };
-        let connecting = if request.early_data_ok {
+        let connecting = if let Some(proof) = request.replay_safe {
             match connecting.into_0rtt() {
-                Ok((quic, accepted)) => return base.early(quic, accepted, request).await,
+                Ok((quic, accepted)) => return base.early(quic, accepted, request, proof).await,
                 Err(connecting) => connecting,
             }
         } else {
@@ -240,12 +188,7 @@ impl H3Connection {
         base.tell_handshaken();
         let conn = base.finish(quic, EarlyData::NotAttempted).await?;
         let (stream, head) = conn.exchange(request).await?;
-        Ok(FirstExchange {
-            conn,
-            stream,
-            head,
-            retried_too_early: false,
-        })
+        Ok(FirstExchange { conn, stream, head })
     }
 
     /// Sends `request` on this connection and waits for the response head.
@@ -274,6 +217,12 @@ impl H3Connection {
         self.quic.close(H3_NO_ERROR.into(), b"");
     }
 
+    /// The CONNECTION_CLOSE frame has been written into a packet (quinn
+    /// counts it when it builds the datagram it leaves in).
+    pub(crate) fn close_sent(&self) -> bool {
+        self.quic.stats().frame_tx.connection_close > 0
+    }
+
     /// The error for a failure while reading a response body.
     pub(crate) fn body_error(&self, e: h3::error::StreamError) -> Error {
         failure(&self.origin, &self.quic, e.into())
@@ -295,7 +244,7 @@ struct Setup<'a> {
     tickets: Arc<Tickets>,
     on_ready: Option<OnReady<'a>>,
     handshaken: Option<tokio::sync::oneshot::Sender<()>>,
-    ech_offered: super::EchOffered,
+    ech_offered: EchOffered,
 }
 
 impl Setup<'_> {
@@ -348,17 +297,19 @@ impl Setup<'_> {
             tickets: self.tickets,
         });
         if let Some(ready) = self.on_ready {
-            ready(super::Conn::H3(Arc::clone(&conn)));
+            ready(Conn::H3(Arc::clone(&conn)));
         }
         conn
     }
 
-    /// The 0-RTT path: the request leaves with the ClientHello.
+    /// The 0-RTT path: the request leaves with the ClientHello. Only a
+    /// request proven replay-safe can take it.
     async fn early(
         mut self,
         quic: quinn::Connection,
         accepted: quinn::ZeroRttAccepted,
         request: &PreparedRequest,
+        _proof: ReplaySafe,
     ) -> Result<FirstExchange, Error> {
         let (driver, mut send) = h3::client::new(h3_quinn::Connection::new(quic.clone()))
             .await
@@ -381,35 +332,13 @@ impl Setup<'_> {
             drop(driver);
             let conn = self.finish(quic, EarlyData::Rejected).await?;
             let (stream, head) = conn.exchange(request).await?;
-            return Ok(FirstExchange {
-                conn,
-                stream,
-                head,
-                retried_too_early: false,
-            });
+            return Ok(FirstExchange { conn, stream, head });
         }
         let duration = self.started.elapsed();
         let origin = self.origin.clone();
         let conn = self.assemble(quic, driver, send, EarlyData::Accepted, duration);
         let mut stream = sent.map_err(|e| failure(&origin, &conn.quic, e))?;
         let head = stream.recv_response().await.map_err(|e| conn.body_error(e))?;
-        if head.status() != http::StatusCode::TOO_EARLY {
-            return Ok(FirstExchange {
-                conn,
-                stream,
-                head,
-                retried_too_early: false,
-            });
-        }
-        // RFC 8470 §5.2: the handshake is complete now, so this goes in 1-RTT.
-        tracing::debug!(origin = %origin, "425 Too Early; sending the request again after the handshake");
-        drop(stream);
-        let (stream, head) = conn.exchange(request).await?;
-        Ok(FirstExchange {
-            conn,
-            stream,
-            head,
-            retried_too_early: true,
-        })
+        Ok(FirstExchange { conn, stream, head })
     }
 }

@@ -7,6 +7,9 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use super::HttpProtocol;
+use crate::cache::Protocol;
+
 /// The longest an advertisement or a race result is believed.
 pub(crate) const MAX_BELIEF: Duration = Duration::from_secs(24 * 3600);
 /// How long a race won by QUIC is remembered.
@@ -123,6 +126,69 @@ impl ProtocolMemory {
             TCP_WON_FOR,
         );
     }
+}
+
+/// How one request reaches its origin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Plan {
+    /// Open connections to reuse, by protocol, in order of preference.
+    pub(crate) pooled: &'static [Protocol],
+    pub(crate) open: Open,
+}
+
+/// How a new connection is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Open {
+    H3,
+    Tcp,
+    /// QUIC to `h3_port` first, TCP after the head start or QUIC's failure.
+    /// `expected`: the origin was believed to speak HTTP/3.
+    Race {
+        h3_port: u16,
+        expected: bool,
+    },
+}
+
+impl Open {
+    /// The protocol under which requests wait for this connection.
+    pub(crate) fn lead_protocol(self) -> Protocol {
+        match self {
+            Self::H3 | Self::Race { .. } => Protocol::H3,
+            Self::Tcp => Protocol::H2,
+        }
+    }
+}
+
+/// How a request to `host:port` goes, from the mode and what `memory`
+/// knows about the origin.
+pub(crate) fn plan(mode: HttpProtocol, memory: &ProtocolMemory, host: &str, port: u16) -> Plan {
+    use Protocol::{H1, H2, H3};
+    let (pooled, open): (&'static [Protocol], Open) = match mode {
+        HttpProtocol::Http3 => (&[H3], Open::H3),
+        // A server without HTTP/2 answers in HTTP/1.1.
+        HttpProtocol::Http2 => (&[H2, H1], Open::Tcp),
+        HttpProtocol::Http1 => (&[H1], Open::Tcp),
+        HttpProtocol::Auto => match memory.get(host, port) {
+            Some(Known::Tcp { .. }) => (&[H3, H2, H1], Open::Tcp),
+            // Known to speak HTTP/3 (perhaps newly advertised while a TCP
+            // connection is open): use it.
+            Some(Known::H3 { port: h3_port }) => (
+                &[H3],
+                Open::Race {
+                    h3_port,
+                    expected: true,
+                },
+            ),
+            None => (
+                &[H3, H2, H1],
+                Open::Race {
+                    h3_port: port,
+                    expected: false,
+                },
+            ),
+        },
+    };
+    Plan { pooled, open }
 }
 
 /// What an `Alt-Svc` header value says about HTTP/3.

@@ -12,10 +12,11 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
-use super::h3::{Handshake, Tickets};
-use super::{EarlyData, EchOffered, PreparedRequest};
+use super::conn::{EarlyData, EchOffered, Handshake, Tickets};
+use super::PreparedRequest;
 use crate::cache::{CachedSession, TicketSource};
 use crate::error::Error;
+use crate::replay::ReplaySafe;
 use crate::tls::early_data::{EarlyDataReport, RetryFresh};
 use crate::tls::{ConnectOptions, EchOffer, EchRejection, TcpClientConfig, TicketSink};
 
@@ -70,12 +71,12 @@ pub(crate) struct TcpDial {
     pub(crate) sink: TicketSink,
     pub(crate) ticket_source: Option<TicketSource>,
     pub(crate) tickets: Arc<Tickets>,
-    /// Send the first request as early data if the session allows it.
-    pub(crate) early_data: bool,
-    /// The ECHConfigList to offer; else GREASE ECH if `ech_grease`.
+    /// Send the first request as early data if the session allows it:
+    /// only with the proof that it is replay-safe.
+    pub(crate) early_data: Option<ReplaySafe>,
+    /// The ECHConfigList to offer; else GREASE ECH if `ech_offered.grease`.
     pub(crate) ech: Option<Vec<u8>>,
-    pub(crate) ech_grease: bool,
-    pub(crate) ech_source: Option<crate::ech::EchSource>,
+    pub(crate) ech_offered: EchOffered,
     /// Hears if the server rejects ECH.
     pub(crate) ech_rejection: Arc<EchRejection>,
 }
@@ -95,25 +96,20 @@ impl TcpConnection {
         // Requests are small writes that must not wait for Nagle.
         let _ = tcp.set_nodelay(true);
         let early = Arc::new(EarlyDataReport::default());
-        let tls = dial
-            .tls
-            .connect(
-                &dial.server_name,
-                tcp,
-                ConnectOptions {
-                    resume: dial.resume.as_ref(),
-                    sink: Some(dial.sink),
-                    early_data: dial.early_data,
-                    report: Arc::clone(&early),
-                    ech: match (&dial.ech, dial.ech_grease) {
-                        (Some(list), _) => EchOffer::Config(list),
-                        (None, true) => EchOffer::Grease,
-                        (None, false) => EchOffer::None,
-                    },
-                    ech_rejection: dial.ech_rejection,
-                },
-            )
-            .await?;
+        let ech = match (&dial.ech, dial.ech_offered.grease) {
+            (Some(list), _) => EchOffer::Config(list),
+            (None, true) => EchOffer::Grease,
+            (None, false) => EchOffer::None,
+        };
+        let options = ConnectOptions {
+            resume: dial.resume.as_ref(),
+            sink: Some(dial.sink.clone()),
+            early_data: dial.early_data,
+            report: Arc::clone(&early),
+            ech,
+            ech_rejection: Arc::clone(&dial.ech_rejection),
+        };
+        let tls = dial.tls.connect(&dial.server_name, tcp, options).await?;
         // In early data this is the session's protocol, which hyper must
         // speak from the first byte; the stream checks it after the handshake.
         let alpn = tls.ssl().selected_alpn_protocol().map(<[u8]>::to_vec);
@@ -125,27 +121,10 @@ impl TcpConnection {
             duration: started.elapsed(),
             alpn: alpn.as_ref().map(|a| String::from_utf8_lossy(a).into_owned()),
             ech_accepted: tls.ssl().ech_accepted(),
-            ech_offered: EchOffered {
-                source: dial.ech_source,
-                config: dial.ech.is_some(),
-                grease: dial.ech_grease,
-            },
+            ech_offered: dial.ech_offered,
         };
-        let io = TokioIo::new(tls);
         let origin = dial.origin;
-        let (http, sender, task) = if alpn.as_deref() == Some(b"h2") {
-            let (sender, conn) = http2::handshake(TokioExecutor::new(), io)
-                .await
-                .map_err(|e| http_error(&origin, e))?;
-            (TcpHttp::H2, Sender::H2(sender), spawn(conn, origin.clone()))
-        } else {
-            let (sender, conn) = http1::handshake(io).await.map_err(|e| http_error(&origin, e))?;
-            (
-                TcpHttp::H1,
-                Sender::H1(tokio::sync::Mutex::new(sender)),
-                spawn(conn, origin.clone()),
-            )
-        };
+        let (http, sender, task) = start_http(TokioIo::new(tls), alpn.as_deref(), &origin).await?;
         tracing::debug!(%origin, ?http, ?handshake, "TCP connection ready");
         let host_header = http::HeaderValue::from_str(&origin)
             .map_err(|e| Error::Header(format!("host {origin:?}: {e}")))?;
@@ -281,6 +260,27 @@ async fn connect_any(origin: &str, addrs: &[std::net::SocketAddr]) -> Result<Tcp
         url: origin.to_owned(),
         reason: "no address".to_owned(),
     }))
+}
+
+/// Starts HTTP/2 if ALPN chose `h2`, else HTTP/1.1, on the TLS stream.
+async fn start_http<S>(
+    io: TokioIo<S>,
+    alpn: Option<&[u8]>,
+    origin: &str,
+) -> Result<(TcpHttp, Sender, JoinHandle<()>), Error>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    if alpn == Some(b"h2") {
+        let (sender, conn) = http2::handshake(TokioExecutor::new(), io)
+            .await
+            .map_err(|e| http_error(origin, e))?;
+        Ok((TcpHttp::H2, Sender::H2(sender), spawn(conn, origin.to_owned())))
+    } else {
+        let (sender, conn) = http1::handshake(io).await.map_err(|e| http_error(origin, e))?;
+        let sender = Sender::H1(tokio::sync::Mutex::new(sender));
+        Ok((TcpHttp::H1, sender, spawn(conn, origin.to_owned())))
+    }
 }
 
 fn spawn<F>(conn: F, origin: String) -> JoinHandle<()>

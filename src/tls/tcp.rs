@@ -104,7 +104,7 @@ impl TcpClientConfig {
             EchOffer::Grease => config.set_enable_ech_grease(true),
             EchOffer::None => {}
         }
-        let offer_early = options.early_data && resume.is_some_and(|c| c.envelope.early_data);
+        let offer_early = options.early_data.is_some() && resume.is_some_and(|c| c.envelope.early_data);
         ffi::set_early_data_enabled(&mut config, offer_early);
         let rejection = Arc::clone(&options.ech_rejection);
         let stream = tokio_boring::connect(config, server_name, stream)
@@ -130,8 +130,9 @@ pub(crate) struct ConnectOptions<'a> {
     pub(crate) resume: Option<&'a CachedSession>,
     /// Receives the tickets the server sends.
     pub(crate) sink: Option<TicketSink>,
-    /// Send what is written first as early data, if the session allows it.
-    pub(crate) early_data: bool,
+    /// Send what is written first as early data, if the session allows it;
+    /// only a request proven replay-safe may.
+    pub(crate) early_data: Option<crate::replay::ReplaySafe>,
     /// Hears how the handshake ended.
     pub(crate) report: Arc<EarlyDataReport>,
     pub(crate) ech: EchOffer<'a>,

@@ -1,0 +1,337 @@
+//! [`SessionBuilder`]: every setting of a [`Session`], checked at
+//! [`build`](SessionBuilder::build), which makes one call per subsystem
+//! (caches, backend, connector).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{EarlyDataPolicy, Inner, Session};
+use crate::cache::{
+    BreakerConfig, CacheOptions, CircuitBreaker, ErrorCallback, KeyFormat, SessionCacheBackend, TicketCaches,
+    DEFAULT_KEY_PREFIX, MAX_GET_TIMEOUT,
+};
+use crate::ech::{self, EchCache, EchPolicy};
+use crate::error::Error;
+use crate::http::connect::{Connector, ConnectorSettings};
+use crate::http::pool::Pool;
+use crate::http::HttpProtocol;
+use crate::preset::Preset;
+
+/// How long a QUIC attempt runs alone before TCP joins the race (as in
+/// Happy Eyeballs; curl's default for the same race is 200 ms).
+const DEFAULT_HEAD_START: Duration = Duration::from_millis(250);
+
+/// Configures a [`Session`]. Errors are kept until [`build`](Self::build).
+#[must_use]
+pub struct SessionBuilder {
+    preset: Result<Preset, Error>,
+    mode: HttpProtocol,
+    head_start: Duration,
+    ech: EchPolicy,
+    ech_configs: HashMap<(String, u16), Vec<u8>>,
+    breaker: Option<BreakerConfig>,
+    backend_get_timeout: Duration,
+    backend: Option<(Arc<dyn SessionCacheBackend>, Option<ErrorCallback>)>,
+    key_prefix: String,
+    identifier: Option<String>,
+    system_roots: bool,
+    roots_pem: Vec<Vec<u8>>,
+    early_data: EarlyDataPolicy,
+    connect_timeout: Duration,
+    timeout: Option<Duration>,
+    idle_timeout: Duration,
+    close_timeout: Duration,
+    overrides: Vec<String>,
+    dns_server: Option<SocketAddr>,
+}
+
+impl std::fmt::Debug for SessionBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionBuilder")
+            .field("preset", &self.preset.as_ref().map(Preset::name).ok())
+            .field("backend", &self.backend.as_ref().map(|(b, _)| b.name()))
+            .field("identifier", &self.identifier)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for SessionBuilder {
+    fn default() -> Self {
+        Self {
+            preset: Ok(Preset::default()),
+            mode: HttpProtocol::default(),
+            head_start: DEFAULT_HEAD_START,
+            ech: EchPolicy::default(),
+            ech_configs: HashMap::new(),
+            breaker: Some(BreakerConfig::default()),
+            backend_get_timeout: MAX_GET_TIMEOUT,
+            backend: None,
+            key_prefix: DEFAULT_KEY_PREFIX.to_owned(),
+            identifier: None,
+            system_roots: true,
+            roots_pem: Vec::new(),
+            early_data: EarlyDataPolicy::default(),
+            connect_timeout: Duration::from_secs(10),
+            timeout: None,
+            idle_timeout: Duration::from_secs(90),
+            close_timeout: Duration::from_secs(2),
+            overrides: Vec::new(),
+            dns_server: None,
+        }
+    }
+}
+
+impl SessionBuilder {
+    /// The client profile; its canonical name goes into cache keys.
+    /// Default `"default"`.
+    pub fn preset(mut self, name: &str) -> Self {
+        self.preset = Preset::named(name).map_err(Error::from);
+        self
+    }
+
+    /// Which HTTP versions to speak. Default [`HttpProtocol::Auto`].
+    pub fn protocol(mut self, protocol: HttpProtocol) -> Self {
+        self.mode = protocol;
+        self
+    }
+
+    /// Speaks HTTP/3 over QUIC only ([`HttpProtocol::Http3`]).
+    pub fn http3_only(self) -> Self {
+        self.protocol(HttpProtocol::Http3)
+    }
+
+    /// Speaks HTTP/2 over TLS over TCP only ([`HttpProtocol::Http2`]).
+    pub fn http2_only(self) -> Self {
+        self.protocol(HttpProtocol::Http2)
+    }
+
+    /// Speaks HTTP/1.1 over TLS over TCP only ([`HttpProtocol::Http1`]).
+    pub fn http1_only(self) -> Self {
+        self.protocol(HttpProtocol::Http1)
+    }
+
+    /// Whether to use Encrypted Client Hello. Default [`EchPolicy::Auto`]:
+    /// ECH where the origin publishes a config (found in this process's
+    /// cache, the backend, or the origin's DNS HTTPS record), GREASE
+    /// elsewhere.
+    pub fn ech(mut self, policy: EchPolicy) -> Self {
+        self.ech = policy;
+        self
+    }
+
+    /// The circuit breaker in front of the backend (on by default, with
+    /// [`BreakerConfig::default`]); `None` turns it off. While the backend
+    /// fails, the session runs on its local caches and probes the backend.
+    pub fn circuit_breaker(mut self, config: Option<BreakerConfig>) -> Self {
+        self.breaker = config;
+        self
+    }
+
+    /// The longest a backend read may delay a new connection (default and
+    /// maximum 5 s), for tickets and ECH configs alike. On timeout the
+    /// handshake is full.
+    pub fn backend_get_timeout(mut self, limit: Duration) -> Self {
+        self.backend_get_timeout = limit;
+        self
+    }
+
+    /// The first component of every backend key (tickets and ECH configs).
+    /// Default `"h3fleet"`. Fleets that must not see each other's entries
+    /// on one backend use different prefixes; replicas that share tickets
+    /// use the same one.
+    pub fn cache_key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.key_prefix = prefix.into();
+        self
+    }
+
+    /// Uses `config_list` (an ECHConfigList, as in a DNS HTTPS record's
+    /// `ech` parameter) for `host:port` instead of looking one up. It is
+    /// checked when the session is built.
+    pub fn ech_config_list(mut self, host: &str, port: u16, config_list: impl Into<Vec<u8>>) -> Self {
+        self.ech_configs
+            .insert((host.to_ascii_lowercase(), port), config_list.into());
+        self
+    }
+
+    /// With [`HttpProtocol::Auto`], how long a QUIC attempt runs alone
+    /// before TCP is tried beside it. Default 250 ms.
+    pub fn http3_head_start(mut self, head_start: Duration) -> Self {
+        self.head_start = head_start;
+        self
+    }
+
+    /// Shares tickets through `backend`; `on_error` hears about every
+    /// backend failure (which never fails a request).
+    pub fn session_cache(
+        mut self,
+        backend: Arc<dyn SessionCacheBackend>,
+        on_error: Option<ErrorCallback>,
+    ) -> Self {
+        self.backend = Some((backend, on_error));
+        self
+    }
+
+    /// Keeps this session's tickets apart from other identifiers' (one
+    /// tenant, one user) on a shared backend.
+    pub fn session_identifier(mut self, id: impl Into<String>) -> Self {
+        self.identifier = Some(id.into());
+        self
+    }
+
+    /// Also trusts the roots in `pem` (one or more PEM certificates).
+    pub fn add_root_certificate_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.roots_pem.push(pem.into());
+        self
+    }
+
+    /// Whether to trust the system's CA bundle. Default true.
+    pub fn system_roots(mut self, enabled: bool) -> Self {
+        self.system_roots = enabled;
+        self
+    }
+
+    /// When requests may go as 0-RTT early data. Default
+    /// [`EarlyDataPolicy::IdempotentOnly`].
+    pub fn early_data(mut self, policy: EarlyDataPolicy) -> Self {
+        self.early_data = policy;
+        self
+    }
+
+    /// The longest making a new connection (lookup, TCP or QUIC handshake,
+    /// TLS) may take. Default 10 s. It stops counting once the connection is
+    /// established: waiting for the first response is not connecting (use
+    /// [`timeout`](Self::timeout) for that).
+    pub fn connect_timeout(mut self, limit: Duration) -> Self {
+        self.connect_timeout = limit;
+        self
+    }
+
+    /// The longest a request may take, from sending it to the last byte of
+    /// its body. Default none. A limit too large to add to the current time
+    /// (`Duration::MAX`) means none.
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        self.timeout = Some(limit);
+        self
+    }
+
+    /// How long an unused connection stays open for reuse. Default 90 s.
+    pub fn idle_timeout(mut self, limit: Duration) -> Self {
+        self.idle_timeout = limit;
+        self
+    }
+
+    /// The longest [`Session::close`] waits for tickets and backend writes.
+    /// Default 2 s.
+    pub fn close_timeout(mut self, limit: Duration) -> Self {
+        self.close_timeout = limit;
+        self
+    }
+
+    /// Sends connections for `host:port` to `addrs` instead of looking the
+    /// name up, like curl's `--resolve HOST:PORT:ADDR`. The certificate is
+    /// still checked against `host`.
+    pub fn resolve(mut self, host: &str, port: u16, addrs: &[IpAddr]) -> Self {
+        let list: Vec<String> = addrs.iter().map(|a| format!("[{a}]")).collect();
+        self.overrides.push(format!("{host}:{port}:{}", list.join(",")));
+        self
+    }
+
+    /// A curl-style `HOST:PORT:ADDR` override (checked at build).
+    pub fn resolve_spec(mut self, spec: impl Into<String>) -> Self {
+        self.overrides.push(spec.into());
+        self
+    }
+
+    /// Looks names up at this DNS server instead of the system's.
+    pub fn dns_server(mut self, addr: SocketAddr) -> Self {
+        self.dns_server = Some(addr);
+        self
+    }
+
+    /// Builds the session.
+    ///
+    /// # Errors
+    ///
+    /// An unknown preset, an unreadable root certificate, a malformed
+    /// override or ECH config, an invalid key prefix.
+    pub fn build(self) -> Result<Session, Error> {
+        let preset = self.preset?;
+        for ((host, port), list) in &self.ech_configs {
+            ech::validate_ech_config_list(list)
+                .map_err(|e| Error::Config(format!("the ECH config for {host}:{port}: {e}")))?;
+        }
+        let options = CacheOptions {
+            get_timeout: self.backend_get_timeout.min(MAX_GET_TIMEOUT),
+            keys: KeyFormat::with_prefix(self.key_prefix.clone())
+                .map_err(|e| Error::Config(format!("cache key prefix: {e}")))?,
+            ..CacheOptions::default()
+        };
+        let caches = TicketCaches::new(&options);
+        let ech = Arc::new(EchCache::new(preset.name(), &options));
+        let breaker = attach_backend(self.backend, self.breaker, &caches, &ech, preset.name());
+        if let Some(id) = &self.identifier {
+            caches.set_session_identifier(id);
+        }
+        let connector = Connector::new(ConnectorSettings {
+            preset: preset.clone(),
+            mode: self.mode,
+            system_roots: self.system_roots,
+            roots_pem: self.roots_pem,
+            overrides: self.overrides,
+            dns_server: self.dns_server,
+            ech_policy: self.ech,
+            ech_configs: self.ech_configs,
+            head_start: self.head_start,
+            caches: caches.clone(),
+            ech,
+        })?;
+        Ok(Session {
+            inner: Arc::new(Inner {
+                mode: self.mode,
+                breaker,
+                caches,
+                connector,
+                pool: Pool::new(self.idle_timeout),
+                early_data: self.early_data,
+                connect_timeout: self.connect_timeout,
+                timeout: self.timeout,
+                close_timeout: self.close_timeout,
+                preset,
+            }),
+        })
+    }
+}
+
+/// Attaches the backend to the ticket caches and the ECH cache: behind a
+/// breaker (which takes it away while the backend fails) or directly.
+fn attach_backend(
+    backend: Option<(Arc<dyn SessionCacheBackend>, Option<ErrorCallback>)>,
+    breaker: Option<BreakerConfig>,
+    caches: &TicketCaches,
+    ech: &Arc<EchCache>,
+    preset: &str,
+) -> Option<Arc<CircuitBreaker>> {
+    let (backend, on_error) = backend?;
+    match breaker {
+        Some(config) => {
+            let b = CircuitBreaker::new(backend, config, on_error);
+            for (cache, protocol) in caches.all() {
+                b.manage(cache, preset, protocol);
+            }
+            ech.set_error_callback(Some(b.error_callback()));
+            let ech_cache = Arc::clone(ech);
+            b.attach(Box::new(move |backend| ech_cache.set_backend(backend)));
+            Some(b)
+        }
+        None => {
+            for (cache, protocol) in caches.all() {
+                cache.set_backend(Some(Arc::clone(&backend)), preset, protocol, on_error.clone());
+            }
+            ech.set_error_callback(on_error);
+            ech.set_backend(Some(backend));
+            None
+        }
+    }
+}

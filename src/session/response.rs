@@ -1,0 +1,190 @@
+//! [`Response`] (head at once, body as it arrives) and [`TlsInfo`], what
+//! TLS did for it.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, StatusCode};
+
+use crate::cache::TicketSource;
+use crate::ech::{EchSource, EchStatus};
+use crate::error::Error;
+use crate::http::connect::Opened;
+use crate::http::{Conn, EarlyData, ResponseBody};
+
+/// What TLS did for a response: resumption, early data, where the ticket
+/// came from.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct TlsInfo {
+    /// The connection resumed a session (no full handshake).
+    pub resumed: bool,
+    /// What happened to early data on this connection.
+    pub early_data: EarlyData,
+    /// Where the offered session came from (`None`: no session offered).
+    pub ticket_source: Option<TicketSource>,
+    /// From the start of the connection to a completed handshake.
+    pub handshake_time: Duration,
+    /// The negotiated ALPN protocol.
+    pub alpn: Option<String>,
+    /// The request reused an open connection (no handshake of its own).
+    pub connection_reused: bool,
+    /// The server answered the early request `425 Too Early`, and it was
+    /// sent again after the handshake (RFC 8470).
+    pub retried_too_early: bool,
+    /// What happened to Encrypted Client Hello on the connection.
+    pub ech: EchStatus,
+    /// Where the ECH config came from (`None`: none was used).
+    pub ech_source: Option<EchSource>,
+}
+
+impl TlsInfo {
+    /// `local`, `backend` or `none`.
+    pub fn ticket_source_str(&self) -> &'static str {
+        match self.ticket_source {
+            Some(TicketSource::Local) => "local",
+            Some(TicketSource::Backend) => "backend",
+            None => "none",
+        }
+    }
+
+    fn of(conn: &Conn, reused: bool) -> Self {
+        let h = conn.handshake();
+        Self {
+            resumed: h.resumed,
+            early_data: if reused {
+                EarlyData::NotAttempted
+            } else {
+                h.early_data
+            },
+            ticket_source: h.ticket_source,
+            handshake_time: h.duration,
+            alpn: h.alpn.clone(),
+            connection_reused: reused,
+            retried_too_early: false,
+            ech: h.ech_offered.status(h.ech_accepted),
+            ech_source: h.ech_offered.source,
+        }
+    }
+}
+
+/// A response: its head at once, its body as it arrives.
+pub struct Response {
+    url: url::Url,
+    status: StatusCode,
+    headers: HeaderMap,
+    version: http::Version,
+    tls: TlsInfo,
+    /// Keeps the connection (and, for HTTP/3, its error reporting) alive
+    /// while the body is read.
+    body: ResponseBody,
+    /// When the request's time limit runs out for the body, and the limit.
+    deadline: Option<(tokio::time::Instant, Duration)>,
+}
+
+impl std::fmt::Debug for Response {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Response")
+            .field("url", &self.url.as_str())
+            .field("status", &self.status)
+            .field("version", &self.version)
+            .field("headers", &self.headers)
+            .field("tls", &self.tls)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Response {
+    pub(crate) fn new(url: url::Url, head: http::response::Parts, body: ResponseBody, reused: bool) -> Self {
+        Self {
+            url,
+            status: head.status,
+            headers: head.headers,
+            version: body.conn().version(),
+            tls: TlsInfo::of(body.conn(), reused),
+            body,
+            deadline: None,
+        }
+    }
+
+    /// The response to the first request of a new connection.
+    pub(crate) fn opened(url: url::Url, opened: Opened) -> Self {
+        let mut response = Self::new(url, opened.head, opened.body, false);
+        response.tls.retried_too_early = opened.retried_too_early;
+        if let Some(early_data) = opened.early_data {
+            response.tls.early_data = early_data;
+        }
+        response
+    }
+
+    pub(crate) fn set_deadline(&mut self, deadline: tokio::time::Instant, limit: Duration) {
+        self.deadline = Some((deadline, limit));
+    }
+
+    /// The status code.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The response headers.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// The URL requested.
+    pub fn url(&self) -> &url::Url {
+        &self.url
+    }
+
+    /// The HTTP version the response came over.
+    pub fn protocol(&self) -> http::Version {
+        self.version
+    }
+
+    /// What TLS did for this response.
+    pub fn tls(&self) -> &TlsInfo {
+        &self.tls
+    }
+
+    /// The next piece of the body, or `None` at its end.
+    ///
+    /// # Errors
+    ///
+    /// The stream or the connection failed.
+    pub async fn chunk(&mut self) -> Result<Option<Bytes>, Error> {
+        match self.deadline {
+            Some((deadline, limit)) => tokio::time::timeout_at(deadline, self.body.next_chunk())
+                .await
+                .map_err(|_| Error::Timeout {
+                    what: "the request",
+                    after: limit,
+                })?,
+            None => self.body.next_chunk().await,
+        }
+    }
+
+    /// The whole body. Its size is not limited: a peer can send as much as
+    /// it likes, so read untrusted bodies with [`chunk`](Self::chunk) and
+    /// stop where you need to.
+    ///
+    /// # Errors
+    ///
+    /// The stream or the connection failed.
+    pub async fn bytes(mut self) -> Result<Bytes, Error> {
+        let mut body = BytesMut::new();
+        while let Some(chunk) = self.chunk().await? {
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body.freeze())
+    }
+
+    /// The whole body as text (invalid UTF-8 replaced).
+    ///
+    /// # Errors
+    ///
+    /// The stream or the connection failed.
+    pub async fn text(self) -> Result<String, Error> {
+        let body = self.bytes().await?;
+        Ok(String::from_utf8_lossy(&body).into_owned())
+    }
+}
