@@ -176,23 +176,13 @@ impl Envelope {
     ///
     /// # Errors
     ///
-    /// Anything but a complete, valid version-1 envelope.
+    /// Anything but a complete, valid envelope of version 1 or 2.
     pub fn decode(bytes: &[u8]) -> Result<Self, EnvelopeError> {
         if bytes.len() > MAX_ENVELOPE_LEN {
             return Err(EnvelopeError::TooLarge("envelope"));
         }
         let mut r = Reader(bytes);
-        if r.take(4, "magic")? != MAGIC {
-            return Err(EnvelopeError::BadMagic);
-        }
-        let version = r.u8("version")?;
-        if version != ENVELOPE_VERSION && version != VERSION_1 {
-            return Err(EnvelopeError::UnsupportedVersion(version));
-        }
-        let engine = r.u8("engine")?;
-        if engine != ENGINE_BORINGSSL {
-            return Err(EnvelopeError::UnsupportedEngine(engine));
-        }
+        let version = read_header(&mut r)?;
         let protocol = match r.u8("protocol")? {
             1 => Protocol::H1,
             2 => Protocol::H2,
@@ -298,6 +288,22 @@ impl<'a> Reader<'a> {
         out.copy_from_slice(self.take(N, field)?);
         Ok(out)
     }
+}
+
+/// Reads the magic, version and engine; returns the version.
+fn read_header(r: &mut Reader<'_>) -> Result<u8, EnvelopeError> {
+    if r.take(4, "magic")? != MAGIC {
+        return Err(EnvelopeError::BadMagic);
+    }
+    let version = r.u8("version")?;
+    if version != ENVELOPE_VERSION && version != VERSION_1 {
+        return Err(EnvelopeError::UnsupportedVersion(version));
+    }
+    let engine = r.u8("engine")?;
+    if engine != ENGINE_BORINGSSL {
+        return Err(EnvelopeError::UnsupportedEngine(engine));
+    }
+    Ok(version)
 }
 
 #[cfg(test)]

@@ -219,26 +219,7 @@ async fn run_fleet(
     seed_base: u64,
     progress: &indicatif::ProgressBar,
 ) -> Result<RunReport, CliError> {
-    let exe = std::env::current_exe()?;
-    let mut children = Vec::new();
-    for r in 0..args.replicas {
-        let mut command = tokio::process::Command::new(&exe);
-        command
-            .arg("bench-replica")
-            .args(["--cache", cache, "--protocol", &args.protocol])
-            .arg("--cacert")
-            .arg(&fleet.cacert)
-            .args(["--requests-per-host", &args.requests_per_host.to_string()])
-            .args(["--seed", &(seed_base + r as u64).to_string()]);
-        for target in &fleet.targets {
-            command.args(["--target", target]);
-        }
-        command
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        children.push(command.spawn()?);
-    }
+    let mut children = spawn_replicas(args, fleet, cache, seed_base)?;
     let mut readers = Vec::new();
     for child in &mut children {
         let stdout = child.stdout.take().ok_or("a replica has no stdout")?;
@@ -259,11 +240,47 @@ async fn run_fleet(
     for reader in readers {
         visits.extend(reader.await?);
     }
-    let mut replica_failures = 0;
+    let replica_failures = wait_replicas(children).await?;
+    Ok(RunReport::from_visits(&visits, replica_failures))
+}
+
+/// Starts the replica processes of one run.
+fn spawn_replicas(
+    args: &BenchArgs,
+    fleet: &Fleet,
+    cache: &str,
+    seed_base: u64,
+) -> Result<Vec<tokio::process::Child>, CliError> {
+    let exe = std::env::current_exe()?;
+    let mut children = Vec::new();
+    for r in 0..args.replicas {
+        let mut command = tokio::process::Command::new(&exe);
+        command
+            .arg("bench-replica")
+            .args(["--cache", cache, "--protocol", &args.protocol])
+            .arg("--cacert")
+            .arg(&fleet.cacert)
+            .args(["--requests-per-host", &args.requests_per_host.to_string()])
+            .args(["--seed", &(seed_base + r as u64).to_string()]);
+        for target in &fleet.targets {
+            command.args(["--target", target]);
+        }
+        command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        children.push(command.spawn()?);
+    }
+    Ok(children)
+}
+
+/// Waits for every replica; the number that failed.
+async fn wait_replicas(children: Vec<tokio::process::Child>) -> Result<usize, CliError> {
+    let mut failures = 0;
     for child in children {
         let out = child.wait_with_output().await?;
         if !out.status.success() {
-            replica_failures += 1;
+            failures += 1;
             eprintln!(
                 "a replica failed ({}): {}",
                 out.status,
@@ -271,7 +288,7 @@ async fn run_fleet(
             );
         }
     }
-    Ok(RunReport::from_visits(&visits, replica_failures))
+    Ok(failures)
 }
 
 pub(crate) async fn run(args: BenchArgs) -> Result<(), CliError> {
@@ -324,7 +341,7 @@ pub(crate) async fn run(args: BenchArgs) -> Result<(), CliError> {
             .map_err(|e| format!("{}: {e}", path.display()))?;
     }
     if let Some(path) = &args.plot {
-        let svg = plot_svg(&shared.first_samples, &local.first_samples, args.rtt_ms);
+        let svg = super::bench_plot::plot_svg(&shared.first_samples, &local.first_samples, args.rtt_ms);
         std::fs::write(path, svg).map_err(|e| format!("{}: {e}", path.display()))?;
     }
     Ok(())
@@ -338,61 +355,8 @@ fn print_table(args: &BenchArgs, shared: &RunReport, local: &RunReport, ratios: 
         args.replicas, args.hosts, args.requests_per_host, args.rtt_ms, args.protocol
     );
     let _ = writeln!(out, "{:<34} {:>12} {:>12}", "", "shared", "local-only");
-    let rows: [(&str, String, String); 9] = [
-        (
-            "full handshakes",
-            shared.full_handshakes.to_string(),
-            local.full_handshakes.to_string(),
-        ),
-        (
-            "resumed handshakes",
-            shared.resumed.to_string(),
-            local.resumed.to_string(),
-        ),
-        (
-            "0-RTT attempted / accepted",
-            format!("{}/{}", shared.zero_rtt_attempted, shared.zero_rtt_accepted),
-            format!("{}/{}", local.zero_rtt_attempted, local.zero_rtt_accepted),
-        ),
-        (
-            "first-contact resumption rate",
-            format!("{:.0} %", 100.0 * shared.first_contact_resumption_rate),
-            format!("{:.0} %", 100.0 * local.first_contact_resumption_rate),
-        ),
-        (
-            "first request p50 (ms)",
-            format!("{:.1}", shared.first_request_ms.p50),
-            format!("{:.1}", local.first_request_ms.p50),
-        ),
-        (
-            "first request p90 (ms)",
-            format!("{:.1}", shared.first_request_ms.p90),
-            format!("{:.1}", local.first_request_ms.p90),
-        ),
-        (
-            "first request p99 (ms)",
-            format!("{:.1}", shared.first_request_ms.p99),
-            format!("{:.1}", local.first_request_ms.p99),
-        ),
-        (
-            "later requests p50 / p99 (ms)",
-            format!(
-                "{:.1}/{:.1}",
-                shared.later_request_ms.p50, shared.later_request_ms.p99
-            ),
-            format!(
-                "{:.1}/{:.1}",
-                local.later_request_ms.p50, local.later_request_ms.p99
-            ),
-        ),
-        (
-            "failed requests",
-            shared.failed_requests.to_string(),
-            local.failed_requests.to_string(),
-        ),
-    ];
-    for (name, a, b) in rows {
-        let _ = writeln!(out, "{name:<34} {a:>12} {b:>12}");
+    for (name, cell) in table_rows() {
+        let _ = writeln!(out, "{name:<34} {:>12} {:>12}", cell(shared), cell(local));
     }
     let _ = writeln!(
         out,
@@ -403,86 +367,33 @@ fn print_table(args: &BenchArgs, shared: &RunReport, local: &RunReport, ratios: 
     );
 }
 
-/// The cumulative distributions of first-request latency of both runs, as
-/// an SVG chart (written directly: two polylines, axes, labels).
-fn plot_svg(shared: &[f64], local: &[f64], rtt_ms: u64) -> String {
-    let (w, h, left, bottom, top, right) = (720.0, 420.0, 60.0, 50.0, 30.0, 20.0);
-    let max_ms = shared.iter().chain(local).copied().fold(1.0_f64, f64::max) * 1.05;
-    let x = |ms: f64| left + (ms / max_ms) * (w - left - right);
-    let y = |frac: f64| h - bottom - frac * (h - bottom - top);
-    let line = |samples: &[f64]| -> String {
-        let n = samples.len() as f64;
-        let mut points = format!("{:.1},{:.1}", x(0.0), y(0.0));
-        for (i, ms) in samples.iter().enumerate() {
-            points.push_str(&format!(
-                " {:.1},{:.1} {:.1},{:.1}",
-                x(*ms),
-                y(i as f64 / n),
-                x(*ms),
-                y((i + 1) as f64 / n)
-            ));
-        }
-        points
-    };
-    let mut svg = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
-         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
-         <text x=\"{left}\" y=\"18\" font-size=\"14\">First request latency, CDF ({rtt_ms} ms RTT)</text>\n"
-    );
-    for i in 0..=4 {
-        let frac = f64::from(i) / 4.0;
-        svg.push_str(&format!(
-            "<line x1=\"{left}\" x2=\"{:.1}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#ddd\"/><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{:.0} %</text>\n",
-            w - right,
-            left - 6.0,
-            y(frac) + 4.0,
-            100.0 * frac,
-            y = y(frac)
-        ));
-        let ms = max_ms * frac;
-        svg.push_str(&format!(
-            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{:.0}</text>\n",
-            x(ms),
-            h - bottom + 18.0,
-            ms
-        ));
-    }
-    svg.push_str(&format!(
-        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">milliseconds</text>\n",
-        (w + left) / 2.0,
-        h - 10.0
-    ));
-    svg.push_str(&format!(
-        "<polyline fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"2\" points=\"{}\"/>\n",
-        line(shared)
-    ));
-    svg.push_str(&format!(
-        "<polyline fill=\"none\" stroke=\"#ff7f0e\" stroke-width=\"2\" points=\"{}\"/>\n",
-        line(local)
-    ));
-    // One and two round trips, for reference.
-    for (rtts, label) in [(1.0, "1 RTT"), (2.0, "2 RTT")] {
-        let ms = rtts * rtt_ms as f64;
-        if ms < max_ms {
-            svg.push_str(&format!(
-                "<line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#999\" stroke-dasharray=\"4 4\"/><text x=\"{:.1}\" y=\"{:.1}\" fill=\"#666\">{label}</text>\n",
-                y(0.0),
-                y(1.0),
-                x(ms) + 4.0,
-                y(0.5),
-                x = x(ms)
-            ));
-        }
-    }
-    // The legend sits bottom right, where both curves have reached 100 %.
-    svg.push_str(&format!(
-        "<text x=\"{:.1}\" y=\"{:.1}\" fill=\"#1f77b4\">shared cache</text>\n<text x=\"{:.1}\" y=\"{:.1}\" fill=\"#ff7f0e\">local-only</text>\n</svg>\n",
-        w - 130.0,
-        h - bottom - 34.0,
-        w - 130.0,
-        h - bottom - 16.0
-    ));
-    svg
+/// A row of the table: its name and how one run's cell reads.
+type Row = (&'static str, fn(&RunReport) -> String);
+
+fn table_rows() -> [Row; 9] {
+    [
+        ("full handshakes", |r| r.full_handshakes.to_string()),
+        ("resumed handshakes", |r| r.resumed.to_string()),
+        ("0-RTT attempted / accepted", |r| {
+            format!("{}/{}", r.zero_rtt_attempted, r.zero_rtt_accepted)
+        }),
+        ("first-contact resumption rate", |r| {
+            format!("{:.0} %", 100.0 * r.first_contact_resumption_rate)
+        }),
+        ("first request p50 (ms)", |r| {
+            format!("{:.1}", r.first_request_ms.p50)
+        }),
+        ("first request p90 (ms)", |r| {
+            format!("{:.1}", r.first_request_ms.p90)
+        }),
+        ("first request p99 (ms)", |r| {
+            format!("{:.1}", r.first_request_ms.p99)
+        }),
+        ("later requests p50 / p99 (ms)", |r| {
+            format!("{:.1}/{:.1}", r.later_request_ms.p50, r.later_request_ms.p99)
+        }),
+        ("failed requests", |r| r.failed_requests.to_string()),
+    ]
 }
 
 /// A small seeded generator for the order of visits (xorshift64*).
@@ -508,6 +419,21 @@ impl Order {
 /// One replica: visits every target in its own order, sending the requests
 /// of each, and prints one [`Visit`] line per host.
 pub(crate) async fn replica(args: ReplicaArgs) -> Result<(), CliError> {
+    let (session, mut targets) = replica_session(&args)?;
+    Order(args.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1).shuffle(&mut targets);
+    let mut out = std::io::stdout().lock();
+    for (name, port) in targets {
+        let visit = visit(&session, name, port, args.requests_per_host).await;
+        writeln!(out, "{}", serde_json::to_string(&visit)?)?;
+        out.flush()?;
+    }
+    drop(out);
+    session.close().await;
+    Ok(())
+}
+
+/// The session of one replica and the hosts it visits.
+fn replica_session(args: &ReplicaArgs) -> Result<(Session, Vec<(String, u16)>), CliError> {
     let mut builder = Session::builder()
         .system_roots(false)
         .protocol(match args.protocol.as_str() {
@@ -529,53 +455,46 @@ pub(crate) async fn replica(args: ReplicaArgs) -> Result<(), CliError> {
         builder = builder.resolve(&name, port, &["127.0.0.1".parse()?]);
         targets.push((name, port));
     }
-    let session = builder.build()?;
-    Order(args.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1).shuffle(&mut targets);
-    let mut out = std::io::stdout().lock();
-    for (name, port) in targets {
-        let url = format!("https://{name}:{port}/bench");
-        let mut visit = Visit {
-            host: name.clone(),
-            first_ms: 0.0,
-            resumed: false,
-            early_data: "not_attempted".to_owned(),
-            ticket_source: "none".to_owned(),
-            later_ms: Vec::new(),
-            failed: 0,
-        };
-        for i in 0..args.requests_per_host {
-            let started = Instant::now();
-            let result = async {
-                let response = session.get(&url).send().await?;
-                let tls = response.tls().clone();
-                let ok = response.status().is_success();
-                response.bytes().await?;
-                Ok::<_, h3fleet::Error>((tls, ok))
+    Ok((builder.build()?, targets))
+}
+
+/// Sends `requests` requests to one host and reports how they went.
+async fn visit(session: &Session, name: String, port: u16, requests: usize) -> Visit {
+    let url = format!("https://{name}:{port}/bench");
+    let mut visit = Visit {
+        host: name,
+        first_ms: 0.0,
+        resumed: false,
+        early_data: "not_attempted".to_owned(),
+        ticket_source: "none".to_owned(),
+        later_ms: Vec::new(),
+        failed: 0,
+    };
+    for i in 0..requests {
+        let started = Instant::now();
+        let result = async {
+            let response = session.get(&url).send().await?;
+            let tls = response.tls().clone();
+            let ok = response.status().is_success();
+            response.bytes().await?;
+            Ok::<_, h3fleet::Error>((tls, ok))
+        }
+        .await;
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        match result {
+            Ok((tls, true)) if i == 0 => {
+                visit.first_ms = ms;
+                visit.resumed = tls.resumed;
+                visit.early_data = tls.early_data.as_str().to_owned();
+                visit.ticket_source = tls.ticket_source_str().to_owned();
             }
-            .await;
-            let ms = started.elapsed().as_secs_f64() * 1000.0;
-            match result {
-                Ok((tls, true)) => {
-                    if i == 0 {
-                        visit.first_ms = ms;
-                        visit.resumed = tls.resumed;
-                        visit.early_data = tls.early_data.as_str().to_owned();
-                        visit.ticket_source = tls.ticket_source_str().to_owned();
-                    } else {
-                        visit.later_ms.push(ms);
-                    }
-                }
-                Ok((_, false)) => visit.failed += 1,
-                Err(e) => {
-                    tracing::warn!(url, error = %e, "bench request failed");
-                    visit.failed += 1;
-                }
+            Ok((_, true)) => visit.later_ms.push(ms),
+            Ok((_, false)) => visit.failed += 1,
+            Err(e) => {
+                tracing::warn!(url, error = %e, "bench request failed");
+                visit.failed += 1;
             }
         }
-        writeln!(out, "{}", serde_json::to_string(&visit)?)?;
-        out.flush()?;
     }
-    drop(out);
-    session.close().await;
-    Ok(())
+    visit
 }

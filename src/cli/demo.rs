@@ -55,32 +55,13 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), CliError> {
         replicas.push(replica(&url, &cache, &started.cert, port).await?);
     }
     let seen = records.lock().unwrap_or_else(PoisonError::into_inner).clone();
-    let server_saw_early = |i: usize| seen.get(i).is_some_and(|r| r.early_data);
+    let server_saw_early: Vec<bool> = (0..replicas.len())
+        .map(|i| seen.get(i).is_some_and(|r| r.early_data))
+        .collect();
     if args.json {
         println!("{}", serde_json::json!({ "replicas": replicas }));
     } else {
-        println!("h3fleet demo: two replica processes, one HTTP/3 origin (quinn + rustls), one shared cache");
-        println!(
-            "  origin  {url} (a relay adds {} ms of round-trip time)",
-            args.rtt_ms
-        );
-        println!("  cache   {cache}\n");
-        println!(
-            "  {:<8} {:<9} {:<8} {:<14} {:<12} {:>10} {:>10}",
-            "replica", "ticket", "resumed", "0-RTT", "server: early", "handshake", "total"
-        );
-        for (i, r) in replicas.iter().enumerate() {
-            println!(
-                "  {:<8} {:<9} {:<8} {:<14} {:<12} {:>7.1} ms {:>7.1} ms",
-                i + 1,
-                r.ticket_source,
-                if r.resumed { "yes" } else { "no" },
-                r.early_data,
-                if server_saw_early(i) { "yes" } else { "no" },
-                r.handshake_ms,
-                r.total_ms
-            );
-        }
+        print_table(&url, &cache, args.rtt_ms, &replicas, &server_saw_early);
     }
     let (first, second) = (&replicas[0], &replicas[1]);
     let as_expected = first.ticket_source == "none"
@@ -88,7 +69,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), CliError> {
         && second.ticket_source == "backend"
         && second.resumed
         && second.early_data == "accepted"
-        && server_saw_early(1);
+        && server_saw_early[1];
     if !as_expected {
         return Err("the second replica did not resume from the backend with 0-RTT accepted".into());
     }
@@ -98,6 +79,33 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), CliError> {
         );
     }
     Ok(())
+}
+
+/// The human-readable report: one line per replica.
+fn print_table(url: &str, cache: &str, rtt_ms: u64, replicas: &[GetReport], server_saw_early: &[bool]) {
+    println!("h3fleet demo: two replica processes, one HTTP/3 origin (quinn + rustls), one shared cache");
+    println!("  origin  {url} (a relay adds {rtt_ms} ms of round-trip time)");
+    println!("  cache   {cache}\n");
+    println!(
+        "  {:<8} {:<9} {:<8} {:<14} {:<12} {:>10} {:>10}",
+        "replica", "ticket", "resumed", "0-RTT", "server: early", "handshake", "total"
+    );
+    for (i, r) in replicas.iter().enumerate() {
+        println!(
+            "  {:<8} {:<9} {:<8} {:<14} {:<12} {:>7.1} ms {:>7.1} ms",
+            i + 1,
+            r.ticket_source,
+            if r.resumed { "yes" } else { "no" },
+            r.early_data,
+            if server_saw_early.get(i).copied().unwrap_or(false) {
+                "yes"
+            } else {
+                "no"
+            },
+            r.handshake_ms,
+            r.total_ms
+        );
+    }
 }
 
 /// Runs one `h3fleet get --json` process and reads its report.

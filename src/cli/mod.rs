@@ -1,6 +1,7 @@
 //! Argument parsing and dispatch for the `h3fleet` command.
 
 mod bench;
+mod bench_plot;
 mod cache_cmd;
 mod demo;
 mod get;

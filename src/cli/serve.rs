@@ -111,6 +111,94 @@ impl Started {
 /// How many times a port picked for UDP is tried for TCP before giving up.
 const SAME_PORT_TRIES: usize = 20;
 
+/// The TLS side of an origin: its certificate and the ECH keys, if any.
+struct OriginTls {
+    cert: SelfSigned,
+    ech: Option<Arc<EchKeys>>,
+    tcp: TcpServerConfig,
+    /// HTTP/3 on h3fleet's BoringSSL server (rustls has no server-side ECH).
+    boring_quic: bool,
+}
+
+impl OriginTls {
+    fn new(names: &[String], listeners: &Listeners) -> Result<Self, CliError> {
+        let mut names = if names.is_empty() {
+            vec!["localhost".to_owned()]
+        } else {
+            names.to_vec()
+        };
+        // After an ECH rejection the client authenticates the public name.
+        if let Some(public) = &listeners.ech_public_name {
+            names.push(public.clone());
+        }
+        let cert = SelfSigned::generate(&names)?;
+        let ech = listeners
+            .ech_public_name
+            .as_deref()
+            .map(EchKeys::generate)
+            .transpose()?
+            .map(Arc::new);
+        let mut tcp = TcpServerConfig::builder(cert.cert_pem.as_bytes(), cert.key_pem.as_bytes());
+        if let Some(keys) = &ech {
+            tcp = tcp.ech_keys(Arc::clone(keys));
+        }
+        let boring_quic = ech.is_some() || listeners.boring_quic;
+        Ok(Self {
+            tcp: tcp.build()?,
+            cert,
+            ech,
+            boring_quic,
+        })
+    }
+
+    fn quic(&self) -> Result<Arc<dyn quinn::crypto::ServerConfig>, CliError> {
+        let (cert, key) = (self.cert.cert_pem.as_bytes(), self.cert.key_pem.as_bytes());
+        if !self.boring_quic {
+            return Ok(rustls_quic_config(cert, key)?);
+        }
+        let mut quic = QuicServerConfig::builder(cert, key);
+        if let Some(keys) = &self.ech {
+            quic = quic.ech_keys(Arc::clone(keys));
+        }
+        Ok(Arc::new(quic.build()?))
+    }
+}
+
+/// Binds HTTP/3 and TCP on one port (trying other ports when the one
+/// picked for UDP is taken on TCP).
+fn bind(
+    listen: SocketAddr,
+    tls: &OriginTls,
+    listeners: &Listeners,
+) -> Result<(Option<H3Origin>, Option<TcpOrigin>, SocketAddr), CliError> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let h3 = if listeners.http3 {
+            Some(H3Origin::bind(listen, tls.quic()?)?)
+        } else {
+            None
+        };
+        let addr = match &h3 {
+            Some(h3) => h3.local_addr().ok_or("the origin has no local address")?,
+            None => listen,
+        };
+        if !listeners.tcp {
+            return Ok((h3, None, addr));
+        }
+        match TcpOrigin::bind(addr, tls.tcp.clone()) {
+            Ok(tcp) => {
+                let addr = tcp.local_addr();
+                tcp.set_alt_svc(h3.as_ref().map(|_| addr.port()));
+                return Ok((h3, Some(tcp), addr));
+            }
+            // The port picked for UDP is taken on TCP: pick another.
+            Err(_) if listen.port() == 0 && h3.is_some() && tries < SAME_PORT_TRIES => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// Starts an origin with a fresh self-signed certificate for `names`,
 /// written to `cert_out` (or a temporary file): HTTP/3 on quinn's rustls
 /// server and HTTP/2 + HTTP/1.1 on BoringSSL, on one port, the TCP side
@@ -121,78 +209,19 @@ pub(crate) fn start(
     cert_out: Option<&Path>,
     listeners: &Listeners,
 ) -> Result<Started, CliError> {
-    let mut names = if names.is_empty() {
-        vec!["localhost".to_owned()]
-    } else {
-        names.to_vec()
-    };
-    // After an ECH rejection the client authenticates the public name.
-    if let Some(public) = &listeners.ech_public_name {
-        names.push(public.clone());
-    }
-    let cert = SelfSigned::generate(&names)?;
-    let ech = listeners
-        .ech_public_name
-        .as_deref()
-        .map(EchKeys::generate)
-        .transpose()?
-        .map(Arc::new);
-    let mut tcp_tls = TcpServerConfig::builder(cert.cert_pem.as_bytes(), cert.key_pem.as_bytes());
-    if let Some(keys) = &ech {
-        tcp_tls = tcp_tls.ech_keys(Arc::clone(keys));
-    }
-    let tcp_tls = tcp_tls.build()?;
-    // rustls has no server-side ECH: with ECH, HTTP/3 runs on BoringSSL.
-    let quic_tls = |cert: &SelfSigned| -> Result<Arc<dyn quinn::crypto::ServerConfig>, CliError> {
-        if ech.is_none() && !listeners.boring_quic {
-            return Ok(rustls_quic_config(
-                cert.cert_pem.as_bytes(),
-                cert.key_pem.as_bytes(),
-            )?);
-        }
-        let mut quic = QuicServerConfig::builder(cert.cert_pem.as_bytes(), cert.key_pem.as_bytes());
-        if let Some(keys) = &ech {
-            quic = quic.ech_keys(Arc::clone(keys));
-        }
-        Ok(Arc::new(quic.build()?))
-    };
-    let mut tries = 0;
-    let (h3, tcp, addr) = loop {
-        tries += 1;
-        let h3 = if listeners.http3 {
-            Some(H3Origin::bind(listen, quic_tls(&cert)?)?)
-        } else {
-            None
-        };
-        let addr = match &h3 {
-            Some(h3) => h3.local_addr().ok_or("the origin has no local address")?,
-            None => listen,
-        };
-        if !listeners.tcp {
-            break (h3, None, addr);
-        }
-        match TcpOrigin::bind(addr, tcp_tls.clone()) {
-            Ok(tcp) => {
-                let addr = tcp.local_addr();
-                tcp.set_alt_svc(h3.as_ref().map(|_| addr.port()));
-                break (h3, Some(tcp), addr);
-            }
-            // The port picked for UDP is taken on TCP: pick another.
-            Err(_) if listen.port() == 0 && h3.is_some() && tries < SAME_PORT_TRIES => continue,
-            Err(e) => return Err(e.into()),
-        }
-    };
+    let tls = OriginTls::new(names, listeners)?;
+    let (h3, tcp, addr) = bind(listen, &tls, listeners)?;
     let path = match cert_out {
         Some(path) => path.to_owned(),
         None => std::env::temp_dir().join(format!("h3fleet-serve-{}.pem", addr.port())),
     };
-    std::fs::write(&path, cert.cert_pem.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
+    std::fs::write(&path, tls.cert.cert_pem.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(Started {
         h3,
         tcp,
         addr,
         cert: path,
-        ech_config_list: ech.map(|keys| keys.config_list().to_vec()),
+        ech_config_list: tls.ech.map(|keys| keys.config_list().to_vec()),
     })
 }
 

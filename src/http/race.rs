@@ -13,11 +13,13 @@
 //! does, instead of after the whole connect timeout.
 
 use std::pin::pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::conn::{Conn, OnReady, SharedReady};
 use super::connect::{Connector, NewConnection, Opened, Target};
 use super::ech_offer::EchChoice;
+use super::tcp::TcpConnection;
 use crate::cache::Protocol;
 use crate::error::Error;
 
@@ -36,6 +38,36 @@ struct Race {
     tcp_error: Option<Error>,
 }
 
+impl Race {
+    /// QUIC failed before its handshake: TCP goes on alone, or, if it
+    /// failed too, the race ends with the error that says more.
+    fn quic_failed(&mut self, e: Error) -> Result<(), Error> {
+        if let Some(tcp_error) = self.tcp_error.take() {
+            return Err(worse_failure(e, tcp_error));
+        }
+        self.quic_error = Some(e);
+        self.tcp_started = true;
+        Ok(())
+    }
+
+    /// TCP failed: QUIC gets a short grace, unless it failed already.
+    fn tcp_failed(&mut self, e: Error) -> Result<(), Error> {
+        if let Some(quic_error) = self.quic_error.take() {
+            return Err(worse_failure(quic_error, e));
+        }
+        self.tcp_error = Some(e);
+        Ok(())
+    }
+
+    /// The grace after TCP's failure ran out: TCP's error ends the race.
+    fn give_up(&mut self) -> Error {
+        self.tcp_error.take().unwrap_or(Error::Timeout {
+            what: "connecting over QUIC",
+            after: QUIC_GRACE_AFTER_TCP_FAILED,
+        })
+    }
+}
+
 impl Connector {
     /// Races QUIC (to `h3_port`) against TCP (to the origin's port).
     /// `expected`: the origin was believed to speak HTTP/3.
@@ -46,30 +78,16 @@ impl Connector {
         h3_port: u16,
         expected: bool,
     ) -> Result<Opened, Error> {
-        let NewConnection {
-            identifier,
-            host,
-            port,
-            request,
-            on_ready,
-            ..
-        } = new;
+        let (host, port, request) = (new.host, new.port, new.request);
         // Whoever is ready first hands its connection to waiting requests.
-        let ready = SharedReady::new(on_ready);
+        let ready = SharedReady::new(new.on_ready);
         let (handshaken_tx, mut handshaken_rx) = tokio::sync::oneshot::channel();
-        let quic_target = self.target(identifier.clone(), host, h3_port, &[Protocol::H3], ech.clone());
+        let tcp = self.tcp_attempt(new.identifier.clone(), host, port, ech.clone());
+        let quic_target = self.target(new.identifier, host, h3_port, &[Protocol::H3], ech);
         let quic = async {
             let target = quic_target.await?;
             self.open_h3(target, request, ready.hook(), Some(handshaken_tx))
                 .await
-        };
-        let tcp = async {
-            let protocols = self.mode.tcp_protocols();
-            let mut target = self
-                .target(identifier.clone(), host, port, protocols, ech)
-                .await?;
-            let conn = self.dial_tcp(&mut target, None).await?;
-            Ok::<_, Error>((target, conn))
         };
         let (mut quic, mut tcp) = (pin!(quic), pin!(tcp));
         let mut head_start = pin!(tokio::time::sleep(self.head_start));
@@ -87,11 +105,7 @@ impl Connector {
                     Err(e) if race.handshaken => return Err(e),
                     Err(e) => {
                         tracing::debug!(origin = %format!("{host}:{h3_port}"), error = %e, "QUIC attempt failed; TCP goes on");
-                        if let Some(tcp_error) = race.tcp_error.take() {
-                            return Err(worse_failure(e, tcp_error));
-                        }
-                        race.quic_error = Some(e);
-                        race.tcp_started = true;
+                        race.quic_failed(e)?;
                     }
                 },
                 signal = &mut handshaken_rx, if !race.signal_done => {
@@ -101,9 +115,7 @@ impl Connector {
                 () = &mut head_start, if !race.tcp_started => race.tcp_started = true,
                 () = &mut grace, if race.tcp_error.is_some() && !race.handshaken => {
                     tracing::debug!(origin = %format!("{host}:{h3_port}"), "QUIC has not answered since TCP failed; giving up");
-                    if let Some(e) = race.tcp_error.take() {
-                        return Err(e);
-                    }
+                    return Err(race.give_up());
                 }
                 result = &mut tcp, if race.tcp_started && !race.handshaken && race.tcp_error.is_none() => match result {
                     Ok((target, conn)) => {
@@ -111,10 +123,7 @@ impl Connector {
                         return self.tcp_won(&target, conn, &ready, request).await;
                     }
                     Err(e) => {
-                        if let Some(quic_error) = race.quic_error.take() {
-                            return Err(worse_failure(quic_error, e));
-                        }
-                        race.tcp_error = Some(e);
+                        race.tcp_failed(e)?;
                         grace.as_mut().reset(tokio::time::Instant::now() + QUIC_GRACE_AFTER_TCP_FAILED);
                     }
                 },
@@ -122,11 +131,25 @@ impl Connector {
         }
     }
 
+    /// The TCP side of a race: connected and handshaken, no request yet.
+    async fn tcp_attempt(
+        &self,
+        identifier: Option<String>,
+        host: &str,
+        port: u16,
+        ech: EchChoice,
+    ) -> Result<(Target, Arc<TcpConnection>), Error> {
+        let protocols = self.mode.tcp_protocols();
+        let mut target = self.target(identifier, host, port, protocols, ech).await?;
+        let conn = self.dial_tcp(&mut target, None).await?;
+        Ok((target, conn))
+    }
+
     /// TCP completed its handshake first: it carries the request.
     async fn tcp_won(
         &self,
         target: &Target,
-        conn: std::sync::Arc<super::tcp::TcpConnection>,
+        conn: Arc<TcpConnection>,
         ready: &SharedReady<'_>,
         request: &super::PreparedRequest,
     ) -> Result<Opened, Error> {
