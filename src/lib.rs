@@ -121,7 +121,7 @@ pub mod telemetry;
 pub mod tls;
 
 pub use dns::DnsError;
-pub use error::Error;
+pub use error::{Error, QuicError};
 pub use http::{EarlyData, HttpProtocol};
 pub use preset::UnknownPresetError;
 pub use preset::{Preset, DEFAULT_PRESET, KNOWN_PRESETS};

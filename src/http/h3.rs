@@ -120,10 +120,11 @@ fn failure(origin: &str, quic: &quinn::Connection, e: BoxedH3) -> Error {
     match quic.close_reason() {
         Some(source) => Error::Connection {
             origin: origin.to_owned(),
-            source,
+            source: source.into(),
         },
         None => Error::Http {
             origin: origin.to_owned(),
+            protocol: "HTTP/3",
             source: e.0,
         },
     }
@@ -161,7 +162,7 @@ impl H3Connection {
             .map_err(|source| Error::Connect {
                 origin: origin.clone(),
                 addr,
-                source,
+                source: source.into(),
             })?;
         let base = Setup {
             origin,
@@ -182,7 +183,7 @@ impl H3Connection {
         };
         let quic = connecting.await.map_err(|source| Error::Connection {
             origin: base.origin.clone(),
-            source,
+            source: source.into(),
         })?;
         let mut base = base;
         base.tell_handshaken();
@@ -223,9 +224,18 @@ impl H3Connection {
         self.quic.stats().frame_tx.connection_close > 0
     }
 
-    /// The error for a failure while reading a response body.
+    /// The error for a failure while reading a response body: the QUIC
+    /// reason if the connection is gone, else h3's.
     pub(crate) fn body_error(&self, e: h3::error::StreamError) -> Error {
-        failure(&self.origin, &self.quic, e.into())
+        let source: crate::error::BoxError = match self.quic.close_reason() {
+            Some(reason) => Box::new(reason),
+            None => Box::new(e),
+        };
+        Error::Body {
+            origin: self.origin.clone(),
+            protocol: "HTTP/3",
+            source,
+        }
     }
 }
 
@@ -320,7 +330,7 @@ impl Setup<'_> {
         if let Some(source) = quic.close_reason() {
             return Err(Error::Connection {
                 origin: self.origin,
-                source,
+                source: source.into(),
             });
         }
         self.tell_handshaken();
@@ -338,7 +348,10 @@ impl Setup<'_> {
         let origin = self.origin.clone();
         let conn = self.assemble(quic, driver, send, EarlyData::Accepted, duration);
         let mut stream = sent.map_err(|e| failure(&origin, &conn.quic, e))?;
-        let head = stream.recv_response().await.map_err(|e| conn.body_error(e))?;
+        let head = stream
+            .recv_response()
+            .await
+            .map_err(|e| failure(&origin, &conn.quic, e.into()))?;
         Ok(FirstExchange { conn, stream, head })
     }
 }

@@ -27,6 +27,16 @@ pub(crate) enum TcpHttp {
     H1,
 }
 
+impl TcpHttp {
+    /// `HTTP/2` or `HTTP/1.1`, for messages.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Self::H2 => "HTTP/2",
+            Self::H1 => "HTTP/1.1",
+        }
+    }
+}
+
 enum Sender {
     H2(http2::SendRequest<Full<Bytes>>),
     /// HTTP/1.1 carries one exchange at a time.
@@ -81,9 +91,10 @@ pub(crate) struct TcpDial {
     pub(crate) ech_rejection: Arc<EchRejection>,
 }
 
-fn http_error(origin: &str, e: impl std::error::Error + Send + Sync + 'static) -> Error {
+fn http_error(origin: &str, http: TcpHttp, e: impl std::error::Error + Send + Sync + 'static) -> Error {
     Error::Http {
         origin: origin.to_owned(),
+        protocol: http.label(),
         source: Box::new(e),
     }
 }
@@ -109,7 +120,14 @@ impl TcpConnection {
             ech,
             ech_rejection: Arc::clone(&dial.ech_rejection),
         };
-        let tls = dial.tls.connect(&dial.server_name, tcp, options).await?;
+        let tls = dial
+            .tls
+            .connect(&dial.server_name, tcp, options)
+            .await
+            .map_err(|source| Error::Handshake {
+                origin: dial.origin.clone(),
+                source,
+            })?;
         // In early data this is the session's protocol, which hyper must
         // speak from the first byte; the stream checks it after the handshake.
         let alpn = tls.ssl().selected_alpn_protocol().map(<[u8]>::to_vec);
@@ -206,7 +224,7 @@ impl TcpConnection {
         };
         let mut outgoing = builder
             .body(Full::new(request.body.clone()))
-            .map_err(|e| http_error(&self.origin, e))?;
+            .map_err(|e| http_error(&self.origin, self.http, e))?;
         *outgoing.headers_mut() = request.headers.clone();
         if self.http == TcpHttp::H1 {
             outgoing
@@ -216,21 +234,31 @@ impl TcpConnection {
         let sent = match &self.sender {
             Sender::H2(sender) => {
                 let mut sender = sender.clone();
-                sender.ready().await.map_err(|e| http_error(&self.origin, e))?;
+                sender
+                    .ready()
+                    .await
+                    .map_err(|e| http_error(&self.origin, self.http, e))?;
                 sender.send_request(outgoing).await
             }
             Sender::H1(sender) => {
                 let mut sender = sender.lock().await;
-                sender.ready().await.map_err(|e| http_error(&self.origin, e))?;
+                sender
+                    .ready()
+                    .await
+                    .map_err(|e| http_error(&self.origin, self.http, e))?;
                 sender.send_request(outgoing).await
             }
         };
-        sent.map_err(|e| http_error(&self.origin, e))
+        sent.map_err(|e| http_error(&self.origin, self.http, e))
     }
 
     /// The error for a failure while reading a response body.
     pub(crate) fn body_error(&self, e: hyper::Error) -> Error {
-        http_error(&self.origin, e)
+        Error::Body {
+            origin: self.origin.clone(),
+            protocol: self.http.label(),
+            source: Box::new(e),
+        }
     }
 }
 
@@ -274,10 +302,12 @@ where
     if alpn == Some(b"h2") {
         let (sender, conn) = http2::handshake(TokioExecutor::new(), io)
             .await
-            .map_err(|e| http_error(origin, e))?;
+            .map_err(|e| http_error(origin, TcpHttp::H2, e))?;
         Ok((TcpHttp::H2, Sender::H2(sender), spawn(conn, origin.to_owned())))
     } else {
-        let (sender, conn) = http1::handshake(io).await.map_err(|e| http_error(origin, e))?;
+        let (sender, conn) = http1::handshake(io)
+            .await
+            .map_err(|e| http_error(origin, TcpHttp::H1, e))?;
         let sender = Sender::H1(tokio::sync::Mutex::new(sender));
         Ok((TcpHttp::H1, sender, spawn(conn, origin.to_owned())))
     }
