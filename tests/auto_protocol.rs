@@ -224,3 +224,77 @@ async fn an_https_record_without_h3_skips_quic() {
     assert_eq!(response.protocol(), http::Version::HTTP_2);
     assert_eq!(dns.https_queries(), 1);
 }
+
+/// `connect_timeout` bounds connecting only: a first answer slower than it
+/// (`/slow` waits 300 ms) still arrives, on HTTP/3 and on HTTP/2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_first_answer_is_not_a_connect_timeout() {
+    let mut origin = Origin::new();
+    origin.start_tcp(false);
+    origin.start_h3();
+    for protocol in [h3fleet::HttpProtocol::Http3, h3fleet::HttpProtocol::Http2] {
+        let session = Session::builder()
+            .system_roots(false)
+            .add_root_certificate_pem(origin.pki.ca_pem.as_bytes())
+            .resolve("localhost", origin.port, &["127.0.0.1".parse().unwrap()])
+            .protocol(protocol)
+            .connect_timeout(std::time::Duration::from_millis(150))
+            .build()
+            .unwrap();
+        let response = session.get(&origin.url("/slow")).send().await;
+        let response = response.unwrap_or_else(|e| panic!("{protocol:?}: {e}"));
+        assert_eq!(response.status(), 200);
+        session.close().await;
+    }
+}
+
+/// An origin where nothing listens on TCP and UDP is silent (quinn never
+/// hears ICMP port-unreachable): the TCP refusal ends the attempt, not the
+/// connect timeout, so the error is TCP's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_port_fails_with_the_tcp_error_not_the_connect_timeout() {
+    let origin = Origin::new();
+    let session = Session::builder()
+        .system_roots(false)
+        .resolve("localhost", origin.port, &["127.0.0.1".parse().unwrap()])
+        .connect_timeout(std::time::Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let sent = tokio::time::timeout(
+        std::time::Duration::from_secs(15),
+        session.get(&origin.url("/")).send(),
+    );
+    let err = sent.await.expect("still waiting on QUIC").unwrap_err();
+    assert!(matches!(err, h3fleet::Error::Tcp { .. }), "{err}");
+    assert!(err.is_connect() && !err.is_timeout(), "{err}");
+    eprintln!("closed port answered in {:?}", started.elapsed());
+}
+
+/// Time limits too large to add to the current time mean "no limit"; they
+/// never panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_time_limits_never_panic() {
+    let mut origin = Origin::new();
+    origin.start_tcp(false);
+    origin.start_h3();
+    let session = Session::builder()
+        .system_roots(false)
+        .add_root_certificate_pem(origin.pki.ca_pem.as_bytes())
+        .resolve("localhost", origin.port, &["127.0.0.1".parse().unwrap()])
+        .timeout(std::time::Duration::MAX)
+        .close_timeout(std::time::Duration::MAX)
+        .connect_timeout(std::time::Duration::MAX)
+        .build()
+        .unwrap();
+    let response = session.get(&origin.url("/")).send().await.unwrap();
+    assert_eq!(response.bytes().await.unwrap().is_empty(), false);
+    let response = session
+        .get(&origin.url("/"))
+        .timeout(std::time::Duration::MAX)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(session.close().await);
+}

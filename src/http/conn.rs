@@ -313,9 +313,8 @@ impl Connected {
     /// Resolves when `limit` passes before the connection is established;
     /// never once it is.
     pub(crate) async fn expired(&self, limit: std::time::Duration) {
-        tokio::select! {
-            () = tokio::time::sleep(limit) => {}
-            () = async { self.wait().await; std::future::pending::<()>().await } => {}
+        if tokio::time::timeout(limit, self.wait()).await.is_ok() {
+            std::future::pending::<()>().await;
         }
     }
 }
