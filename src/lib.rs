@@ -19,17 +19,18 @@
 //!                                   new tickets ─► local LRU now, backend put in the background
 //! ```
 //!
-//! ## What is built so far
+//! ## What it does
 //!
-//! [`Session`] is the HTTP/3 client: a reqwest-style builder, one QUIC
-//! connection per origin, and the fleet path. Before a new connection it asks
-//! the session cache for a ticket (this process's memory, then the shared
-//! backend); with one that allows early data, a replay-safe first request
-//! leaves in 0-RTT with the ClientHello, and a refused 0-RTT or a
-//! `425 Too Early` is sent again transparently. [`Response::tls`] says what
-//! happened. With [`SessionBuilder::http2_only`] or
-//! [`SessionBuilder::http1_only`] it speaks HTTP/2 or HTTP/1.1 over TLS over
-//! TCP instead (BoringSSL and hyper), with their own ticket caches.
+//! [`Session`] is the client: a reqwest-style builder, HTTP/3 (quinn + h3 on
+//! h3fleet's BoringSSL crypto layer), HTTP/2 and HTTP/1.1 (hyper on
+//! BoringSSL), chosen per origin by [`HttpProtocol::Auto`] (Alt-Svc, DNS
+//! HTTPS records, a QUIC/TCP race) or forced. Before a new connection it
+//! asks the session cache for a ticket (this process's memory, then the
+//! shared backend); with one that allows early data, a replay-safe first
+//! request leaves in 0-RTT (QUIC) or TLS 1.3 early data (TCP), and a refused
+//! early request or a `425 Too Early` is sent again transparently.
+//! Encrypted Client Hello uses configs from the builder, the caches or the
+//! origin's DNS HTTPS record. [`Response::tls`] says what happened.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -46,14 +47,34 @@
 //! # Ok(()) }
 //! ```
 //!
+//! ## A request's way through the modules
+//!
+//! It goes down once and never climbs back: `session` decides, `http`
+//! connects and exchanges, `quic`/`tls` speak TLS, `cache`/`ech` remember.
+//!
+//! 1. [`RequestBuilder::send`] checks the URL and headers and decides
+//!    whether the request is replay-safe (only then may it go early).
+//! 2. [`Session`] plans it (which protocols; a pooled connection or a new
+//!    one; one opener per origin while others wait).
+//! 3. The `http` layer turns the origin into one dial description
+//!    (addresses, the ECH offer, the ticket to offer) for HTTP/3 or TCP, or
+//!    races the two; the ECH retry and the `425` resend live there once.
+//! 4. [`quic`] (quinn's crypto layer on BoringSSL) or the TCP connector in
+//!    [`tls`] runs the handshake; new tickets go to the [`cache`], the
+//!    backend write in the background.
+//! 5. [`Response`] reads the body and carries [`TlsInfo`].
+//!
 //! Underneath: the [`cache`] module holds the backend contract
 //! ([`cache::SessionCacheBackend`]), the backends (in-memory, SQLite, Redis,
-//! Redis Cluster), the key formats, the versioned session envelope, and
-//! [`cache::PersistableSessionCache`], a local LRU in front of a backend with
-//! bounded, single-flight reads and background writes. The [`quic`] module is
-//! quinn's crypto layer on BoringSSL, whose client sessions can be exported
-//! and imported by another process. TCP early data, automatic protocol
-//! selection and DNS-driven ECH come next.
+//! Redis Cluster, Memcached), the key formats, the versioned session
+//! envelope, and [`cache::PersistableSessionCache`], a local LRU in front of
+//! a backend with bounded, single-flight reads and background writes. The
+//! [`ech`] module validates ECHConfigLists and finds them in DNS.
+//!
+//! "Session" names three things here: the HTTP client ([`Session`]),
+//! BoringSSL's per-connection TLS state, and a resumable TLS session (a
+//! ticket, what [`cache::PersistableSessionCache`] stores); the session
+//! identifier belongs to the last.
 //!
 //! ## The cache on its own
 //!
@@ -97,6 +118,7 @@
 //! | `sqlite` | [`cache::SqliteBackend`], the embedded default (bundled SQLite) |
 //! | `redis` | [`cache::RedisBackend`] |
 //! | `redis-cluster` | [`cache::RedisClusterBackend`] |
+//! | `memcached` | [`cache::MemcachedBackend`] (its own text-protocol client) |
 //! | `server` | [`server::H3Origin`], h3fleet's own HTTP/3 origin (tests, benchmarks, `serve`), on rustls or BoringSSL |
 //! | `cli` | the `h3fleet` command-line tool |
 //!

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 /// h3fleet: an HTTP client for fleets, whose replicas share TLS session
-/// tickets and ECH configs through Redis, Redis Cluster or SQLite.
+/// tickets and ECH configs through Redis, Redis Cluster, Memcached or SQLite.
 #[derive(Debug, Parser)]
 #[command(name = "h3fleet", version, about)]
 struct Cli {

@@ -8,6 +8,7 @@
 //! data) is dropped unpolled and a new one is built on the same, now
 //! 1-RTT, QUIC connection, and the request is sent again once.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -57,6 +58,10 @@ pub(crate) struct H3Connection {
     driver: JoinHandle<()>,
     pub(crate) handshake: Handshake,
     pub(crate) tickets: Arc<Tickets>,
+    /// After [`close`](H3Connection::close): the datagram count that means
+    /// the CONNECTION_CLOSE has been handed to the socket (0: nothing left
+    /// to send). `u64::MAX` until then.
+    close_mark: AtomicU64,
 }
 
 impl std::fmt::Debug for H3Connection {
@@ -215,13 +220,25 @@ impl H3Connection {
 
     /// Closes the connection cleanly (`H3_NO_ERROR`).
     pub(crate) fn close(&self) {
+        // An idle connection sends nothing but the CONNECTION_CLOSE after
+        // this, so the next datagram quinn sends is the one carrying it; a
+        // connection already closed has nothing left to send.
+        let mark = match self.quic.close_reason() {
+            Some(_) => 0,
+            None => self.quic.stats().udp_tx.datagrams + 1,
+        };
+        let _ = self
+            .close_mark
+            .compare_exchange(u64::MAX, mark, Ordering::SeqCst, Ordering::SeqCst);
         self.quic.close(H3_NO_ERROR.into(), b"");
     }
 
-    /// The CONNECTION_CLOSE frame has been written into a packet (quinn
-    /// counts it when it builds the datagram it leaves in).
+    /// The CONNECTION_CLOSE has left: quinn has sent the datagram after
+    /// [`close`](Self::close) (it counts datagrams as it hands them to the
+    /// socket). False before `close`.
     pub(crate) fn close_sent(&self) -> bool {
-        self.quic.stats().frame_tx.connection_close > 0
+        let mark = self.close_mark.load(Ordering::SeqCst);
+        mark != u64::MAX && self.quic.stats().udp_tx.datagrams >= mark
     }
 
     /// The error for a failure while reading a response body: the QUIC
@@ -305,6 +322,7 @@ impl Setup<'_> {
             send,
             handshake,
             tickets: self.tickets,
+            close_mark: AtomicU64::new(u64::MAX),
         });
         if let Some(ready) = self.on_ready {
             ready(Conn::H3(Arc::clone(&conn)));
