@@ -288,7 +288,7 @@ async fn huge_time_limits_never_panic() {
         .build()
         .unwrap();
     let response = session.get(&origin.url("/")).send().await.unwrap();
-    assert_eq!(response.bytes().await.unwrap().is_empty(), false);
+    assert!(!response.bytes().await.unwrap().is_empty());
     let response = session
         .get(&origin.url("/"))
         .timeout(std::time::Duration::MAX)
