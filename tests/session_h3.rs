@@ -561,3 +561,41 @@ async fn waiting_request_uses_the_new_connection_before_the_first_answer() {
     );
     assert_eq!(origin.origin.stats().connections(), 1);
 }
+
+/// `TlsInfo::early_data == Accepted` means the request itself went in
+/// 0-RTT: through 20 ms of RTT, the client's report and the origin's
+/// `x-early-data` agree on every one of seven resumed replicas.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_early_data_report_agrees_with_the_origin() {
+    let origin = Origin::start(Stack::Boring).await;
+    let backend = shared();
+    let first = origin
+        .session()
+        .session_cache(Arc::clone(&backend), None)
+        .build()
+        .unwrap();
+    let (response, _) = get(&first, &origin.url("/")).await;
+    assert_eq!(response.status(), 200);
+    assert!(first.close().await);
+    for replica in 0..7 {
+        let session = origin
+            .session()
+            .session_cache(Arc::clone(&backend), None)
+            .build()
+            .unwrap();
+        let (response, early) = get(&session, &origin.url("/")).await;
+        let tls = response.tls().clone();
+        assert!(tls.resumed, "replica {replica}: {tls:?}");
+        let client_says = tls.early_data == EarlyData::Accepted;
+        assert_eq!(
+            client_says,
+            early == "1",
+            "replica {replica}: {tls:?}, origin {early}"
+        );
+        assert!(
+            client_says,
+            "replica {replica}: through a relay the request goes early"
+        );
+        session.close().await;
+    }
+}

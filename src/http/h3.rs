@@ -8,8 +8,11 @@
 //! data) is dropped unpolled and a new one is built on the same, now
 //! 1-RTT, QUIC connection, and the request is sent again once.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -342,9 +345,17 @@ impl Setup<'_> {
         let (driver, mut send) = h3::client::new(h3_quinn::Connection::new(quic.clone()))
             .await
             .map_err(|e| failure(&self.origin, &quic, e.into()))?;
+        let mut accepted = accepted;
         let sent = send_request(&mut send, request).await;
+        // Had the handshake completed before the request was handed to
+        // QUIC, it went at 1-RTT, not as early data.
+        let decided = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut accepted).poll(cx))).await;
+        let went_early = decided.is_pending();
         // Do not poll the h3 driver before the server has decided.
-        let accepted = accepted.await;
+        let accepted = match decided {
+            Poll::Ready(accepted) => accepted,
+            Poll::Pending => accepted.await,
+        };
         if let Some(source) = quic.close_reason() {
             return Err(Error::Connection {
                 origin: self.origin,
@@ -364,7 +375,13 @@ impl Setup<'_> {
         }
         let duration = self.started.elapsed();
         let origin = self.origin.clone();
-        let conn = self.assemble(quic, driver, send, EarlyData::Accepted, duration);
+        let early_data = if went_early {
+            EarlyData::Accepted
+        } else {
+            tracing::debug!(origin = %origin, "the handshake completed before the request was written: not early data");
+            EarlyData::NotAttempted
+        };
+        let conn = self.assemble(quic, driver, send, early_data, duration);
         let mut stream = sent.map_err(|e| failure(&origin, &conn.quic, e))?;
         let head = stream
             .recv_response()

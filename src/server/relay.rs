@@ -63,7 +63,29 @@ impl LatencyRelay {
         rtt: Duration,
         hold: Duration,
     ) -> Result<Self, ServerError> {
-        let bind: SocketAddr = ([127, 0, 0, 1], 0).into();
+        Self::bind(([127, 0, 0, 1], 0).into(), upstream, rtt, hold).await
+    }
+
+    /// A relay listening on `listen` (another loopback address with the
+    /// origin's port, say, so a URL keeps its port) to `upstream`.
+    ///
+    /// # Errors
+    ///
+    /// `listen` cannot be bound.
+    pub async fn start_at(
+        listen: SocketAddr,
+        upstream: SocketAddr,
+        rtt: Duration,
+    ) -> Result<Self, ServerError> {
+        Self::bind(listen, upstream, rtt, Duration::ZERO).await
+    }
+
+    async fn bind(
+        bind: SocketAddr,
+        upstream: SocketAddr,
+        rtt: Duration,
+        hold: Duration,
+    ) -> Result<Self, ServerError> {
         let front = UdpSocket::bind(bind)
             .await
             .map_err(|source| ServerError::Bind { addr: bind, source })?;
