@@ -32,19 +32,19 @@ const MAGIC: &[u8; 4] = b"H3FS";
 /// The newest envelope version this build writes and reads. It reads
 /// version 1 too, and writes version 1 whenever the value needs nothing newer,
 /// so replicas on the previous build keep using those tickets.
-pub const ENVELOPE_VERSION: u8 = 2;
+pub(crate) const ENVELOPE_VERSION: u8 = 2;
 /// Version 1: no ECH flag.
 const VERSION_1: u8 = 1;
 /// The TLS engine id of BoringSSL, the only engine that writes sessions.
-pub const ENGINE_BORINGSSL: u8 = 1;
+pub(crate) const ENGINE_BORINGSSL: u8 = 1;
 /// The largest envelope accepted, in bytes.
-pub const MAX_ENVELOPE_LEN: usize = 64 * 1024;
+pub(crate) const MAX_ENVELOPE_LEN: usize = 64 * 1024;
 /// The largest serialised session accepted, in bytes.
-pub const MAX_SESSION_LEN: usize = 48 * 1024;
+pub(crate) const MAX_SESSION_LEN: usize = 48 * 1024;
 /// The largest transport-parameter block accepted, in bytes.
-pub const MAX_TRANSPORT_PARAMS_LEN: usize = 4 * 1024;
+pub(crate) const MAX_TRANSPORT_PARAMS_LEN: usize = 4 * 1024;
 /// The longest ticket lifetime TLS 1.3 allows (RFC 8446 §4.6.1), seconds.
-pub const MAX_TICKET_LIFETIME_SECS: u32 = 7 * 24 * 3600;
+pub(crate) const MAX_TICKET_LIFETIME_SECS: u32 = 7 * 24 * 3600;
 
 const FLAG_EARLY_DATA: u8 = 0b1;
 const FLAG_ECH: u8 = 0b10;

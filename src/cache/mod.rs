@@ -39,17 +39,19 @@ pub use backend::{BackendError, BackendErrorKind, ErrorCallback, SessionCacheBac
 pub use breaker::{BreakerConfig, CircuitBreaker};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use entry::{CachedSession, EntryError};
-pub use envelope::{
-    Envelope, EnvelopeError, ENGINE_BORINGSSL, ENVELOPE_VERSION, MAX_ENVELOPE_LEN, MAX_SESSION_LEN,
-    MAX_TICKET_LIFETIME_SECS, MAX_TRANSPORT_PARAMS_LEN,
+pub use envelope::{Envelope, EnvelopeError};
+#[allow(unused_imports)]
+pub(crate) use envelope::{
+    ENGINE_BORINGSSL, ENVELOPE_VERSION, MAX_ENVELOPE_LEN, MAX_SESSION_LEN, MAX_TICKET_LIFETIME_SECS,
+    MAX_TRANSPORT_PARAMS_LEN,
 };
 pub use key::{KeyError, KeyFormat, ParsedKey, Protocol, DEFAULT_KEY_PREFIX};
 #[cfg(feature = "memcached")]
 pub use memcached::MemcachedBackend;
 pub use memory::MemoryBackend;
-pub(crate) use persistable::bounded;
+pub(crate) use persistable::{bounded, Operation};
 pub use persistable::{
-    CacheHit, CacheOptions, Operation, PersistableSessionCache, TicketSource, MAX_GET_TIMEOUT,
+    CacheHit, CacheOptions, PersistableSessionCache, TicketSource, MAX_GET_TIMEOUT,
     TLS_SESSION_CACHE_MAX_SIZE, TLS_SESSION_MAX_AGE,
 };
 pub(crate) use protocols::TicketCaches;

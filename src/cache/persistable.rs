@@ -32,7 +32,7 @@ pub const MAX_GET_TIMEOUT: Duration = Duration::from_secs(5);
 /// The operation labels passed to an [`ErrorCallback`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum Operation {
+pub(crate) enum Operation {
     /// Reading a session failed or timed out.
     Get,
     /// Writing a session failed or timed out.
@@ -52,7 +52,7 @@ pub enum Operation {
 impl Operation {
     /// The label: `get`, `put`, `put_serialize`, `delete`, `decode`,
     /// `get_ech` or `put_ech`.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Get => "get",
             Self::Put => "put",
@@ -139,7 +139,7 @@ impl Default for CacheOptions {
 ///   from the backend, unless a newer ticket has already replaced it. An
 ///   entry written by another h3fleet version or TLS engine is a miss and
 ///   is left alone, for the replicas that can use it.
-/// - **Errors** reach the error callback with an [`Operation`] label and are
+/// - **Errors** reach the error callback with an operation label and are
 ///   logged with `tracing`; they never reach the request.
 /// - **Identifiers** ([`set_session_identifier`](Self::set_session_identifier))
 ///   namespace both the backend keys and the local entries: a cache under

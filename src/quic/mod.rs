@@ -34,6 +34,5 @@ mod keys;
 mod params;
 mod session;
 
-pub use crate::tls::TicketSink;
 pub use config::{QuicClientConfig, QuicClientConfigBuilder, QuicServerConfig, QuicServerConfigBuilder};
 pub use session::{EarlyDataStatus, HandshakeData};

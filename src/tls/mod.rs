@@ -1,5 +1,5 @@
 //! BoringSSL: contexts, certificates and session export shared by the QUIC
-//! layer and the TCP connector ([`TcpClientConfig`]). The private `ffi` module holds every
+//! layer and the TCP connector. The private `ffi` module holds every
 //! raw call; [`TlsError`] is what callers see when TLS set-up fails.
 
 mod client;
@@ -16,9 +16,11 @@ pub(crate) mod tickets;
 pub(crate) use client::ClientSettings;
 pub use ech_keys::EchKeys;
 pub(crate) use ech_rejection::EchRejection;
+pub(crate) use tcp::TcpClientConfig;
 pub(crate) use tcp::{ConnectOptions, EchOffer};
-pub use tcp::{TcpClientConfig, TcpClientConfigBuilder};
-pub use tcp_server::{ServerTls, ServerTlsStream, TcpServerConfig, TcpServerConfigBuilder};
+#[cfg(feature = "server")]
+pub(crate) use tcp_server::ServerTls;
+pub use tcp_server::{TcpServerConfig, TcpServerConfigBuilder};
 pub use tickets::TicketSink;
 
 pub(crate) use roots::load_roots;

@@ -34,7 +34,7 @@ pub(crate) enum EchOffer<'a> {
 ///   chose, and handed to the connection's ticket sink. With hyper, tickets
 ///   arrive while the connection is read, on the connection's task.
 #[derive(Clone)]
-pub struct TcpClientConfig {
+pub(crate) struct TcpClientConfig {
     connector: SslConnector,
 }
 
@@ -47,14 +47,14 @@ impl fmt::Debug for TcpClientConfig {
 /// Builds a [`TcpClientConfig`].
 #[derive(Debug, Clone)]
 #[must_use]
-pub struct TcpClientConfigBuilder {
+pub(crate) struct TcpClientConfigBuilder {
     settings: ClientSettings,
 }
 
 impl TcpClientConfig {
     /// A builder offering ALPN `h2` and `http/1.1` and trusting the system's
     /// roots.
-    pub fn builder() -> TcpClientConfigBuilder {
+    pub(crate) fn builder() -> TcpClientConfigBuilder {
         TcpClientConfigBuilder {
             settings: ClientSettings::new(&[b"h2", b"http/1.1"]),
         }
@@ -159,7 +159,7 @@ fn ssl_error_stack<'e>(
 
 impl TcpClientConfigBuilder {
     /// The ALPN protocols to offer, most preferred first.
-    pub fn alpn_protocols<I, P>(mut self, protocols: I) -> Self
+    pub(crate) fn alpn_protocols<I, P>(mut self, protocols: I) -> Self
     where
         I: IntoIterator<Item = P>,
         P: AsRef<[u8]>,
@@ -169,13 +169,13 @@ impl TcpClientConfigBuilder {
     }
 
     /// Also trust the roots in `pem` (one or more PEM certificates).
-    pub fn add_root_certificates_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+    pub(crate) fn add_root_certificates_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
         self.settings.add_roots_pem(pem.into());
         self
     }
 
     /// Whether to trust the system's CA bundle. Default true.
-    pub fn system_roots(mut self, enabled: bool) -> Self {
+    pub(crate) fn system_roots(mut self, enabled: bool) -> Self {
         self.settings.set_system_roots(enabled);
         self
     }
@@ -186,7 +186,7 @@ impl TcpClientConfigBuilder {
     ///
     /// A root certificate cannot be parsed, no ALPN protocol is given, or
     /// BoringSSL refuses a setting.
-    pub fn build(self) -> Result<TcpClientConfig, TlsError> {
+    pub(crate) fn build(self) -> Result<TcpClientConfig, TlsError> {
         let mut builder = SslConnector::builder(SslMethod::tls())
             .map_err(|e| TlsError::boring("cannot create a TLS context", e))?;
         builder

@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use h3fleet::cache::CachedSession;
-use h3fleet::quic::{QuicClientConfig, QuicServerConfig, TicketSink};
+use h3fleet::quic::{QuicClientConfig, QuicServerConfig};
+use h3fleet::tls::TicketSink;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 
 /// A CA and a leaf certificate for `localhost`, `127.0.0.1`,
