@@ -54,6 +54,14 @@ impl Origin {
             )
     }
 
+    /// A replica on `backend`.
+    fn replica(&self, backend: &Arc<dyn SessionCacheBackend>) -> Session {
+        self.session()
+            .session_cache(Arc::clone(backend), None)
+            .build()
+            .unwrap()
+    }
+
     fn cache_key(&self) -> String {
         KeyFormat::default().session(
             None,
@@ -102,11 +110,7 @@ fn header(response: &h3fleet::Response, name: &str) -> String {
 async fn second_replica_resumes_from_the_backend_with_0rtt(stack: Stack) {
     let origin = Origin::start(stack).await;
     let backend = shared();
-    let first = origin
-        .session()
-        .session_cache(Arc::clone(&backend), None)
-        .build()
-        .unwrap();
+    let first = origin.replica(&backend);
     let (response, early) = get(&first, &origin.url("/a")).await;
     let tls = response.tls().clone();
     assert_eq!(response.status(), 200);
@@ -569,20 +573,12 @@ async fn waiting_request_uses_the_new_connection_before_the_first_answer() {
 async fn the_early_data_report_agrees_with_the_origin() {
     let origin = Origin::start(Stack::Boring).await;
     let backend = shared();
-    let first = origin
-        .session()
-        .session_cache(Arc::clone(&backend), None)
-        .build()
-        .unwrap();
+    let first = origin.replica(&backend);
     let (response, _) = get(&first, &origin.url("/")).await;
     assert_eq!(response.status(), 200);
     assert!(first.close().await);
     for replica in 0..7 {
-        let session = origin
-            .session()
-            .session_cache(Arc::clone(&backend), None)
-            .build()
-            .unwrap();
+        let session = origin.replica(&backend);
         let (response, early) = get(&session, &origin.url("/")).await;
         let tls = response.tls().clone();
         assert!(tls.resumed, "replica {replica}: {tls:?}");

@@ -14,7 +14,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use super::{BackendError, ErrorCallback, PersistableSessionCache, Protocol, SessionCacheBackend};
@@ -134,10 +134,7 @@ impl CircuitBreaker {
     /// Manages anything else that uses the backend, through `attach`.
     pub(crate) fn attach(&self, attach: Attach) {
         attach((!self.is_open()).then(|| Arc::clone(&self.backend)));
-        self.managed
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(attach);
+        crate::sync::lock(&self.managed).push(attach);
     }
 
     /// True while the caches run local-only.
@@ -156,7 +153,7 @@ impl CircuitBreaker {
         }
         let now = Instant::now();
         let tripped = {
-            let mut errors = self.errors.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut errors = crate::sync::lock(&self.errors);
             errors.push_back(now);
             while errors
                 .front()
@@ -172,7 +169,7 @@ impl CircuitBreaker {
     }
 
     fn set_all(&self, backend: Option<Arc<dyn SessionCacheBackend>>) {
-        for attach in self.managed.lock().unwrap_or_else(PoisonError::into_inner).iter() {
+        for attach in crate::sync::lock(&self.managed).iter() {
             attach(backend.clone());
         }
     }
@@ -197,7 +194,7 @@ impl CircuitBreaker {
     }
 
     fn close(&self) {
-        self.errors.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        crate::sync::lock(&self.errors).clear();
         self.set_all(Some(Arc::clone(&self.backend)));
         self.open.store(false, Ordering::SeqCst);
         crate::telemetry::breaker(false, false);

@@ -58,7 +58,7 @@ impl MemcachedBackend {
     }
 
     async fn checkout(&self) -> Result<Conn, BackendError> {
-        let reused = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let reused = crate::sync::lock(&self.idle).pop();
         if let Some(conn) = reused {
             return Ok(conn);
         }
@@ -72,7 +72,8 @@ impl MemcachedBackend {
     }
 
     fn checkin(&self, conn: Conn) {
-        if let Ok(mut idle) = self.idle.lock() {
+        {
+            let mut idle = crate::sync::lock(&self.idle);
             if idle.len() < POOL_SIZE {
                 idle.push(conn);
             }

@@ -1,7 +1,7 @@
 //! [`MemoryBackend`]: the reference backend, for tests and single processes.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -86,7 +86,7 @@ impl MemoryBackend {
     fn lock(&self) -> MutexGuard<'_, Maps> {
         // A panic while holding the lock cannot leave the maps inconsistent
         // (every operation is a single insert or remove), so poison is ignored.
-        self.maps.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::sync::lock(&self.maps)
     }
 
     fn deadline(&self, ttl: Duration) -> Result<SystemTime, BackendError> {

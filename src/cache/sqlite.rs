@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -162,7 +162,7 @@ impl SqliteBackend {
 
 impl Pool {
     fn take(&self) -> Result<Connection, BackendError> {
-        let idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        let idle = crate::sync::lock(&self.idle).pop();
         match idle {
             Some(conn) => Ok(conn),
             None => connect(&self.path),
@@ -170,7 +170,7 @@ impl Pool {
     }
 
     fn give_back(&self, conn: Connection) {
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut idle = crate::sync::lock(&self.idle);
         if idle.len() < MAX_IDLE_CONNECTIONS {
             idle.push(conn);
         }

@@ -2,7 +2,7 @@
 //! many requests until they close or sit idle too long.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
@@ -60,11 +60,7 @@ impl OpenGuard<'_> {
 
 impl Drop for OpenGuard<'_> {
     fn drop(&mut self) {
-        self.pool
-            .connecting
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&self.key);
+        crate::sync::lock(&self.pool.connecting).remove(&self.key);
     }
 }
 
@@ -88,7 +84,7 @@ impl Pool {
 
     /// Whether to open a connection for `key` or wait for one being opened.
     pub(crate) fn opening(&self, key: &PoolKey) -> Opening<'_> {
-        let mut connecting = self.connecting.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut connecting = crate::sync::lock(&self.connecting);
         if let Some(rx) = connecting.get(key) {
             return Opening::Follow(rx.clone());
         }
@@ -102,7 +98,7 @@ impl Pool {
     }
 
     fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<PoolKey, Entry>> {
-        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::sync::lock(&self.entries)
     }
 
     /// An open connection for `key`, if one is open and not idle too long.

@@ -4,7 +4,7 @@
 //! expiry.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::HttpProtocol;
@@ -44,7 +44,7 @@ pub(crate) struct ProtocolMemory {
 
 impl ProtocolMemory {
     fn origins(&self) -> std::sync::MutexGuard<'_, HashMap<(String, u16), Belief>> {
-        self.origins.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::sync::lock(&self.origins)
     }
 
     /// What is known about `host:port`, if it has not expired.

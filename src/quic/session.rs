@@ -12,7 +12,7 @@
 //! - 1-RTT secrets are kept to derive key-update generations.
 
 use std::any::Any;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use boring::ex_data::Index;
 use boring::ssl::{NameType, Ssl, SslRef};
@@ -88,12 +88,12 @@ impl ClientAppSecret {
             .map(|i| hex.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
             .collect();
         if let Some(bytes) = bytes.filter(|b| !b.is_empty()) {
-            *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(bytes);
+            *crate::sync::lock(&self.0) = Some(bytes);
         }
     }
 
     fn take(&self) -> Option<Vec<u8>> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+        crate::sync::lock(&self.0).take()
     }
 }
 

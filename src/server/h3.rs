@@ -172,13 +172,9 @@ async fn serve_connection(incoming: quinn::Incoming, shared: Arc<Shared>) -> Res
     let stats = &shared.stats;
     stats.connections.fetch_add(1, Ordering::Relaxed);
     let id = conn.stable_id();
-    if let Ok(mut open) = shared.open.lock() {
-        open.insert(id, conn.clone());
-    }
+    crate::sync::lock(&shared.open).insert(id, conn.clone());
     let served = serve_requests(&conn, &shared).await;
-    if let Ok(mut open) = shared.open.lock() {
-        open.remove(&id);
-    }
+    crate::sync::lock(&shared.open).remove(&id);
     let clean = match &served {
         Err(e) => e.is_h3_no_error(),
         Ok(()) => matches!(conn.closed().await,

@@ -89,13 +89,11 @@ pub(crate) struct LogSlot(RwLock<Option<RequestLog>>);
 
 impl LogSlot {
     pub(crate) fn set(&self, log: Option<RequestLog>) {
-        if let Ok(mut slot) = self.0.write() {
-            *slot = log;
-        }
+        *crate::sync::write(&self.0) = log;
     }
 
     pub(crate) fn record(&self, record: &RequestRecord) {
-        let log = self.0.read().ok().and_then(|l| l.clone());
+        let log = crate::sync::read(&self.0).clone();
         if let Some(log) = log {
             log(record);
         }

@@ -216,7 +216,8 @@ impl Handler {
         for (name, value) in reply.headers() {
             response = response.header(name, value);
         }
-        if let Some(alt_svc) = self.shared.alt_svc.read().ok().and_then(|a| a.clone()) {
+        let alt_svc = crate::sync::read(&self.shared.alt_svc).clone();
+        if let Some(alt_svc) = alt_svc {
             response = response.header(http::header::ALT_SVC, alt_svc);
         }
         let status = reply.status;

@@ -80,23 +80,25 @@ struct ReportState {
 impl EarlyDataReport {
     /// The handshake's outcome, once it is complete.
     pub(crate) fn outcome(&self) -> Option<HandshakeOutcome> {
-        self.state.lock().ok().and_then(|s| s.outcome.clone())
+        crate::sync::lock(&self.state).outcome.clone()
     }
 
     /// Set when the connection failed in a way a new connection without
     /// early data avoids.
     pub(crate) fn retry_fresh(&self) -> Option<RetryFresh> {
-        self.state.lock().ok().and_then(|s| s.retry_fresh)
+        crate::sync::lock(&self.state).retry_fresh
     }
 
     fn set_outcome(&self, outcome: HandshakeOutcome) {
-        if let Ok(mut s) = self.state.lock() {
+        {
+            let mut s = crate::sync::lock(&self.state);
             s.outcome.get_or_insert(outcome);
         }
     }
 
     fn set_retry_fresh(&self, why: RetryFresh) {
-        if let Ok(mut s) = self.state.lock() {
+        {
+            let mut s = crate::sync::lock(&self.state);
             s.retry_fresh = Some(why);
         }
     }

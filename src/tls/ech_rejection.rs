@@ -6,7 +6,7 @@
 //! because under quinn the `SSL` is dropped with the connection and only an
 //! error code reaches the application.
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::Mutex;
 
 use boring::error::ErrorStack;
 use boring::ssl::SslRef;
@@ -36,16 +36,13 @@ impl EchRejection {
             .map(<[u8]>::to_vec)
             .unwrap_or_default();
         tracing::debug!(retry_config_bytes = retry.len(), "the server rejected ECH");
-        *self.retry_configs.lock().unwrap_or_else(PoisonError::into_inner) = Some(retry);
+        *crate::sync::lock(&self.retry_configs) = Some(retry);
         true
     }
 
     /// The retry configs, if the server rejected ECH (empty: none sent).
     pub(crate) fn take(&self) -> Option<Vec<u8>> {
-        self.retry_configs
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
+        crate::sync::lock(&self.retry_configs).take()
     }
 }
 
