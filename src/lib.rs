@@ -131,6 +131,7 @@ pub mod cache;
 mod dns;
 pub mod ech;
 mod error;
+mod expiring;
 mod http;
 mod preset;
 pub mod quic;

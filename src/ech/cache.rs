@@ -2,28 +2,28 @@
 //! through the session backend under the same key prefix, read timeout,
 //! single flight and tracked background writes as the ticket caches.
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use super::{validate_ech_config_list, EchSource};
 use crate::cache::{
     bounded, report, BackgroundCalls, CacheOptions, ErrorCallback, KeyFormat, Operation, SessionCacheBackend,
     SingleFlight, MAX_GET_TIMEOUT,
 };
-use crate::sync::{lock, read, write};
+use crate::expiring::ExpiringMap;
+use crate::sync::{read, write};
 
 /// Bounds on how long a config is kept (a DNS TTL is clamped to them).
 pub(crate) const MIN_TTL: Duration = Duration::from_secs(60);
 pub(crate) const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
 
-/// Configs in memory: by `(host, port)`, the list and when it expires.
-type LocalConfigs = HashMap<(String, u16), (Vec<u8>, Instant)>;
+/// The most origins whose configs are kept in memory.
+const MAX_LOCAL: usize = 4096;
 
 /// ECH configs by origin: local memory, then the backend, then DNS.
 pub(crate) struct EchCache {
-    local: Mutex<LocalConfigs>,
+    local: ExpiringMap<(String, u16), Vec<u8>>,
     backend: RwLock<Option<Arc<dyn SessionCacheBackend>>>,
     on_error: RwLock<Option<ErrorCallback>>,
     keys: KeyFormat,
@@ -52,7 +52,7 @@ impl EchCache {
     /// timeouts; attach a backend with [`set_backend`](Self::set_backend).
     pub(crate) fn new(preset: &str, options: &CacheOptions) -> Self {
         Self {
-            local: Mutex::new(HashMap::new()),
+            local: ExpiringMap::new(MAX_LOCAL),
             backend: RwLock::new(None),
             on_error: RwLock::new(None),
             keys: options.keys.clone(),
@@ -79,23 +79,11 @@ impl EchCache {
     }
 
     fn local_get(&self, host: &str, port: u16) -> Option<Vec<u8>> {
-        let mut local = lock(&self.local);
-        let key = (host.to_owned(), port);
-        match local.get(&key) {
-            Some((list, until)) if *until > Instant::now() => Some(list.clone()),
-            Some(_) => {
-                local.remove(&key);
-                None
-            }
-            None => None,
-        }
+        self.local.get(&(host.to_owned(), port))
     }
 
     fn local_put(&self, host: &str, port: u16, list: Vec<u8>, ttl: Duration) {
-        let until = Instant::now().checked_add(clamp(ttl));
-        if let Some(until) = until {
-            lock(&self.local).insert((host.to_owned(), port), (list, until));
-        }
+        self.local.insert((host.to_owned(), port), list, clamp(ttl));
     }
 
     /// The config for `host:port` and where it came from: memory, the

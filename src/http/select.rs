@@ -3,12 +3,11 @@
 //! a race won by QUIC) or do not (a race QUIC lost), each fact with an
 //! expiry.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::HttpProtocol;
 use crate::cache::Protocol;
+use crate::expiring::ExpiringMap;
 
 /// The longest an advertisement or a race result is believed.
 pub(crate) const MAX_BELIEF: Duration = Duration::from_secs(24 * 3600);
@@ -30,43 +29,33 @@ pub(crate) enum Known {
     Tcp { quic_broken: bool },
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Belief {
-    known: Known,
-    until: Instant,
-}
+/// The most origins a session remembers protocols for; past it the belief
+/// closest to expiring goes first.
+const MAX_ORIGINS: usize = 4096;
 
 /// What a session knows about its origins' protocols.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct ProtocolMemory {
-    origins: Mutex<HashMap<(String, u16), Belief>>,
+    origins: ExpiringMap<(String, u16), Known>,
+}
+
+impl Default for ProtocolMemory {
+    fn default() -> Self {
+        Self {
+            origins: ExpiringMap::new(MAX_ORIGINS),
+        }
+    }
 }
 
 impl ProtocolMemory {
-    fn origins(&self) -> std::sync::MutexGuard<'_, HashMap<(String, u16), Belief>> {
-        crate::sync::lock(&self.origins)
-    }
-
     /// What is known about `host:port`, if it has not expired.
     pub(crate) fn get(&self, host: &str, port: u16) -> Option<Known> {
-        let key = (host.to_owned(), port);
-        let mut origins = self.origins();
-        match origins.get(&key) {
-            Some(b) if b.until > Instant::now() => Some(b.known),
-            Some(_) => {
-                origins.remove(&key);
-                None
-            }
-            None => None,
-        }
+        self.origins.get(&(host.to_owned(), port))
     }
 
     fn set(&self, host: &str, port: u16, known: Known, lasting: Duration) {
-        let belief = Belief {
-            known,
-            until: Instant::now() + lasting.min(MAX_BELIEF),
-        };
-        self.origins().insert((host.to_owned(), port), belief);
+        self.origins
+            .insert((host.to_owned(), port), known, lasting.min(MAX_BELIEF));
     }
 
     /// A TCP response from `host:port` carried `Alt-Svc` `header`.
@@ -74,7 +63,7 @@ impl ProtocolMemory {
         match parse_alt_svc(header) {
             AltSvc::Clear => {
                 if matches!(self.get(host, port), Some(Known::H3 { .. })) {
-                    self.origins().remove(&(host.to_owned(), port));
+                    self.origins.remove(&(host.to_owned(), port));
                 }
             }
             AltSvc::H3 {
