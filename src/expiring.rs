@@ -44,7 +44,8 @@ impl<K: Eq + Hash + Clone, V: Clone> ExpiringMap<K, V> {
         let now = Instant::now();
         let until = now
             .checked_add(ttl)
-            .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600));
+            .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600)))
+            .unwrap_or(now);
         let mut entries = lock(&self.entries);
         if entries.len() >= self.capacity && !entries.contains_key(&key) {
             entries.retain(|_, (_, until)| *until > now);

@@ -69,7 +69,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), CliError> {
         && second.ticket_source == "backend"
         && second.resumed
         && second.early_data == "accepted"
-        && server_saw_early[1];
+        && server_saw_early.get(1).copied().unwrap_or(false);
     if !as_expected {
         return Err("the second replica did not resume from the backend with 0-RTT accepted".into());
     }
