@@ -408,10 +408,18 @@ async fn ech_config_and_ticket_travel_through_redis_between_processes() {
         &[("origin.fleet.test.", ech_config)],
     )
     .await;
+    // 0-RTT needs the request written before the handshake completes; the
+    // relay's round trip keeps a loaded machine from losing that race.
+    let relay = LatencyRelay::start(serve.addr, Duration::from_millis(20))
+        .await
+        .unwrap();
     let replica = || async {
         let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_h3fleet"))
             .arg("get")
-            .arg(format!("https://origin.fleet.test:{}/hidden", serve.addr.port()))
+            .arg(format!(
+                "https://origin.fleet.test:{}/hidden",
+                relay.addr().port()
+            ))
             .args([
                 "--json",
                 "--http3",

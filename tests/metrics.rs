@@ -7,7 +7,7 @@ mod support;
 use std::sync::Arc;
 
 use h3fleet::cache::{MemoryBackend, SessionCacheBackend};
-use h3fleet::server::H3Origin;
+use h3fleet::server::{H3Origin, LatencyRelay};
 use h3fleet::{telemetry, Session};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use support::quic::TestPki;
@@ -40,7 +40,12 @@ async fn connections_and_backend_calls_are_counted() {
 
     let pki = TestPki::new();
     let origin = H3Origin::bind("127.0.0.1:0".parse().unwrap(), pki.rustls_crypto()).unwrap();
-    let port = origin.local_addr().unwrap().port();
+    // 0-RTT needs the request written before the handshake completes; the
+    // relay's round trip keeps a loaded machine from losing that race.
+    let relay = LatencyRelay::start(origin.local_addr().unwrap(), std::time::Duration::from_millis(20))
+        .await
+        .unwrap();
+    let port = relay.addr().port();
     let backend: Arc<dyn SessionCacheBackend> = Arc::new(MemoryBackend::new());
     let make = || {
         Session::builder()
