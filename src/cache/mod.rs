@@ -27,6 +27,7 @@ mod key;
 mod memcached;
 mod memory;
 mod persistable;
+mod private;
 mod protocols;
 #[cfg(feature = "redis")]
 mod redis;

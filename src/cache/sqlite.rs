@@ -12,6 +12,7 @@ use crate::cache::backend::{
     check_ttl, BackendError, BackendErrorKind, SessionCacheBackend, TlsSessionState,
 };
 use crate::cache::clock::{Clock, SystemClock};
+use crate::cache::private;
 
 const NAME: &str = "sqlite";
 /// How long a statement waits for another process's write lock.
@@ -95,7 +96,7 @@ impl SqliteBackend {
     pub fn open_with_clock(path: impl AsRef<Path>, clock: Arc<dyn Clock>) -> Result<Self, BackendError> {
         let path = path.as_ref().to_path_buf();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
+            private::create_dir(dir).map_err(|e| {
                 BackendError::new(
                     NAME,
                     BackendErrorKind::Io,
@@ -104,7 +105,23 @@ impl SqliteBackend {
                 .with_source(e)
             })?;
         }
+        private::warn_if_shared(&path);
+        private::create_file(&path).map_err(|e| {
+            BackendError::new(
+                NAME,
+                BackendErrorKind::Io,
+                format!("cannot create database {}", path.display()),
+            )
+            .with_source(e)
+        })?;
         let conn = connect(&path)?;
+        // SQLite gives its `-wal` and `-shm` files the database's mode; older
+        // builds left them world-readable.
+        for suffix in ["-wal", "-shm"] {
+            let mut side = path.clone().into_os_string();
+            side.push(suffix);
+            private::restrict(Path::new(&side));
+        }
         conn.execute_batch(SCHEMA)
             .map_err(|e| db_error("cannot create the schema", e))?;
         let pool = Pool {
@@ -335,6 +352,47 @@ impl SessionCacheBackend for SqliteBackend {
 mod tests {
     use super::*;
     use crate::cache::clock::ManualClock;
+
+    #[cfg(unix)]
+    fn mode(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn the_file_its_sidecars_and_the_new_directory_are_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new").join("sub").join("c.db");
+        let backend = SqliteBackend::open(&path).unwrap();
+        backend
+            .put_ech_config("k", b"x", Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(&dir.path().join("new")), 0o700);
+        assert_eq!(mode(&dir.path().join("new").join("sub")), 0o700);
+        for side in ["c.db-wal", "c.db-shm"] {
+            let side = path.with_file_name(side);
+            assert!(side.exists(), "{}", side.display());
+            assert_eq!(mode(&side), 0o600, "{}", side.display());
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn world_readable_sidecars_of_an_older_build_are_narrowed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db");
+        drop(SqliteBackend::open(&path).unwrap());
+        let wal = dir.path().join("c.db-wal");
+        std::fs::write(&wal, b"").unwrap();
+        std::fs::set_permissions(&wal, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let backend = SqliteBackend::open(&path).unwrap();
+        assert_eq!(mode(&wal), 0o600);
+        drop(backend);
+    }
 
     #[tokio::test]
     async fn expired_rows_are_purged_from_the_file() {
