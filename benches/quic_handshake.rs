@@ -31,7 +31,7 @@ impl LatestTicket {
         }
         let slot = Arc::clone(&self.0);
         base.with_session(ticket)
-            .on_ticket(Arc::new(move |t| *slot.lock().unwrap() = Some(t)))
+            .on_ticket(Arc::new(move |t, _| *slot.lock().unwrap() = Some(t)))
     }
 }
 

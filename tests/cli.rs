@@ -36,6 +36,76 @@ fn demo_prints_a_table_of_both_replicas() {
         stdout.contains("backend") && stdout.contains("accepted"),
         "{stdout}"
     );
+    assert!(stdout.contains("values sealed with the keys in"), "{stdout}");
+}
+
+#[test]
+fn keygen_prints_a_key_line_that_check_accepts() {
+    let out = h3fleet().args(["cache", "keygen"]).output().unwrap();
+    assert!(out.status.success());
+    let line = String::from_utf8(out.stdout).unwrap();
+    let (id, key) = line.trim().split_once(' ').unwrap();
+    assert!(!id.is_empty() && key.len() == 44, "{line:?}");
+    let again = h3fleet().args(["cache", "keygen"]).output().unwrap();
+    assert_ne!(again.stdout, line.as_bytes(), "two keygens printed the same key");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("keys");
+    std::fs::write(&file, &line).unwrap();
+    let cache = format!("sqlite:{}", dir.path().join("c.db").display());
+    let out = h3fleet()
+        .args(["cache", "check", "--cache", &cache, "--cache-keys"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains(&format!("keys:   {id}")), "{stdout}");
+    assert!(!stdout.contains(key), "{stdout}");
+    std::fs::write(&file, "broken line here\n").unwrap();
+    let out = h3fleet()
+        .args(["cache", "check", "--cache", &cache, "--cache-keys"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cache key line 1"));
+}
+
+#[test]
+fn a_backend_password_never_reaches_the_output() {
+    let redis = support::redis::RedisServer::start_with(&["--requirepass", "s3cret-pw@x"]);
+    let uri = format!("redis://:s3cret-pw@x@127.0.0.1:{}/", redis.port());
+    let out = h3fleet()
+        .args(["cache", "check"])
+        .env("H3FLEET_CACHE", &uri)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("ok:") && stdout.contains("<redacted>"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("s3cret") && !stderr.contains("s3cret"),
+        "{stdout}{stderr}"
+    );
+    let wrong = format!("redis://:wrong-pw@127.0.0.1:{}/", redis.port());
+    let out = h3fleet()
+        .args(["cache", "check"])
+        .env("H3FLEET_CACHE", &wrong)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!all.contains("wrong-pw"), "{all}");
 }
 
 #[test]

@@ -372,3 +372,53 @@ async fn a_config_given_to_the_builder_needs_no_lookup() {
         .unwrap_err();
     assert!(error.to_string().contains("ECH config"), "{error}");
 }
+
+/// With cache keys, the ECH config in the backend is sealed: a replica with
+/// the keys uses it, one without them cannot and asks DNS itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sealed_ech_config_opens_only_with_the_keys() {
+    let setup = origin();
+    let dns = dns_publishing(setup.keys.config_list().to_vec()).await;
+    let backend: Arc<dyn SessionCacheBackend> = Arc::new(MemoryBackend::new());
+    let url = format!("https://{NAME}:{}/ech", setup.port);
+    let keys = h3fleet::cache::CacheKeys::parse("k1 AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=").unwrap();
+    let replica = |keys: Option<h3fleet::cache::CacheKeys>| {
+        let mut builder = Session::builder()
+            .system_roots(false)
+            .add_root_certificate_pem(setup.pki.ca_pem.as_bytes())
+            .dns_server(dns.addr())
+            .session_cache(Arc::clone(&backend), None)
+            .http2_only();
+        if let Some(keys) = keys {
+            builder = builder.cache_keys(keys);
+        }
+        builder.build().unwrap()
+    };
+    let a = replica(Some(keys.clone()));
+    assert_eq!(
+        a.get(&url).send().await.unwrap().tls().ech_source,
+        Some(EchSource::Dns)
+    );
+    assert!(a.close().await);
+    let stored = backend
+        .get_ech_config(&KeyFormat::default().ech("default", NAME, setup.port))
+        .await
+        .unwrap()
+        .expect("the config was shared");
+    assert!(stored.starts_with(b"H3SL"), "stored unsealed");
+    let list = setup.keys.config_list();
+    assert!(
+        !stored.windows(list.len()).any(|w| w == list),
+        "the config is readable in the store"
+    );
+
+    let b = replica(Some(keys));
+    let response = b.get(&url).send().await.unwrap();
+    assert_eq!(response.tls().ech_source, Some(EchSource::Backend));
+    assert_eq!(response.tls().ech, EchStatus::Accepted);
+    assert_eq!(dns.https_queries(), 1);
+    let c = replica(None);
+    let response = c.get(&url).send().await.unwrap();
+    assert_eq!(response.tls().ech_source, Some(EchSource::Dns));
+    assert_eq!(dns.https_queries(), 2);
+}

@@ -69,8 +69,35 @@ async fn h1_session_resumes_from_the_backend() {
 }
 
 #[tokio::test]
-async fn tls12_only_server_works_and_resumes() {
-    second_session_resumes(http::Version::HTTP_2, Flavor::Tls12Only).await;
+async fn tls12_sessions_resume_locally_but_never_reach_the_backend() {
+    let pki = TestPki::new();
+    let origin = TcpOrigin::start(&pki, Flavor::Tls12Only).await;
+    let backend: Arc<dyn SessionCacheBackend> = Arc::new(MemoryBackend::new());
+    let make = || {
+        builder(&pki, &origin)
+            .session_cache(Arc::clone(&backend), None)
+            .http2_only()
+            .build()
+            .unwrap()
+    };
+    let first = make();
+    let response = first.get(&url(&origin, "/a")).send().await.unwrap();
+    assert!(!response.tls().resumed);
+    response.bytes().await.unwrap();
+    assert!(first.close().await, "a TLS 1.2 ticket should have arrived");
+    // A new connection of the same process resumes from memory...
+    let again = first.get(&url(&origin, "/b")).send().await.unwrap();
+    assert_eq!(again.tls().ticket_source, Some(TicketSource::Local));
+    assert!(again.tls().resumed, "{:?}", again.tls());
+    again.bytes().await.unwrap();
+    first.close().await;
+    // ...but a TLS 1.2 master secret is never written to the store.
+    let key = KeyFormat::default().session(None, "default", Protocol::H2, "localhost", origin.addr().port());
+    assert_eq!(backend.get(&key).await.unwrap(), None);
+    let second = make();
+    let response = second.get(&url(&origin, "/c")).send().await.unwrap();
+    assert_eq!(response.tls().ticket_source, None);
+    assert!(!response.tls().resumed);
 }
 
 #[tokio::test]

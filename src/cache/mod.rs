@@ -31,6 +31,7 @@ mod private;
 mod protocols;
 #[cfg(feature = "redis")]
 mod redis;
+mod seal;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod uri;
@@ -39,7 +40,7 @@ pub(crate) use attachment::{report, BackgroundCalls, SingleFlight};
 pub use backend::{BackendError, BackendErrorKind, ErrorCallback, SessionCacheBackend, TlsSessionState};
 pub use breaker::{BreakerConfig, CircuitBreaker};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use entry::{CachedSession, EntryError};
+pub use entry::{CachedSession, EntryError, Sharing};
 pub use envelope::{Envelope, EnvelopeError};
 #[allow(unused_imports)]
 pub(crate) use envelope::{
@@ -60,6 +61,8 @@ pub(crate) use protocols::TicketCaches;
 pub use redis::RedisClusterBackend;
 #[cfg(feature = "redis")]
 pub use redis::{RedisBackend, RedisOptions};
+pub(crate) use seal::{ech_context, Sealing};
+pub use seal::{CacheKeys, CacheKeysError, SealError};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteBackend;
-pub use uri::{backend_from_uri, ACCEPTED_BACKEND_URIS};
+pub use uri::{backend_from_uri, redact_uri, ACCEPTED_BACKEND_URIS};

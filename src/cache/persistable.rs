@@ -15,9 +15,10 @@ use crate::sync::{lock, read, write};
 
 use crate::cache::backend::{BackendError, BackendErrorKind, ErrorCallback, SessionCacheBackend};
 use crate::cache::clock::{Clock, SystemClock};
-use crate::cache::entry::CachedSession;
+use crate::cache::entry::{CachedSession, EntryError, Sharing};
 use crate::cache::envelope::Envelope;
 use crate::cache::key::{canonical_origin, KeyFormat, Protocol};
+use crate::cache::seal::{CacheKeys, Sealing};
 
 /// Sessions kept in memory per cache, as in the reference
 /// (`TLS_SESSION_CACHE_MAX_SIZE`).
@@ -99,6 +100,17 @@ pub struct CacheOptions {
     pub keys: KeyFormat,
     /// The time source. Default the system clock.
     pub clock: Arc<dyn Clock>,
+    /// The fleet keys that seal every value written to the backend and
+    /// must open every value read from it. Default none: values are stored
+    /// as they are, and whoever can read the store can decrypt resumed
+    /// connections' early data, and whoever can write it can send replicas
+    /// to a server of their choosing. See [`CacheKeys`].
+    pub cache_keys: Option<CacheKeys>,
+    /// With [`cache_keys`](Self::cache_keys) set, still accept unsealed
+    /// entries (those of builds without keys) during a migration. Default
+    /// false. While true, anyone who can write the store can plant an
+    /// unsealed entry, so the hole sealing closes is open again.
+    pub accept_unsealed: bool,
 }
 
 impl Default for CacheOptions {
@@ -110,7 +122,15 @@ impl Default for CacheOptions {
             max_age: TLS_SESSION_MAX_AGE,
             keys: KeyFormat::default(),
             clock: Arc::new(SystemClock),
+            cache_keys: None,
+            accept_unsealed: false,
         }
+    }
+}
+
+impl CacheOptions {
+    pub(crate) fn sealing(&self) -> Sealing {
+        Sealing::new(self.cache_keys.clone(), self.accept_unsealed)
     }
 }
 
@@ -172,6 +192,7 @@ pub struct PersistableSessionCache {
 
 struct Inner {
     options: CacheOptions,
+    sealing: Sealing,
     local: Mutex<LruCache<LocalKey, CachedSession>>,
     attachment: RwLock<Attachment>,
     flights: SingleFlight<Option<CachedSession>>,
@@ -214,6 +235,7 @@ impl PersistableSessionCache {
         let capacity = options.capacity;
         Self {
             inner: Arc::new(Inner {
+                sealing: options.sealing(),
                 options,
                 local: Mutex::new(LruCache::new(capacity)),
                 attachment: RwLock::new(Attachment {
@@ -333,16 +355,24 @@ impl PersistableSessionCache {
     /// once, in the backend on a background task. Sessions that are already
     /// expired are dropped.
     pub fn put(&self, host: &str, port: u16, session: CachedSession) {
-        self.put_as(self.attachment(), host, port, session);
+        self.put_as(self.attachment(), host, port, session, Sharing::Fleet);
     }
 
     /// [`put`](Self::put) under `identifier`: a ticket that arrives after
     /// the identifier changed still goes to the one its connection used.
-    pub(crate) fn put_for(&self, identifier: Option<String>, host: &str, port: u16, session: CachedSession) {
-        self.put_as(self.attachment_for(identifier), host, port, session);
+    /// [`Sharing::Local`] keeps it out of the backend.
+    pub(crate) fn put_for(
+        &self,
+        identifier: Option<String>,
+        host: &str,
+        port: u16,
+        session: CachedSession,
+        sharing: Sharing,
+    ) {
+        self.put_as(self.attachment_for(identifier), host, port, session, sharing);
     }
 
-    fn put_as(&self, a: Attachment, host: &str, port: u16, session: CachedSession) {
+    fn put_as(&self, a: Attachment, host: &str, port: u16, session: CachedSession, sharing: Sharing) {
         let Some(ttl) = self.remaining_life(&session.envelope) else {
             tracing::debug!(host, port, "session already expired; not cached");
             return;
@@ -352,7 +382,9 @@ impl PersistableSessionCache {
             origin: canonical_origin(host, port),
         };
         self.local().put(local_key, session.clone());
-        let Some(backend) = a.backend.clone() else { return };
+        let Some(backend) = a.backend.clone().filter(|_| sharing == Sharing::Fleet) else {
+            return;
+        };
         let key = self.key(&a, host, port);
         if session.envelope.protocol != a.protocol {
             let msg = format!(
@@ -362,7 +394,7 @@ impl PersistableSessionCache {
             let err = BackendError::new(backend.name(), BackendErrorKind::Encode, msg);
             return report(&a, Operation::PutSerialize, &key, &err);
         }
-        let state = match session.to_state(self.now()) {
+        let state = match session.seal_state(self.now(), &self.inner.sealing, &key) {
             Ok(state) => state,
             Err(e) => {
                 let err = BackendError::new(backend.name(), BackendErrorKind::Encode, "invalid session")
@@ -531,7 +563,7 @@ impl PersistableSessionCache {
                 return None;
             }
         };
-        match CachedSession::from_state(&state, a.protocol) {
+        match CachedSession::open_state(&state, a.protocol, &self.inner.sealing, key) {
             Ok(session) => {
                 let too_old = self.now().signed_duration_since(state.created_at)
                     > chrono::Duration::from_std(self.inner.options.max_age).unwrap_or(chrono::Duration::MAX);
@@ -547,12 +579,11 @@ impl PersistableSessionCache {
                 None
             }
             Err(e) => {
-                let err = BackendError::new(
-                    backend.name(),
-                    BackendErrorKind::Decode,
-                    "stored session is corrupt",
-                )
-                .with_source(e);
+                let what = match e {
+                    EntryError::Seal(_) => "stored session does not open with the cache keys",
+                    _ => "stored session is corrupt",
+                };
+                let err = BackendError::new(backend.name(), BackendErrorKind::Decode, what).with_source(e);
                 report(a, Operation::Decode, key, &err);
                 self.delete_in_background(a, key);
                 None

@@ -15,6 +15,7 @@ use tokio::sync::OnceCell;
 use crate::cache::backend::{
     check_ttl, BackendError, BackendErrorKind, SessionCacheBackend, TlsSessionState,
 };
+use crate::cache::redact_uri;
 
 /// Timeouts of a Redis connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,20 +124,6 @@ fn error<C: Connector>(what: &str, e: RedisError) -> BackendError {
     BackendError::new(C::NAME, kind, what.to_owned()).with_source(e)
 }
 
-/// Replaces the password of `redis://user:password@host` with `<redacted>`.
-fn redact(uri: &str) -> String {
-    let Some((scheme, rest)) = uri.split_once("://") else {
-        return uri.to_owned();
-    };
-    match rest.split_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or("", |(u, _)| u);
-            format!("{scheme}://{user}:<redacted>@{host}")
-        }
-        None => uri.to_owned(),
-    }
-}
-
 /// Implements [`SessionCacheBackend`] for a public type by handing every call
 /// to its `store` field.
 macro_rules! delegate_to_store {
@@ -240,7 +227,7 @@ impl RedisBackend {
             BackendError::new(
                 "redis",
                 BackendErrorKind::InvalidUri,
-                format!("cannot parse {}", redact(uri)),
+                format!("cannot parse {}", redact_uri(uri)),
             )
             .with_source(e)
         })?;
@@ -249,7 +236,7 @@ impl RedisBackend {
             .set_response_timeout(Some(options.response_timeout))
             .set_number_of_retries(2);
         Ok(Self {
-            store: Store::new(SingleNode { client, config }, redact(uri)),
+            store: Store::new(SingleNode { client, config }, redact_uri(uri)),
         })
     }
 }
@@ -321,7 +308,7 @@ mod cluster {
             S: AsRef<str>,
         {
             let nodes: Vec<String> = nodes.into_iter().map(|n| n.as_ref().to_owned()).collect();
-            let target = nodes.iter().map(|n| redact(n)).collect::<Vec<_>>().join(",");
+            let target = nodes.iter().map(|n| redact_uri(n)).collect::<Vec<_>>().join(",");
             let invalid = |msg: String| BackendError::new("redis-cluster", BackendErrorKind::InvalidUri, msg);
             if nodes.is_empty() {
                 return Err(invalid("a Redis Cluster needs at least one seed node".into()));

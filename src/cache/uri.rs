@@ -71,16 +71,61 @@ fn memcached(_uri: &str, _addr: &str) -> Result<Arc<dyn SessionCacheBackend>, Ba
 }
 
 fn invalid(uri: &str) -> BackendError {
-    let shown: String = uri.chars().take(80).collect();
-    let shown = match shown.split_once('@') {
-        Some((_, host)) => format!("<redacted>@{host}"),
-        None => shown,
-    };
+    let shown: String = redact_uri(uri).chars().take(120).collect();
     BackendError::new(
         "uri",
         BackendErrorKind::InvalidUri,
         format!("`{shown}` is not a backend URI; use one of: {ACCEPTED_BACKEND_URIS}"),
     )
+}
+
+/// `uri` with every secret replaced by `<redacted>`: the password of the
+/// userinfo (up to the last `@`, as URL parsers read it; a userinfo without
+/// `:` is redacted whole) and the `pass`/`password` query parameters. Safe
+/// to print, log or put in a report.
+///
+/// ```
+/// use h3fleet::cache::redact_uri;
+///
+/// assert_eq!(redact_uri("redis://app:p@ss@db:6379/0"), "redis://app:<redacted>@db:6379/0");
+/// assert_eq!(redact_uri("redis+unix:///run/r.sock?pass=x&db=1"), "redis+unix:///run/r.sock?pass=<redacted>&db=1");
+/// assert_eq!(redact_uri("sqlite:/tmp/cache.db"), "sqlite:/tmp/cache.db");
+/// ```
+pub fn redact_uri(uri: &str) -> String {
+    let (base, query) = match uri.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (uri, None),
+    };
+    let mut out = match base.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((userinfo, host)) => match userinfo.split_once(':') {
+                Some((user, _)) => format!("{scheme}://{user}:<redacted>@{host}"),
+                None => format!("{scheme}://<redacted>@{host}"),
+            },
+            None => base.to_owned(),
+        },
+        None if base.contains('@') => match base.rsplit_once('@') {
+            Some((_, host)) => format!("<redacted>@{host}"),
+            None => base.to_owned(),
+        },
+        None => base.to_owned(),
+    };
+    if let Some(query) = query {
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((name, _)) if is_secret_param(name) => format!("{name}=<redacted>"),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&pairs.join("&"));
+    }
+    out
+}
+
+fn is_secret_param(name: &str) -> bool {
+    ["pass", "password"].iter().any(|s| name.eq_ignore_ascii_case(s))
 }
 
 #[cfg(not(all(feature = "sqlite", feature = "redis", feature = "redis-cluster")))]

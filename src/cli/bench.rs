@@ -35,8 +35,11 @@ pub(crate) struct BenchArgs {
     #[arg(long, default_value_t = 20)]
     rtt_ms: u64,
     /// The shared backend (default: a fresh SQLite file).
-    #[arg(long, value_name = "URI")]
+    #[arg(long, value_name = "URI", env = "H3FLEET_CACHE", hide_env_values = true)]
     cache: Option<String>,
+    /// Seal the shared cache's values with the keys in FILE.
+    #[arg(long, value_name = "FILE", env = "H3FLEET_CACHE_KEYS_FILE")]
+    cache_keys: Option<PathBuf>,
     /// The protocol the replicas speak.
     #[arg(long, default_value = "h3", value_parser = ["h3", "h2", "h1"])]
     protocol: String,
@@ -54,9 +57,13 @@ pub(crate) struct ReplicaArgs {
     /// `NAME:PORT` of each origin (through the relay, on 127.0.0.1).
     #[arg(long = "target", required = true)]
     targets: Vec<String>,
-    /// The backend, or `none` for a local-only cache.
-    #[arg(long)]
+    /// The backend, or `none` for a local-only cache (from the environment,
+    /// so a password never shows in argv).
+    #[arg(long, env = "H3FLEET_CACHE", hide_env_values = true)]
     cache: String,
+    /// The key file sealing the shared cache.
+    #[arg(long, value_name = "FILE")]
+    cache_keys: Option<PathBuf>,
     /// The origins' certificates (PEM bundle).
     #[arg(long)]
     cacert: PathBuf,
@@ -257,13 +264,17 @@ fn spawn_replicas(
         let mut command = tokio::process::Command::new(&exe);
         command
             .arg("bench-replica")
-            .args(["--cache", cache, "--protocol", &args.protocol])
+            .env("H3FLEET_CACHE", cache)
+            .args(["--protocol", &args.protocol])
             .arg("--cacert")
             .arg(&fleet.cacert)
             .args(["--requests-per-host", &args.requests_per_host.to_string()])
             .args(["--seed", &(seed_base + r as u64).to_string()]);
         for target in &fleet.targets {
             command.args(["--target", target]);
+        }
+        if let Some(keys) = args.cache_keys.as_ref().filter(|_| cache != "none") {
+            command.arg("--cache-keys").arg(keys);
         }
         command
             .stdout(Stdio::piped())
@@ -300,8 +311,9 @@ pub(crate) async fn run(args: BenchArgs) -> Result<(), CliError> {
         .cache
         .clone()
         .unwrap_or_else(|| format!("sqlite:{}", dir.path().join("bench.db").display()));
-    // Check the backend before starting anything.
+    // Check the backend and the keys before starting anything.
     drop(backend_from_uri(&shared_cache)?);
+    drop(super::cache_keys(args.cache_keys.as_deref())?);
     let fleet = start_fleet(&args, dir.path()).await?;
     let total = u64::try_from(args.replicas.saturating_mul(args.hosts).saturating_mul(2)).unwrap_or(u64::MAX);
     let progress = indicatif::ProgressBar::new(total);
@@ -321,7 +333,8 @@ pub(crate) async fn run(args: BenchArgs) -> Result<(), CliError> {
         "hosts": args.hosts,
         "requests_per_host": args.requests_per_host,
         "rtt_ms": args.rtt_ms,
-        "cache": shared_cache,
+        "cache": h3fleet::cache::redact_uri(&shared_cache),
+        "sealed": args.cache_keys.is_some(),
         "protocol": args.protocol,
     });
     let ratios = serde_json::json!({
@@ -445,6 +458,9 @@ fn replica_session(args: &ReplicaArgs) -> Result<(Session, Vec<(String, u16)>), 
     builder = builder.add_root_certificate_pem(pem);
     if args.cache != "none" {
         builder = builder.session_cache(backend_from_uri(&args.cache)?, None);
+        if let Some(keys) = super::cache_keys(args.cache_keys.as_deref())? {
+            builder = builder.cache_keys(keys);
+        }
     }
     let mut targets = Vec::new();
     for target in &args.targets {

@@ -13,9 +13,16 @@ pub(crate) enum CacheCommand {
     /// is this backend reachable and quick from here?
     Check {
         /// Backend URI (default: the embedded SQLite file).
-        #[arg(long)]
+        #[arg(long, env = "H3FLEET_CACHE", hide_env_values = true)]
         cache: Option<String>,
+        /// Also check this key file (lines `ID BASE64KEY`).
+        #[arg(long, value_name = "FILE", env = "H3FLEET_CACHE_KEYS_FILE")]
+        cache_keys: Option<std::path::PathBuf>,
     },
+    /// Print a new random cache key line (`ID BASE64KEY`) for a key file.
+    /// The first line of a key file seals; every line opens. To rotate, add
+    /// the new line second, deploy, move it first, deploy, drop the old one.
+    Keygen,
     /// Show what a cache key names.
     ParseKey {
         /// A key such as `h3fleet:sessions:default:h3:example.com:443`.
@@ -28,7 +35,16 @@ pub(crate) enum CacheCommand {
 
 pub(crate) async fn run(cmd: CacheCommand) -> Result<(), CliError> {
     match cmd {
-        CacheCommand::Check { cache } => check(&cache.unwrap_or_else(default_cache_uri)).await,
+        CacheCommand::Check { cache, cache_keys } => {
+            if let Some(keys) = super::cache_keys(cache_keys.as_deref())? {
+                println!("keys:   {} (the first seals)", keys.ids().join(", "));
+            }
+            check(&cache.unwrap_or_else(default_cache_uri)).await
+        }
+        CacheCommand::Keygen => {
+            println!("{}", h3fleet::cache::CacheKeys::generate_line()?);
+            Ok(())
+        }
         CacheCommand::ParseKey { key, prefix } => {
             match KeyFormat::with_prefix(prefix)?.parse(&key)? {
                 ParsedKey::Session {
@@ -58,7 +74,11 @@ async fn check(uri: &str) -> Result<(), CliError> {
         state: "cHJvYmU=".into(),
         created_at: chrono::Utc::now(),
     };
-    println!("backend: {} ({uri})", backend.name());
+    println!(
+        "backend: {} ({})",
+        backend.name(),
+        h3fleet::cache::redact_uri(uri)
+    );
     let started = Instant::now();
     backend.put(&key, &probe, Duration::from_secs(30)).await?;
     println!("put     {:>8.2} ms", ms(started));

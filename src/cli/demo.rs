@@ -20,8 +20,12 @@ pub(crate) struct DemoArgs {
     #[arg(long)]
     json: bool,
     /// Backend URI (default: a fresh SQLite file in a temporary directory).
-    #[arg(long)]
+    #[arg(long, env = "H3FLEET_CACHE", hide_env_values = true)]
     cache: Option<String>,
+    /// The key file sealing the cache's values (default: a fresh key in
+    /// the temporary directory).
+    #[arg(long, value_name = "FILE", env = "H3FLEET_CACHE_KEYS_FILE")]
+    cache_keys: Option<std::path::PathBuf>,
     /// Round-trip time added between the replicas and the origin, in ms, so
     /// the round trips 0-RTT saves are visible on loopback.
     #[arg(long, default_value_t = 20)]
@@ -34,6 +38,15 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), CliError> {
         .cache
         .clone()
         .unwrap_or_else(|| format!("sqlite:{}", dir.path().join("cache.db").display()));
+    let keys = match &args.cache_keys {
+        Some(path) => path.clone(),
+        None => {
+            let path = dir.path().join("cache-keys");
+            std::fs::write(&path, h3fleet::cache::CacheKeys::generate_line()? + "\n")?;
+            path
+        }
+    };
+    let fleet = Fleet { cache, keys };
     let listen: SocketAddr = ([127, 0, 0, 1], 0).into();
     let started = serve::start(
         listen,
@@ -52,7 +65,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), CliError> {
     let url = format!("https://localhost:{port}/demo");
     let mut replicas = Vec::new();
     for _ in 0..2 {
-        replicas.push(replica(&url, &cache, &started.cert, port).await?);
+        replicas.push(replica(&url, &fleet, &started.cert, port).await?);
     }
     let seen = records.lock().unwrap_or_else(PoisonError::into_inner).clone();
     let server_saw_early: Vec<bool> = (0..replicas.len())
@@ -61,7 +74,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), CliError> {
     if args.json {
         println!("{}", serde_json::json!({ "replicas": replicas }));
     } else {
-        print_table(&url, &cache, args.rtt_ms, &replicas, &server_saw_early);
+        print_table(&url, &fleet, args.rtt_ms, &replicas, &server_saw_early);
     }
     let (first, second) = (&replicas[0], &replicas[1]);
     let as_expected = first.ticket_source == "none"
@@ -81,11 +94,22 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// The cache the replicas share: its URI (maybe with a password, so never
+/// in argv or output) and its key file.
+struct Fleet {
+    cache: String,
+    keys: std::path::PathBuf,
+}
+
 /// The human-readable report: one line per replica.
-fn print_table(url: &str, cache: &str, rtt_ms: u64, replicas: &[GetReport], server_saw_early: &[bool]) {
+fn print_table(url: &str, fleet: &Fleet, rtt_ms: u64, replicas: &[GetReport], server_saw_early: &[bool]) {
     println!("h3fleet demo: two replica processes, one HTTP/3 origin (quinn + rustls), one shared cache");
     println!("  origin  {url} (a relay adds {rtt_ms} ms of round-trip time)");
-    println!("  cache   {cache}\n");
+    println!(
+        "  cache   {} (values sealed with the keys in {})\n",
+        h3fleet::cache::redact_uri(&fleet.cache),
+        fleet.keys.display()
+    );
     println!(
         "  {:<8} {:<9} {:<8} {:<14} {:<12} {:>10} {:>10}",
         "replica", "ticket", "resumed", "0-RTT", "server: early", "handshake", "total"
@@ -109,22 +133,14 @@ fn print_table(url: &str, cache: &str, rtt_ms: u64, replicas: &[GetReport], serv
 }
 
 /// Runs one `h3fleet get --json` process and reads its report.
-async fn replica(url: &str, cache: &str, cert: &std::path::Path, port: u16) -> Result<GetReport, CliError> {
+async fn replica(url: &str, fleet: &Fleet, cert: &std::path::Path, port: u16) -> Result<GetReport, CliError> {
     let exe = std::env::current_exe()?;
     let cert = cert.display().to_string();
     let resolve = format!("localhost:{port}:127.0.0.1");
     let out = tokio::process::Command::new(exe)
-        .args([
-            "get",
-            url,
-            "--json",
-            "--cache",
-            cache,
-            "--cacert",
-            &cert,
-            "--resolve",
-            &resolve,
-        ])
+        .args(["get", url, "--json", "--cacert", &cert, "--resolve", &resolve])
+        .env("H3FLEET_CACHE", &fleet.cache)
+        .env("H3FLEET_CACHE_KEYS_FILE", &fleet.keys)
         .output()
         .await?;
     if !out.status.success() {

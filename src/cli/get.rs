@@ -18,9 +18,15 @@ pub(crate) struct GetArgs {
     /// The https:// URL to request.
     url: String,
     /// Session-cache backend URI, or `none` for memory only (default: the
-    /// embedded SQLite file under the user's cache directory).
-    #[arg(long)]
+    /// embedded SQLite file under the user's cache directory). Prefer the
+    /// environment for a URI with a password: argv is visible to every
+    /// local user.
+    #[arg(long, env = "H3FLEET_CACHE", hide_env_values = true)]
     cache: Option<String>,
+    /// Seal the cache's values with the keys in FILE (lines `ID BASE64KEY`,
+    /// the first seals; `h3fleet cache keygen` makes one).
+    #[arg(long, value_name = "FILE", env = "H3FLEET_CACHE_KEYS_FILE")]
+    cache_keys: Option<PathBuf>,
     /// Client profile; its name is part of every cache key.
     #[arg(long, default_value = h3fleet::DEFAULT_PRESET)]
     preset: String,
@@ -120,6 +126,9 @@ fn session(args: &GetArgs) -> Result<Session, CliError> {
         let on_error: ErrorCallback =
             Arc::new(|op, key, e| tracing::warn!("session cache {op} of {key} failed: {e}"));
         builder = builder.session_cache(backend_from_uri(&uri)?, Some(on_error));
+    }
+    if let Some(keys) = super::cache_keys(args.cache_keys.as_deref())? {
+        builder = builder.cache_keys(keys);
     }
     if let Some(id) = &args.id {
         builder = builder.session_identifier(id);

@@ -99,6 +99,16 @@ fn init_tracing(verbose: u8) {
         .init();
 }
 
+/// The keyring in the key file at `path`, if one is given.
+pub(crate) fn cache_keys(
+    path: Option<&std::path::Path>,
+) -> Result<Option<h3fleet::cache::CacheKeys>, CliError> {
+    match path {
+        Some(path) => Ok(Some(h3fleet::cache::CacheKeys::from_file(path)?)),
+        None => Ok(None),
+    }
+}
+
 /// `sqlite:` on `$XDG_CACHE_HOME/h3fleet/cache.db`, else
 /// `~/.cache/h3fleet/cache.db`, else `./h3fleet-cache.db`.
 pub(crate) fn default_cache_uri() -> String {

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use super::{validate_ech_config_list, EchSource};
 use crate::cache::{
-    bounded, report, BackgroundCalls, CacheOptions, ErrorCallback, KeyFormat, Operation, SessionCacheBackend,
-    SingleFlight, MAX_GET_TIMEOUT,
+    bounded, ech_context, report, BackgroundCalls, CacheOptions, ErrorCallback, KeyFormat, Operation,
+    Sealing, SessionCacheBackend, SingleFlight, MAX_GET_TIMEOUT,
 };
 use crate::expiring::ExpiringMap;
 use crate::sync::{read, write};
@@ -27,6 +27,7 @@ pub(crate) struct EchCache {
     backend: RwLock<Option<Arc<dyn SessionCacheBackend>>>,
     on_error: RwLock<Option<ErrorCallback>>,
     keys: KeyFormat,
+    sealing: Sealing,
     preset: String,
     get_timeout: Duration,
     write_timeout: Duration,
@@ -56,6 +57,7 @@ impl EchCache {
             backend: RwLock::new(None),
             on_error: RwLock::new(None),
             keys: options.keys.clone(),
+            sealing: options.sealing(),
             preset: preset.to_owned(),
             get_timeout: options.get_timeout.min(MAX_GET_TIMEOUT),
             write_timeout: options.write_timeout,
@@ -119,13 +121,19 @@ impl EchCache {
         let lookup = async {
             let call = backend.get_ech_config(&key);
             match bounded("get_ech", self.get_timeout, backend.name(), call).await {
-                Ok(Some(list)) => match validate_ech_config_list(&list) {
-                    Ok(_) => Some(list),
-                    Err(e) => {
-                        tracing::warn!(key, error = %e, "stored ECH config unusable; asking DNS");
-                        None
+                Ok(Some(stored)) => {
+                    let opened = self.sealing.open(&ech_context(&key), stored);
+                    match opened.map_err(|e| e.to_string()).and_then(|list| {
+                        validate_ech_config_list(&list).map_err(|e| e.to_string())?;
+                        Ok(list)
+                    }) {
+                        Ok(list) => Some(list),
+                        Err(error) => {
+                            tracing::warn!(key, error, "stored ECH config unusable; asking DNS");
+                            None
+                        }
                     }
-                },
+                }
                 Ok(None) => None,
                 Err(e) => {
                     report(read(&self.on_error).as_ref(), Operation::GetEch, &key, &e);
@@ -145,6 +153,13 @@ impl EchCache {
             return;
         };
         let key = self.keys.ech(&self.preset, host, port);
+        let list = match self.sealing.seal(&ech_context(&key), list) {
+            Ok(sealed) => sealed,
+            Err(e) => {
+                tracing::warn!(key, error = %e, "cannot seal the ECH config; not sharing it");
+                return;
+            }
+        };
         let (on_error, timeout, task_key) = (read(&self.on_error).clone(), self.write_timeout, key.clone());
         let name = backend.name();
         let put = async move {

@@ -265,10 +265,10 @@ impl Connector {
     /// was won on, under the identifier the connection was opened for.
     fn sink(&self, identifier: Option<String>, name: &str, port: u16, tickets: &Arc<Tickets>) -> TicketSink {
         let (caches, tickets, name) = (self.caches.clone(), Arc::clone(tickets), name.to_owned());
-        Arc::new(move |ticket: CachedSession| {
+        Arc::new(move |ticket: CachedSession, sharing| {
             caches
                 .of(ticket.envelope.protocol)
-                .put_for(identifier.clone(), &name, port, ticket);
+                .put_for(identifier.clone(), &name, port, ticket, sharing);
             tickets.add();
         })
     }

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use super::{EarlyDataPolicy, Inner, Session};
 use crate::cache::{
-    BreakerConfig, CacheOptions, CircuitBreaker, ErrorCallback, KeyFormat, SessionCacheBackend, TicketCaches,
-    DEFAULT_KEY_PREFIX, MAX_GET_TIMEOUT,
+    BreakerConfig, CacheKeys, CacheOptions, CircuitBreaker, ErrorCallback, KeyFormat, SessionCacheBackend,
+    TicketCaches, DEFAULT_KEY_PREFIX, MAX_GET_TIMEOUT,
 };
 use crate::ech::{self, EchCache, EchPolicy};
 use crate::error::Error;
@@ -35,6 +35,8 @@ pub struct SessionBuilder {
     backend_get_timeout: Duration,
     backend: Option<(Arc<dyn SessionCacheBackend>, Option<ErrorCallback>)>,
     key_prefix: String,
+    cache_keys: Option<CacheKeys>,
+    accept_unsealed: bool,
     identifier: Option<String>,
     system_roots: bool,
     roots_pem: Vec<Vec<u8>>,
@@ -69,6 +71,8 @@ impl Default for SessionBuilder {
             backend_get_timeout: MAX_GET_TIMEOUT,
             backend: None,
             key_prefix: DEFAULT_KEY_PREFIX.to_owned(),
+            cache_keys: None,
+            accept_unsealed: false,
             identifier: None,
             system_roots: true,
             roots_pem: Vec::new(),
@@ -173,6 +177,40 @@ impl SessionBuilder {
         self
     }
 
+    /// Seals every ticket and ECH config written to the backend with the
+    /// first of `keys`, and accepts only entries that open under one of
+    /// them, bound to the key they are stored under.
+    ///
+    /// A stored session is a resumption secret, and a resumed TLS 1.3
+    /// connection verifies no certificate. Without keys, whoever can read
+    /// the backend can decrypt the fleet's early data, and whoever can write
+    /// it can make every replica resume with a server of their choosing. A
+    /// network backend without keys works, with a warning at build.
+    ///
+    /// ```
+    /// use h3fleet::cache::CacheKeys;
+    /// use h3fleet::Session;
+    ///
+    /// let keys = CacheKeys::parse(&CacheKeys::generate_line()?)?;
+    /// let session = Session::builder().cache_keys(keys).build()?;
+    /// # drop(session);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn cache_keys(mut self, keys: CacheKeys) -> Self {
+        self.cache_keys = Some(keys);
+        self
+    }
+
+    /// With [`cache_keys`](Self::cache_keys), also accepts unsealed entries
+    /// (written by builds without keys), for a migration only. New entries
+    /// are sealed all the same. While this is on, anyone who can write the
+    /// backend can plant an unsealed session: the hole the keys close is
+    /// open again. Default false.
+    pub fn accept_unsealed(mut self, accept: bool) -> Self {
+        self.accept_unsealed = accept;
+        self
+    }
+
     /// Keeps this session's tickets apart from other identifiers' (one
     /// tenant, one user) on a shared backend.
     pub fn session_identifier(mut self, id: impl Into<String>) -> Self {
@@ -266,8 +304,13 @@ impl SessionBuilder {
             get_timeout: self.backend_get_timeout.min(MAX_GET_TIMEOUT),
             keys: KeyFormat::with_prefix(self.key_prefix.clone())
                 .map_err(|e| Error::Config(format!("cache key prefix: {e}")))?,
+            cache_keys: self.cache_keys.clone(),
+            accept_unsealed: self.accept_unsealed,
             ..CacheOptions::default()
         };
+        if let Some((backend, _)) = &self.backend {
+            warn_if_unsealed(backend.name(), options.cache_keys.is_some());
+        }
         let caches = TicketCaches::new(&options);
         let ech = Arc::new(EchCache::new(preset.name(), &options));
         let breaker = attach_backend(self.backend, self.breaker, &caches, &ech, preset.name());
@@ -333,5 +376,18 @@ fn attach_backend(
             ech.set_backend(Some(backend));
             None
         }
+    }
+}
+
+/// A store other processes or hosts reach, written without keys: say once
+/// per session what that allows.
+fn warn_if_unsealed(backend: &str, sealed: bool) {
+    if !sealed && matches!(backend, "redis" | "redis-cluster" | "memcached") {
+        tracing::warn!(
+            backend,
+            "no cache keys: whoever can read this backend can decrypt resumed requests' early data, \
+             and whoever can write it can send every replica to a server of their choosing; \
+             set cache keys (SessionBuilder::cache_keys, --cache-keys)"
+        );
     }
 }

@@ -9,11 +9,16 @@ use boring::ex_data::Index;
 use boring::ssl::{Ssl, SslContextBuilder, SslRef, SslSession, SslSessionCacheMode};
 
 use super::{ffi, TlsError};
-use crate::cache::{CachedSession, Envelope, Protocol, MAX_TICKET_LIFETIME_SECS, MAX_TRANSPORT_PARAMS_LEN};
+use boring::ssl::SslVersion;
+
+use crate::cache::{
+    CachedSession, Envelope, Protocol, Sharing, MAX_TICKET_LIFETIME_SECS, MAX_TRANSPORT_PARAMS_LEN,
+};
 
 /// Receives every session ticket a server sends on a connection, exported
-/// and ready to store.
-pub type TicketSink = Arc<dyn Fn(CachedSession) + Send + Sync>;
+/// and ready to store, with where it may go (only TLS 1.3 sessions may
+/// leave the process).
+pub type TicketSink = Arc<dyn Fn(CachedSession, Sharing) + Send + Sync>;
 
 /// Per-connection hooks, reached from BoringSSL's new-session callback.
 struct ConnectionHooks {
@@ -52,8 +57,13 @@ fn deliver(ssl: &mut SslRef, session: &SslSession) {
     else {
         return;
     };
+    let sharing = if session.protocol_version() == SslVersion::TLS1_3 {
+        Sharing::Fleet
+    } else {
+        Sharing::Local
+    };
     match export(ssl, session) {
-        Ok(cached) => sink(cached),
+        Ok(cached) => sink(cached, sharing),
         Err(e) => tracing::debug!(error = %e, "a ticket could not be exported"),
     }
 }

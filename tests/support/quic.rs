@@ -98,7 +98,7 @@ pub fn ticket_collector() -> (TicketSink, Arc<Mutex<Vec<CachedSession>>>) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&seen);
     (
-        Arc::new(move |t: CachedSession| sink.lock().unwrap().push(t)),
+        Arc::new(move |t: CachedSession, _| sink.lock().unwrap().push(t)),
         seen,
     )
 }

@@ -94,7 +94,8 @@ fn spawn_redis(dir: &Path, port: u16, extra: &[&str]) -> Child {
         .expect("cannot start redis-server")
 }
 
-/// Waits until `PING` on `port` answers `PONG`.
+/// Waits until `PING` on `port` answers `PONG` (or, with a password set,
+/// `-NOAUTH`: the server is up and refusing the unauthenticated client).
 fn wait_until_ready(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
@@ -116,7 +117,7 @@ fn ping(port: u16) -> bool {
         return false;
     }
     let mut reply = [0u8; 7];
-    stream.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
+    stream.read_exact(&mut reply).is_ok() && (&reply == b"+PONG\r\n" || reply.starts_with(b"-NOAUTH"))
 }
 
 /// A Redis Cluster of three masters (no replicas), created with
