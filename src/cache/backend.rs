@@ -137,14 +137,27 @@ impl TlsSessionState {
     ///
     /// A value that is not that JSON shape is a
     /// [`BackendErrorKind::Decode`] error naming `backend`.
+    /// A value longer than [`MAX_VALUE_LEN`] is refused before parsing. The
+    /// error never quotes the value (it may hold secrets).
     pub fn from_json(backend: &'static str, json: &[u8]) -> Result<Self, BackendError> {
+        if json.len() > MAX_VALUE_LEN {
+            return Err(BackendError::new(
+                backend,
+                BackendErrorKind::Decode,
+                format!("stored value is longer than {MAX_VALUE_LEN} bytes"),
+            ));
+        }
         serde_json::from_slice(json).map_err(|e| {
             BackendError::new(
                 backend,
                 BackendErrorKind::Decode,
-                "stored session is not valid JSON",
+                format!(
+                    "stored session is not valid JSON ({:?} error at line {}, column {})",
+                    e.classify(),
+                    e.line(),
+                    e.column()
+                ),
             )
-            .with_source(e)
         })
     }
 }
@@ -256,6 +269,13 @@ impl BackendError {
 }
 
 /// Rejects TTLs the stores cannot express (below one millisecond).
+/// The longest stored value h3fleet reads, in bytes: a session's JSON
+/// (the largest ticket TLS allows and the largest sealed envelope, in
+/// base64) or an ECH config fits well within it. Built-in backends read at
+/// most this many bytes plus one, so a hostile store can make a replica
+/// miss, never allocate without bound.
+pub const MAX_VALUE_LEN: usize = 256 * 1024;
+
 pub(crate) fn check_ttl(backend: &'static str, ttl: Duration) -> Result<u64, BackendError> {
     let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
     if millis == 0 {

@@ -9,7 +9,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufStream};
 use tokio::net::TcpStream;
 
 use crate::cache::backend::{
-    check_ttl, BackendError, BackendErrorKind, SessionCacheBackend, TlsSessionState,
+    check_ttl, BackendError, BackendErrorKind, SessionCacheBackend, TlsSessionState, MAX_VALUE_LEN,
 };
 
 const NAME: &str = "memcached";
@@ -236,13 +236,28 @@ fn split_deadline(stored: &[u8]) -> Result<(u64, &[u8]), BackendError> {
     Ok((deadline, &stored[newline + 1..]))
 }
 
-/// Reads one `\r\n`-terminated line (without the terminator).
+/// The longest reply line read (`VALUE <250-byte key> <flags> <bytes>` and
+/// the status lines are far shorter).
+const MAX_LINE_LEN: u64 = 512;
+/// The longest value read: h3fleet's largest plus the deadline line.
+const MAX_STORED_LEN: usize = MAX_VALUE_LEN + 32;
+
+/// Reads one `\r\n`-terminated line (without the terminator), of at most
+/// [`MAX_LINE_LEN`] bytes.
 async fn read_line(conn: &mut Conn) -> Result<String, BackendError> {
-    let mut line = String::new();
-    let n = conn.read_line(&mut line).await.map_err(io)?;
+    let mut line = Vec::new();
+    let n = (&mut *conn)
+        .take(MAX_LINE_LEN)
+        .read_until(b'\n', &mut line)
+        .await
+        .map_err(io)?;
     if n == 0 {
         return Err(error(BackendErrorKind::Io, "connection closed"));
     }
+    if !line.ends_with(b"\n") {
+        return Err(error(BackendErrorKind::Io, "a reply line without its end"));
+    }
+    let line = String::from_utf8_lossy(&line);
     Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }
 
@@ -258,7 +273,14 @@ async fn read_get_reply(conn: &mut Conn) -> Result<Option<Vec<u8>>, BackendError
         .and_then(|rest| rest.split(' ').nth(2))
         .and_then(|n| n.parse::<usize>().ok())
         .ok_or_else(|| error(BackendErrorKind::Io, format!("get answered {head:?}")))?;
-    let mut data = vec![0u8; len + 2];
+    if len > MAX_STORED_LEN {
+        // The connection is dropped with the unread value.
+        return Err(error(
+            BackendErrorKind::Decode,
+            format!("stored value of {len} bytes is longer than {MAX_STORED_LEN}"),
+        ));
+    }
+    let mut data = vec![0u8; len.saturating_add(2)];
     conn.read_exact(&mut data).await.map_err(io)?;
     if !data.ends_with(b"\r\n") {
         return Err(error(BackendErrorKind::Io, "get: data without its line end"));

@@ -37,7 +37,9 @@ mod sqlite;
 mod uri;
 
 pub(crate) use attachment::{report, BackgroundCalls, SingleFlight};
-pub use backend::{BackendError, BackendErrorKind, ErrorCallback, SessionCacheBackend, TlsSessionState};
+pub use backend::{
+    BackendError, BackendErrorKind, ErrorCallback, SessionCacheBackend, TlsSessionState, MAX_VALUE_LEN,
+};
 pub use breaker::{BreakerConfig, CircuitBreaker};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use entry::{CachedSession, EntryError, Sharing};

@@ -13,7 +13,7 @@ use redis::{Cmd, RedisError};
 use tokio::sync::OnceCell;
 
 use crate::cache::backend::{
-    check_ttl, BackendError, BackendErrorKind, SessionCacheBackend, TlsSessionState,
+    check_ttl, BackendError, BackendErrorKind, SessionCacheBackend, TlsSessionState, MAX_VALUE_LEN,
 };
 use crate::cache::redact_uri;
 
@@ -75,10 +75,17 @@ impl<C: Connector> Store<C> {
         cmd.query_async(&mut conn).await.map_err(|e| error::<C>(what, e))
     }
 
+    /// At most [`MAX_VALUE_LEN`] + 1 bytes of the value at `key` (one more
+    /// than allowed tells a too-long value), or `None`: `GETRANGE` answers
+    /// `""` for a missing key, and an empty value is no entry either.
+    async fn get_bounded(&self, key: &str, what: &str) -> Result<Option<Vec<u8>>, BackendError> {
+        let cmd = redis::cmd("GETRANGE").arg(key).arg(0).arg(MAX_VALUE_LEN).clone();
+        let value: Vec<u8> = self.query(&cmd, what).await?;
+        Ok((!value.is_empty()).then_some(value))
+    }
+
     async fn get(&self, key: &str) -> Result<Option<TlsSessionState>, BackendError> {
-        let value: Option<Vec<u8>> = self
-            .query(redis::cmd("GET").arg(key), "GET of a session failed")
-            .await?;
+        let value = self.get_bounded(key, "GET of a session failed").await?;
         value.map(|v| TlsSessionState::from_json(C::NAME, &v)).transpose()
     }
 
@@ -99,8 +106,7 @@ impl<C: Connector> Store<C> {
     }
 
     async fn get_ech_config(&self, key: &str) -> Result<Option<Vec<u8>>, BackendError> {
-        self.query(redis::cmd("GET").arg(key), "GET of an ECH config failed")
-            .await
+        self.get_bounded(key, "GET of an ECH config failed").await
     }
 
     async fn put_ech_config(&self, key: &str, config: &[u8], ttl: Duration) -> Result<(), BackendError> {

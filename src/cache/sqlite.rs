@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::cache::backend::{
-    check_ttl, BackendError, BackendErrorKind, SessionCacheBackend, TlsSessionState,
+    check_ttl, BackendError, BackendErrorKind, SessionCacheBackend, TlsSessionState, MAX_VALUE_LEN,
 };
 use crate::cache::clock::{Clock, SystemClock};
 use crate::cache::private;
@@ -264,6 +264,10 @@ fn purge(conn: &Connection, now: i64) -> Result<(), BackendError> {
     .map_err(|e| db_error("cannot purge expired rows", e))
 }
 
+/// Reads stop one byte past the longest value accepted, so a hostile row
+/// costs a miss, not memory.
+const READ_LIMIT: i64 = MAX_VALUE_LEN as i64 + 1;
+
 #[async_trait]
 impl SessionCacheBackend for SqliteBackend {
     async fn get(&self, key: &str) -> Result<Option<TlsSessionState>, BackendError> {
@@ -271,8 +275,8 @@ impl SessionCacheBackend for SqliteBackend {
         let text: Option<String> = self
             .run(move |conn| {
                 conn.query_row(
-                    "SELECT value FROM h3fleet_sessions WHERE key = ?1 AND expires_at > ?2",
-                    params![key, now],
+                    "SELECT substr(value, 1, ?3) FROM h3fleet_sessions WHERE key = ?1 AND expires_at > ?2",
+                    params![key, now, READ_LIMIT],
                     |row| row.get(0),
                 )
                 .optional()
@@ -315,8 +319,8 @@ impl SessionCacheBackend for SqliteBackend {
         let (key, now) = (key.to_owned(), self.now_ms());
         self.run(move |conn| {
             conn.query_row(
-                "SELECT value FROM h3fleet_ech_configs WHERE key = ?1 AND expires_at > ?2",
-                params![key, now],
+                "SELECT substr(value, 1, ?3) FROM h3fleet_ech_configs WHERE key = ?1 AND expires_at > ?2",
+                params![key, now, READ_LIMIT],
                 |row| row.get(0),
             )
             .optional()

@@ -73,8 +73,13 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// The longest ECHConfigList accepted (8 KiB): real lists are under 1 KiB,
+/// and one is kept per origin, in memory and in the backend.
+pub const MAX_ECH_CONFIG_LIST_LEN: usize = 8 * 1024;
+
 /// Checks an ECHConfigList (with its 2-byte length prefix) and returns the
-/// configs this client can use, in list order.
+/// configs this client can use, in list order. A list longer than
+/// [`MAX_ECH_CONFIG_LIST_LEN`] is refused.
 ///
 /// # Errors
 ///
@@ -85,6 +90,9 @@ impl<'a> Reader<'a> {
 /// assert!(validate_ech_config_list(b"\x00\x01").is_err());
 /// ```
 pub fn validate_ech_config_list(list: &[u8]) -> Result<Vec<EchConfigInfo>, EchConfigError> {
+    if list.len() > MAX_ECH_CONFIG_LIST_LEN {
+        return Err(EchConfigError::Malformed("longer than 8 KiB"));
+    }
     let mut outer = Reader(list);
     let body = outer.vec16("list length")?;
     if !outer.is_empty() {

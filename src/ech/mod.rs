@@ -14,7 +14,7 @@ mod config;
 pub(crate) mod dns;
 
 pub(crate) use cache::EchCache;
-pub use config::{validate_ech_config_list, EchConfigError, EchConfigInfo};
+pub use config::{validate_ech_config_list, EchConfigError, EchConfigInfo, MAX_ECH_CONFIG_LIST_LEN};
 
 /// Reads `rdata` as the wire form of an HTTPS record, as the resolver does,
 /// and validates any ECHConfigList in it. The entry point of the
