@@ -20,7 +20,9 @@
 //! use h3fleet::quic::QuicClientConfig;
 //!
 //! let tls = QuicClientConfig::builder().alpn_protocols(["h3"]).build()?;
-//! let on_ticket = Arc::new(|ticket: h3fleet::cache::CachedSession| {
+//! let on_ticket = Arc::new(|ticket: h3fleet::cache::CachedSession, sharing| {
+//!     // QUIC is TLS 1.3 only: every ticket may be shared.
+//!     assert_eq!(sharing, h3fleet::cache::Sharing::Fleet);
 //!     println!("new ticket, {} s lifetime", ticket.envelope.lifetime_secs);
 //! });
 //! // Per connection: resume a stored session, export new ones.
