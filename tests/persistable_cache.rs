@@ -80,6 +80,7 @@ async fn hanging_backend_is_bounded_by_the_get_timeout() {
     let slow = RedisOptions {
         connect_timeout: Duration::from_secs(30),
         response_timeout: Duration::from_secs(30),
+        ..RedisOptions::default()
     };
     let backend =
         Arc::new(RedisBackend::with_options(&format!("redis://127.0.0.1:{}/", hole.port()), slow).unwrap());

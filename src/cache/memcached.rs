@@ -11,6 +11,7 @@ use tokio::net::TcpStream;
 use crate::cache::backend::{
     check_ttl, BackendError, BackendErrorKind, SessionCacheBackend, TlsSessionState, MAX_VALUE_LEN,
 };
+use crate::cache::link_tls::{Link, LinkTls};
 
 const NAME: &str = "memcached";
 /// Idle connections kept for reuse.
@@ -23,7 +24,7 @@ const MAX_KEY_LEN: usize = 250;
 /// prefix and the SHA-256 of the key (and so is any key with this prefix).
 const HASHED_PREFIX: &str = "h3fleet#sha256:";
 
-type Conn = BufStream<TcpStream>;
+type Conn = BufStream<Box<dyn Link>>;
 
 /// A backend on one memcached server.
 ///
@@ -41,20 +42,47 @@ type Conn = BufStream<TcpStream>;
 /// let backend = backend_from_uri("memcached://127.0.0.1:11211")?;
 /// # Ok::<(), h3fleet::cache::BackendError>(())
 /// ```
-#[derive(Debug)]
 pub struct MemcachedBackend {
     addr: String,
+    tls: Option<LinkTls>,
     idle: Mutex<Vec<Conn>>,
 }
 
+impl std::fmt::Debug for MemcachedBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemcachedBackend")
+            .field("addr", &self.addr)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 impl MemcachedBackend {
-    /// A backend on the server at `addr` (`HOST:PORT`). Connections are made
-    /// on first use.
+    /// A backend on the server at `addr` (`HOST:PORT`), over plain TCP.
+    /// Connections are made on first use. memcached has no authentication
+    /// on its text protocol: use it on a private network, seal the values
+    /// (cache keys), or use [`with_tls`](Self::with_tls).
     pub fn new(addr: impl Into<String>) -> Self {
         Self {
             addr: addr.into(),
+            tls: None,
             idle: Mutex::new(Vec::new()),
         }
+    }
+
+    /// A backend on a memcached started with TLS (`-Z`), whose certificate
+    /// is verified for the host of `addr` against `ca_pem` (PEM roots) or
+    /// the system roots (`memcacheds://HOST:PORT[?ca=PATH]`).
+    ///
+    /// # Errors
+    ///
+    /// The roots cannot be read.
+    pub fn with_tls(addr: impl Into<String>, ca_pem: Option<&[u8]>) -> Result<Self, BackendError> {
+        let tls = LinkTls::new(ca_pem).map_err(|e| error(BackendErrorKind::InvalidUri, e))?;
+        Ok(Self {
+            tls: Some(tls),
+            ..Self::new(addr)
+        })
     }
 
     async fn checkout(&self) -> Result<Conn, BackendError> {
@@ -68,7 +96,19 @@ impl MemcachedBackend {
             .map_err(|_| error(BackendErrorKind::Timeout, format!("connecting to {}", self.addr)))?
             .map_err(|e| error(BackendErrorKind::Connect, format!("{}: {e}", self.addr)))?;
         let _ = tcp.set_nodelay(true);
-        Ok(BufStream::new(tcp))
+        let link: Box<dyn Link> = match &self.tls {
+            Some(tls) => {
+                let host = self.addr.rsplit_once(':').map_or(self.addr.as_str(), |(h, _)| h);
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                let handshake = tls.connect(host, tcp);
+                tokio::time::timeout(CONNECT_TIMEOUT, handshake)
+                    .await
+                    .map_err(|_| error(BackendErrorKind::Timeout, format!("TLS with {}", self.addr)))?
+                    .map_err(|e| error(BackendErrorKind::Connect, e))?
+            }
+            None => Box::new(tcp),
+        };
+        Ok(BufStream::new(link))
     }
 
     fn checkin(&self, conn: Conn) {

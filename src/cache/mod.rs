@@ -24,6 +24,8 @@ mod entry;
 mod envelope;
 mod key;
 #[cfg(feature = "memcached")]
+mod link_tls;
+#[cfg(feature = "memcached")]
 mod memcached;
 mod memory;
 mod persistable;

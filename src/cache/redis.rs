@@ -17,13 +17,30 @@ use crate::cache::backend::{
 };
 use crate::cache::redact_uri;
 
-/// Timeouts of a Redis connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Timeouts and TLS roots of a Redis connection.
+#[derive(Clone, PartialEq, Eq)]
 pub struct RedisOptions {
     /// How long one connection attempt may take. Default 2 s.
     pub connect_timeout: Duration,
     /// How long one command may wait for its reply. Default 2 s.
     pub response_timeout: Duration,
+    /// For `rediss://`: the PEM roots the server's certificate must chain
+    /// to, instead of the system's (`?ca=PATH` in a URI given to
+    /// [`backend_from_uri`](crate::cache::backend_from_uri)).
+    pub ca_pem: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for RedisOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisOptions")
+            .field("connect_timeout", &self.connect_timeout)
+            .field("response_timeout", &self.response_timeout)
+            .field(
+                "ca_pem",
+                &self.ca_pem.as_ref().map(|p| format!("<{} bytes>", p.len())),
+            )
+            .finish()
+    }
 }
 
 impl Default for RedisOptions {
@@ -31,8 +48,17 @@ impl Default for RedisOptions {
         Self {
             connect_timeout: Duration::from_secs(2),
             response_timeout: Duration::from_secs(2),
+            ca_pem: None,
         }
     }
+}
+
+/// redis-rs's TLS settings for `options`: its own roots, if given.
+fn tls_roots(options: &RedisOptions) -> Option<redis::TlsCertificates> {
+    options.ca_pem.clone().map(|pem| redis::TlsCertificates {
+        client_tls: None,
+        root_cert: Some(pem),
+    })
 }
 
 /// Makes the connection a [`Store`] uses; the connection reconnects by itself.
@@ -214,7 +240,10 @@ pub struct RedisBackend {
 }
 
 impl RedisBackend {
-    /// A backend for `uri`, `redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]`.
+    /// A backend for `uri`, `redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]`,
+    /// or `rediss://...` for TLS (the certificate is verified against the
+    /// system roots, or [`RedisOptions::ca_pem`]). A user name is a Redis
+    /// ACL user.
     ///
     /// # Errors
     ///
@@ -229,7 +258,11 @@ impl RedisBackend {
     ///
     /// The URI cannot be parsed.
     pub fn with_options(uri: &str, options: RedisOptions) -> Result<Self, BackendError> {
-        let client = redis::Client::open(uri).map_err(|e| {
+        let client = match tls_roots(&options) {
+            Some(roots) => redis::Client::build_with_tls(uri, roots),
+            None => redis::Client::open(uri),
+        }
+        .map_err(|e| {
             BackendError::new(
                 "redis",
                 BackendErrorKind::InvalidUri,
@@ -290,7 +323,8 @@ mod cluster {
     }
 
     impl RedisClusterBackend {
-        /// A backend whose seed nodes are `nodes`, each a `redis://` URI.
+        /// A backend whose seed nodes are `nodes`, each a `redis://` URI (or
+        /// all `rediss://`, for TLS).
         ///
         /// # Errors
         ///
@@ -319,10 +353,14 @@ mod cluster {
             if nodes.is_empty() {
                 return Err(invalid("a Redis Cluster needs at least one seed node".into()));
             }
-            let client = ClusterClient::builder(nodes)
+            let mut builder = ClusterClient::builder(nodes)
                 .connection_timeout(options.connect_timeout)
                 .response_timeout(options.response_timeout)
-                .retries(2)
+                .retries(2);
+            if let Some(roots) = tls_roots(&options) {
+                builder = builder.certs(roots);
+            }
+            let client = builder
                 .build()
                 .map_err(|e| invalid(format!("cannot use seed nodes {target}")).with_source(e))?;
             Ok(Self {

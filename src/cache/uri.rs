@@ -7,8 +7,9 @@ use crate::cache::backend::{BackendError, BackendErrorKind, SessionCacheBackend}
 use crate::cache::memory::MemoryBackend;
 
 /// The forms [`backend_from_uri`] accepts, for error messages and docs.
-pub const ACCEPTED_BACKEND_URIS: &str = "memory:, sqlite:PATH, redis://[:PASSWORD@]HOST:PORT[/DB], \
-     redis+cluster://[:PASSWORD@]HOST:PORT,HOST:PORT,..., memcached://HOST:PORT";
+pub const ACCEPTED_BACKEND_URIS: &str = "memory:, sqlite:PATH, redis://[[USER]:PASSWORD@]HOST:PORT[/DB], \
+     rediss://[[USER]:PASSWORD@]HOST:PORT[/DB][?ca=PEM], redis+cluster://[[USER]:PASSWORD@]HOST:PORT,HOST:PORT,..., \
+     rediss+cluster://...[?ca=PEM], memcached://HOST:PORT, memcacheds://HOST:PORT[?ca=PEM]";
 
 /// Builds the backend a URI names.
 ///
@@ -18,7 +19,9 @@ pub const ACCEPTED_BACKEND_URIS: &str = "memory:, sqlite:PATH, redis://[:PASSWOR
 /// | `sqlite:PATH` (also `sqlite://PATH`) | [`SqliteBackend`](crate::cache::SqliteBackend) on the file `PATH` |
 /// | `redis://[[USER]:PASSWORD@]HOST:PORT[/DB]` | [`RedisBackend`](crate::cache::RedisBackend) |
 /// | `redis+cluster://[[USER]:PASSWORD@]HOST:PORT,HOST:PORT,...` | [`RedisClusterBackend`](crate::cache::RedisClusterBackend), with those seed nodes |
+/// | `rediss://...`, `rediss+cluster://...` | the same over TLS, the certificate verified against the system roots, or the PEM file `?ca=PATH` |
 /// | `memcached://HOST:PORT` | [`MemcachedBackend`](crate::cache::MemcachedBackend) |
+/// | `memcacheds://HOST:PORT[?ca=PATH]` | the same over TLS (memcached's `-Z`), verified against the system roots or `PATH` |
 ///
 /// Redis backends connect on first use, so this makes no network call;
 /// `sqlite:` opens (and if needed creates) the file.
@@ -42,15 +45,26 @@ pub fn backend_from_uri(uri: &str) -> Result<Arc<dyn SessionCacheBackend>, Backe
     match scheme.to_ascii_lowercase().as_str() {
         "memory" if rest.is_empty() || rest == "//" => Ok(Arc::new(MemoryBackend::new())),
         "sqlite" => sqlite(uri, rest.strip_prefix("//").unwrap_or(rest)),
-        "redis" => redis(uri),
-        "redis+cluster" => redis_cluster(uri, rest.strip_prefix("//").ok_or_else(|| invalid(uri))?),
-        "memcached" => memcached(uri, rest.strip_prefix("//").ok_or_else(|| invalid(uri))?),
+        "redis" | "rediss" => redis(uri),
+        "redis+cluster" | "rediss+cluster" => {
+            redis_cluster(uri, scheme, rest.strip_prefix("//").ok_or_else(|| invalid(uri))?)
+        }
+        "memcached" => memcached(uri, rest.strip_prefix("//").ok_or_else(|| invalid(uri))?, false),
+        "memcacheds" => memcached(uri, rest.strip_prefix("//").ok_or_else(|| invalid(uri))?, true),
         _ => Err(invalid(uri)),
     }
 }
 
 #[cfg(feature = "memcached")]
-fn memcached(uri: &str, addr: &str) -> Result<Arc<dyn SessionCacheBackend>, BackendError> {
+fn memcached(uri: &str, rest: &str, tls: bool) -> Result<Arc<dyn SessionCacheBackend>, BackendError> {
+    let (addr, ca) = match rest.split_once('?') {
+        Some((addr, query)) if tls => match query.strip_prefix("ca=") {
+            Some(path) if !path.contains('&') => (addr, Some(read_ca(uri, path)?)),
+            _ => return Err(invalid(uri)),
+        },
+        Some(_) => return Err(invalid(uri)),
+        None => (rest, None),
+    };
     let addr = addr.trim_end_matches('/');
     let valid = addr
         .rsplit_once(':')
@@ -58,11 +72,17 @@ fn memcached(uri: &str, addr: &str) -> Result<Arc<dyn SessionCacheBackend>, Back
     if !valid {
         return Err(invalid(uri));
     }
+    if tls {
+        return Ok(Arc::new(crate::cache::MemcachedBackend::with_tls(
+            addr,
+            ca.as_deref(),
+        )?));
+    }
     Ok(Arc::new(crate::cache::MemcachedBackend::new(addr)))
 }
 
 #[cfg(not(feature = "memcached"))]
-fn memcached(_uri: &str, _addr: &str) -> Result<Arc<dyn SessionCacheBackend>, BackendError> {
+fn memcached(_uri: &str, _addr: &str, _tls: bool) -> Result<Arc<dyn SessionCacheBackend>, BackendError> {
     Err(BackendError::new(
         "uri",
         BackendErrorKind::InvalidUri,
@@ -150,9 +170,48 @@ fn sqlite(_: &str, _: &str) -> Result<Arc<dyn SessionCacheBackend>, BackendError
     Err(not_built("sqlite"))
 }
 
+/// The PEM roots in the file `path`, named by `uri`'s `ca=` parameter.
+#[cfg(any(feature = "redis", feature = "memcached"))]
+fn read_ca(uri: &str, path: &str) -> Result<Vec<u8>, BackendError> {
+    std::fs::read(path).map_err(|e| {
+        BackendError::new(
+            "uri",
+            BackendErrorKind::InvalidUri,
+            format!("cannot read the CA file {path} of {}", redact_uri(uri)),
+        )
+        .with_source(e)
+    })
+}
+
+/// `uri` without its `ca=PATH` query parameter, and the PEM roots read from
+/// `PATH`.
+#[cfg(feature = "redis")]
+fn take_ca(uri: &str) -> Result<(String, crate::cache::RedisOptions), BackendError> {
+    let mut options = crate::cache::RedisOptions::default();
+    let Some((base, query)) = uri.split_once('?') else {
+        return Ok((uri.to_owned(), options));
+    };
+    let mut kept = Vec::new();
+    for pair in query.split('&') {
+        match pair.strip_prefix("ca=") {
+            Some(path) => options.ca_pem = Some(read_ca(uri, path)?),
+            None => kept.push(pair),
+        }
+    }
+    let uri = if kept.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    Ok((uri, options))
+}
+
 #[cfg(feature = "redis")]
 fn redis(uri: &str) -> Result<Arc<dyn SessionCacheBackend>, BackendError> {
-    Ok(Arc::new(crate::cache::redis::RedisBackend::new(uri)?))
+    let (uri, options) = take_ca(uri)?;
+    Ok(Arc::new(crate::cache::redis::RedisBackend::with_options(
+        &uri, options,
+    )?))
 }
 
 #[cfg(not(feature = "redis"))]
@@ -160,23 +219,28 @@ fn redis(_: &str) -> Result<Arc<dyn SessionCacheBackend>, BackendError> {
     Err(not_built("redis"))
 }
 
-/// `[userinfo@]h1:p1,h2:p2` → `redis://[userinfo@]h1:p1`, ...
+/// `[userinfo@]h1:p1,h2:p2` → `redis://[userinfo@]h1:p1`, ... (`rediss://`
+/// for `rediss+cluster`).
 #[cfg(feature = "redis-cluster")]
-fn redis_cluster(uri: &str, rest: &str) -> Result<Arc<dyn SessionCacheBackend>, BackendError> {
+fn redis_cluster(uri: &str, scheme: &str, rest: &str) -> Result<Arc<dyn SessionCacheBackend>, BackendError> {
+    let (rest, options) = take_ca(rest)?;
     let (userinfo, hosts) = match rest.rsplit_once('@') {
         Some((user, hosts)) => (format!("{user}@"), hosts),
-        None => (String::new(), rest),
+        None => (String::new(), rest.as_str()),
     };
     let hosts = hosts.trim_end_matches('/');
-    if hosts.is_empty() || hosts.split(',').any(|h| h.is_empty() || h.contains('/')) {
+    if hosts.is_empty() || hosts.split(',').any(|h| h.is_empty() || h.contains(['/', '?'])) {
         return Err(invalid(uri));
     }
-    let nodes = hosts.split(',').map(|h| format!("redis://{userinfo}{h}"));
-    Ok(Arc::new(crate::cache::redis::RedisClusterBackend::new(nodes)?))
+    let node_scheme = scheme.split('+').next().unwrap_or("redis").to_ascii_lowercase();
+    let nodes = hosts.split(',').map(|h| format!("{node_scheme}://{userinfo}{h}"));
+    Ok(Arc::new(crate::cache::redis::RedisClusterBackend::with_options(
+        nodes, options,
+    )?))
 }
 
 #[cfg(not(feature = "redis-cluster"))]
-fn redis_cluster(_: &str, _: &str) -> Result<Arc<dyn SessionCacheBackend>, BackendError> {
+fn redis_cluster(_: &str, _: &str, _: &str) -> Result<Arc<dyn SessionCacheBackend>, BackendError> {
     Err(not_built("redis-cluster"))
 }
 

@@ -35,6 +35,40 @@ impl RedisServer {
         server
     }
 
+    /// A server that also speaks TLS, with `pki`'s certificate, on its own
+    /// port ([`tls_uri`](Self::tls_uri)); clients need no certificate.
+    pub fn start_tls(pki: &super::quic::TestPki, extra: &[&str]) -> (Self, u16) {
+        let files = tempfile::tempdir().unwrap();
+        let write = |name: &str, pem: &str| {
+            let path = files.path().join(name);
+            std::fs::write(&path, pem).unwrap();
+            path.to_str().unwrap().to_owned()
+        };
+        let (cert, key, ca) = (
+            write("cert.pem", &pki.cert_pem),
+            write("key.pem", &pki.key_pem),
+            write("ca.pem", &pki.ca_pem),
+        );
+        let tls_port = free_port(Some(10000)).to_string();
+        let mut args = vec![
+            "--tls-port",
+            &tls_port,
+            "--tls-cert-file",
+            &cert,
+            "--tls-key-file",
+            &key,
+            "--tls-ca-cert-file",
+            &ca,
+            "--tls-auth-clients",
+            "no",
+        ];
+        args.extend_from_slice(extra);
+        let server = Self::start_with(&args);
+        // redis-server has read the files by the time it answers PING.
+        drop(files);
+        (server, tls_port.parse().unwrap())
+    }
+
     /// `redis://127.0.0.1:PORT/`.
     pub fn uri(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
@@ -130,10 +164,24 @@ impl RedisCluster {
     /// Starts three cluster-enabled servers, joins them, and waits until
     /// every node reports `cluster_state:ok`.
     pub fn start() -> Self {
+        Self::start_nodes(|args| (RedisServer::start_with(args), 0)).0
+    }
+
+    /// The same with TLS on every node (the cluster bus too), with `pki`'s
+    /// certificate; returns the nodes' TLS ports.
+    pub fn start_tls(pki: &super::quic::TestPki) -> (Self, Vec<u16>) {
+        Self::start_nodes(|args| {
+            let mut args = args.to_vec();
+            args.extend_from_slice(&["--tls-cluster", "yes"]);
+            RedisServer::start_tls(pki, &args)
+        })
+    }
+
+    fn start_nodes(start: impl Fn(&[&str]) -> (RedisServer, u16)) -> (Self, Vec<u16>) {
         let cli = require_binary("redis-cli", "redis-tools");
-        let nodes: Vec<RedisServer> = (0..3)
+        let (nodes, tls_ports): (Vec<RedisServer>, Vec<u16>) = (0..3)
             .map(|_| {
-                RedisServer::start_with(&[
+                start(&[
                     "--cluster-enabled",
                     "yes",
                     "--cluster-config-file",
@@ -142,7 +190,7 @@ impl RedisCluster {
                     "5000",
                 ])
             })
-            .collect();
+            .unzip();
         let addrs: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port())).collect();
         let out = Command::new(&cli)
             .args(["--cluster", "create"])
@@ -158,7 +206,7 @@ impl RedisCluster {
         );
         let cluster = Self { nodes };
         cluster.wait_until_ok();
-        cluster
+        (cluster, tls_ports)
     }
 
     fn wait_until_ok(&self) {
