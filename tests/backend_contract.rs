@@ -11,7 +11,7 @@ use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
 
-use h3fleet::cache::{backend_from_uri, BackendErrorKind, SessionCacheBackend};
+use h3fleet::cache::{backend_from_uri, BackendErrorKind, SessionCacheBackend, StoredSession};
 use support::sessions::state;
 
 /// A backend and whatever keeps its service alive.
@@ -172,6 +172,52 @@ async fn keys_with_unusual_characters(b: &dyn SessionCacheBackend) {
     }
 }
 
+async fn conditional_delete_removes_only_the_expected_value(b: &dyn SessionCacheBackend) {
+    let key = "h3fleet:sessions:default:h3:cad.example:443";
+    assert!(
+        !b.delete_if(key, StoredSession::Ticket("b2xk")).await.unwrap(),
+        "deleted a missing key"
+    );
+    let value = state("b2xk", "c3RhdGU=");
+    b.put(key, &value, LONG).await.unwrap();
+    assert!(!b.delete_if(key, StoredSession::Ticket("bmV3")).await.unwrap());
+    assert!(!b.delete_if(key, StoredSession::Unreadable).await.unwrap());
+    assert_eq!(
+        b.get(key).await.unwrap(),
+        Some(value),
+        "another ticket's delete removed it"
+    );
+    assert!(b.delete_if(key, StoredSession::Ticket("b2xk")).await.unwrap());
+    assert_eq!(b.get(key).await.unwrap(), None);
+    let ech = "h3fleet:ech:default:cad.example:443";
+    b.put_ech_config(ech, b"\x00\x01a", LONG).await.unwrap();
+    assert!(!b.delete_ech_config_if(ech, b"\x00\x01b").await.unwrap());
+    assert!(b.get_ech_config(ech).await.unwrap().is_some());
+    assert!(b.delete_ech_config_if(ech, b"\x00\x01a").await.unwrap());
+    assert_eq!(b.get_ech_config(ech).await.unwrap(), None);
+}
+
+/// One replica invalidates the ticket it was refused while another stores
+/// the fresh one: however they interleave, the fresh ticket survives.
+async fn a_racing_refresh_is_never_deleted(b: Arc<dyn SessionCacheBackend>) {
+    let key = "h3fleet:sessions:default:h3:race.example:443";
+    for round in 0..100 {
+        b.put(key, &state("b2xk", "b2xk"), LONG).await.unwrap();
+        let fresh = state("ZnJlc2g=", &format!("round{round}"));
+        let (invalidate, refresh) = (Arc::clone(&b), Arc::clone(&b));
+        let refreshed = fresh.clone();
+        let a = tokio::spawn(async move { invalidate.delete_if(key, StoredSession::Ticket("b2xk")).await });
+        let r = tokio::spawn(async move { refresh.put(key, &refreshed, LONG).await });
+        a.await.unwrap().unwrap();
+        r.await.unwrap().unwrap();
+        assert_eq!(
+            b.get(key).await.unwrap(),
+            Some(fresh),
+            "round {round}: the fresh ticket was lost"
+        );
+    }
+}
+
 /// Instantiates every contract test for one backend, in a module of its name.
 macro_rules! contract_suite {
     ($module:ident, $setup:expr) => {
@@ -224,6 +270,18 @@ macro_rules! contract_suite {
             async fn values_of_16_kib() {
                 let f: Fixture = $setup;
                 super::values_of_16_kib(&*f.backend).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn conditional_delete_removes_only_the_expected_value() {
+                let f: Fixture = $setup;
+                super::conditional_delete_removes_only_the_expected_value(&*f.backend).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_racing_refresh_is_never_deleted() {
+                let f: Fixture = $setup;
+                super::a_racing_refresh_is_never_deleted(Arc::clone(&f.backend)).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

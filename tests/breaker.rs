@@ -40,6 +40,7 @@ fn builder(pki: &TestPki, origin: &H3Origin, cache_uri: &str, errors: &Arc<Atomi
             threshold: 5,
             probe_interval: Duration::from_millis(200),
             probe_timeout: Duration::from_millis(300),
+            ..BreakerConfig::default()
         }))
         .backend_get_timeout(Duration::from_millis(300))
 }
@@ -135,4 +136,45 @@ async fn a_slow_redis_never_delays_a_request_past_the_get_timeout_and_opens_the_
         errors.load(Ordering::SeqCst)
     );
     assert!(errors.load(Ordering::SeqCst) >= 5);
+}
+
+/// Corrupt values are the values' fault, not the backend's: they are
+/// reported and deleted, but never open the breaker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_entries_are_deleted_without_opening_the_breaker() {
+    let pki = TestPki::new();
+    let origin = origin(&pki);
+    let redis = RedisServer::start();
+    let port = origin.local_addr().unwrap().port();
+    let keys: Vec<String> = (0..20)
+        .map(|i| {
+            h3fleet::cache::KeyFormat::default().session(
+                Some(&format!("replica-{i}")),
+                "default",
+                Protocol::H3,
+                "localhost",
+                port,
+            )
+        })
+        .collect();
+    let mut raw = redis.client();
+    for key in &keys {
+        redis::cmd("SET").arg(key).arg("not json").exec(&mut raw).unwrap();
+    }
+    let errors = Arc::new(AtomicUsize::new(0));
+    let session = builder(&pki, &origin, &redis.uri(), &errors).build().unwrap();
+    let breaker = Arc::clone(session.circuit_breaker().unwrap());
+    for i in 0..20 {
+        assert_eq!(request(&session, &origin, i).await.status(), 200);
+    }
+    assert!(session.close().await);
+    assert_eq!(breaker.trips(), 0, "corrupt values opened the breaker");
+    assert!(
+        errors.load(Ordering::SeqCst) >= 20,
+        "the corrupt values were not reported"
+    );
+    for key in &keys {
+        let left: Option<String> = redis::cmd("GET").arg(key).query(&mut raw).unwrap();
+        assert_ne!(left.as_deref(), Some("not json"), "{key} was not deleted");
+    }
 }

@@ -81,6 +81,36 @@ pub trait SessionCacheBackend: Send + Sync + 'static {
     /// Stores the raw ECHConfigList bytes `config` under `key` for `ttl`.
     async fn put_ech_config(&self, key: &str, config: &[u8], ttl: Duration) -> Result<(), BackendError>;
 
+    /// Removes the session under `key` only if it is still `expected`, in one
+    /// step, and says whether it did. The cache uses it for refused, expired
+    /// and corrupt entries, so it never deletes a fresh ticket another replica
+    /// wrote in the meantime.
+    ///
+    /// The default reads, compares and deletes in separate calls, which a
+    /// concurrent write can slip between; the built-in backends do it
+    /// atomically (a Lua script on Redis, one conditional `DELETE` on SQLite,
+    /// `mg`/`md` with a CAS value on memcached, one lock in memory).
+    async fn delete_if(&self, key: &str, expected: StoredSession<'_>) -> Result<bool, BackendError> {
+        let matches = match (self.get(key).await, expected) {
+            (Ok(Some(stored)), StoredSession::Ticket(ticket)) => stored.ticket == ticket,
+            (Err(e), StoredSession::Unreadable) if e.is_decode() => true,
+            (Err(e), _) if !e.is_decode() => return Err(e),
+            _ => false,
+        };
+        if matches {
+            self.delete(key).await?;
+        }
+        Ok(matches)
+    }
+
+    /// Removes the ECH config under `key` only if it is still `expected`,
+    /// in one step; true if it did. The default removes nothing (configs
+    /// expire with their TTL); the built-in backends implement it.
+    async fn delete_ech_config_if(&self, key: &str, expected: &[u8]) -> Result<bool, BackendError> {
+        let _ = (key, expected);
+        Ok(false)
+    }
+
     /// A short name for logs and errors raised about this backend by its
     /// callers (a timeout, say). Defaults to `"custom"`.
     fn name(&self) -> &'static str {
@@ -92,6 +122,16 @@ impl fmt::Debug for dyn SessionCacheBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "SessionCacheBackend({})", self.name())
     }
+}
+
+/// Which stored session [`SessionCacheBackend::delete_if`] may remove.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoredSession<'a> {
+    /// The session whose `ticket` field is this (base64, as stored).
+    Ticket(&'a str),
+    /// A value that is not a session h3fleet would read: not JSON, JSON
+    /// without a string `ticket`, or longer than [`MAX_VALUE_LEN`].
+    Unreadable,
 }
 
 /// One stored TLS session, as every backend holds it.

@@ -17,9 +17,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use super::{BackendError, ErrorCallback, PersistableSessionCache, Protocol, SessionCacheBackend};
+use super::{
+    BackendError, BackendErrorKind, ErrorCallback, PersistableSessionCache, Protocol, SessionCacheBackend,
+};
 
-/// The key a probe reads (a miss is a healthy answer).
+/// The key a probe reads unless told otherwise (a miss is a healthy
+/// answer).
 const PROBE_KEY: &str = "h3fleet:probe";
 
 /// When a [`CircuitBreaker`] opens and how it probes.
@@ -33,6 +36,9 @@ pub struct BreakerConfig {
     pub probe_interval: Duration,
     /// A probe slower than this fails. Default 500 ms.
     pub probe_timeout: Duration,
+    /// The key a probe reads. Default `None`: `{prefix}:probe` under the
+    /// session's key prefix (`h3fleet:probe` for a breaker made directly).
+    pub probe_key: Option<String>,
 }
 
 impl Default for BreakerConfig {
@@ -42,6 +48,7 @@ impl Default for BreakerConfig {
             threshold: 5,
             probe_interval: Duration::from_secs(1),
             probe_timeout: Duration::from_millis(500),
+            probe_key: None,
         }
     }
 }
@@ -112,7 +119,9 @@ impl CircuitBreaker {
         let breaker: Weak<Self> = Arc::downgrade(self);
         let forward = self.on_error.clone();
         Arc::new(move |op: &str, key: &str, err: &BackendError| {
-            if let Some(breaker) = breaker.upgrade() {
+            // Only an unavailable backend counts: a corrupt or foreign value
+            // is the value's fault, and is deleted.
+            if let Some(breaker) = breaker.upgrade().filter(|_| is_unavailable(err)) {
                 breaker.record_error();
             }
             if let Some(forward) = &forward {
@@ -201,24 +210,36 @@ impl CircuitBreaker {
     }
 }
 
-/// Probes the backend until it answers, then closes the breaker. Ends if
-/// the breaker is dropped.
+/// True for the errors of a backend that cannot be reached or does not
+/// answer in time, the only ones the breaker counts.
+fn is_unavailable(err: &BackendError) -> bool {
+    matches!(
+        err.kind(),
+        BackendErrorKind::Connect | BackendErrorKind::Io | BackendErrorKind::Timeout
+    )
+}
+
+/// Probes the backend until it answers (any answer but unavailability: a
+/// corrupt value under the probe key is an answer), then closes the
+/// breaker. Ends if the breaker is dropped.
 async fn probe(breaker: Weak<CircuitBreaker>) {
     loop {
-        let Some((interval, timeout, backend)) = breaker.upgrade().map(|b| {
+        let Some((interval, timeout, backend, key)) = breaker.upgrade().map(|b| {
             (
                 b.config.probe_interval,
                 b.config.probe_timeout,
                 Arc::clone(&b.backend),
+                b.config.probe_key.clone().unwrap_or_else(|| PROBE_KEY.to_owned()),
             )
         }) else {
             return;
         };
         tokio::time::sleep(interval).await;
-        let healthy = matches!(
-            tokio::time::timeout(timeout, backend.get(PROBE_KEY)).await,
-            Ok(Ok(_))
-        );
+        let healthy = match tokio::time::timeout(timeout, backend.get(&key)).await {
+            Ok(Ok(_)) => true,
+            Ok(Err(e)) => !is_unavailable(&e),
+            Err(_) => false,
+        };
         if healthy {
             if let Some(breaker) = breaker.upgrade() {
                 tracing::info!(

@@ -9,7 +9,8 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufStream};
 use tokio::net::TcpStream;
 
 use crate::cache::backend::{
-    check_ttl, BackendError, BackendErrorKind, SessionCacheBackend, TlsSessionState, MAX_VALUE_LEN,
+    check_ttl, BackendError, BackendErrorKind, SessionCacheBackend, StoredSession, TlsSessionState,
+    MAX_VALUE_LEN,
 };
 use crate::cache::link_tls::{Link, LinkTls};
 
@@ -187,6 +188,53 @@ impl MemcachedBackend {
         .await
     }
 
+    /// Deletes `key` if `matches` its value (without the deadline; `None`
+    /// for a value too long to read), in one step: the meta get returns the
+    /// item's CAS token, and the meta delete removes the item only if that
+    /// token is still current.
+    async fn delete_raw_if(
+        &self,
+        key: &str,
+        matches: impl FnOnce(Option<&[u8]>) -> bool,
+    ) -> Result<bool, BackendError> {
+        let wire = wire_key(key);
+        let mut conn = self.checkout().await?;
+        conn.write_all(format!("mg {wire} v c\r\n").as_bytes())
+            .await
+            .map_err(io)?;
+        conn.flush().await.map_err(io)?;
+        let (cas, matched) = match read_meta_get_reply(&mut conn).await? {
+            MetaGet::Missing => {
+                self.checkin(conn);
+                return Ok(false);
+            }
+            MetaGet::Value(stored, cas) => {
+                self.checkin(conn);
+                let value = split_deadline(&stored).map_or(&stored[..], |(_, value)| value);
+                (cas, matches(Some(value)))
+            }
+            // The unread value goes with the connection.
+            MetaGet::TooLong(cas) => (cas, matches(None)),
+        };
+        if !matched {
+            return Ok(false);
+        }
+        self.with_conn(|conn| {
+            Box::pin(async move {
+                conn.write_all(format!("md {wire} C{cas}\r\n").as_bytes())
+                    .await
+                    .map_err(io)?;
+                conn.flush().await.map_err(io)?;
+                match read_line(conn).await?.as_str() {
+                    "HD" => Ok(true),
+                    "NF" | "EX" => Ok(false),
+                    other => Err(error(BackendErrorKind::Io, format!("md answered {other:?}"))),
+                }
+            })
+        })
+        .await
+    }
+
     async fn delete_raw(&self, key: &str) -> Result<(), BackendError> {
         let key = wire_key(key);
         self.with_conn(|conn| {
@@ -229,6 +277,24 @@ impl SessionCacheBackend for MemcachedBackend {
 
     async fn put_ech_config(&self, key: &str, config: &[u8], ttl: Duration) -> Result<(), BackendError> {
         self.set_raw(key, config, ttl).await
+    }
+
+    async fn delete_if(&self, key: &str, expected: StoredSession<'_>) -> Result<bool, BackendError> {
+        self.delete_raw_if(key, |value| {
+            let ticket = value
+                .filter(|v| v.len() <= MAX_VALUE_LEN)
+                .and_then(|v| serde_json::from_slice::<serde_json::Value>(v).ok())
+                .and_then(|v| v.get("ticket").and_then(|t| t.as_str()).map(str::to_owned));
+            match expected {
+                StoredSession::Ticket(want) => ticket.as_deref() == Some(want),
+                StoredSession::Unreadable => ticket.is_none(),
+            }
+        })
+        .await
+    }
+
+    async fn delete_ech_config_if(&self, key: &str, expected: &[u8]) -> Result<bool, BackendError> {
+        self.delete_raw_if(key, |value| value == Some(expected)).await
     }
 
     fn name(&self) -> &'static str {
@@ -301,6 +367,56 @@ async fn read_line(conn: &mut Conn) -> Result<String, BackendError> {
     Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }
 
+/// The answer to `mg <key> v c`.
+enum MetaGet {
+    /// `EN`: no item.
+    Missing,
+    /// The value and its CAS token.
+    Value(Vec<u8>, u64),
+    /// A value longer than h3fleet reads (left unread) and its CAS token.
+    TooLong(u64),
+}
+
+/// Reads the answer to `mg <key> v c`: `VA <bytes> c<cas>`, the data; or
+/// `EN` (no item).
+async fn read_meta_get_reply(conn: &mut Conn) -> Result<MetaGet, BackendError> {
+    let head = read_line(conn).await?;
+    if head == "EN" {
+        return Ok(MetaGet::Missing);
+    }
+    let bad = || error(BackendErrorKind::Io, format!("mg answered {head:?}"));
+    let mut fields = head.strip_prefix("VA ").ok_or_else(bad)?.split(' ');
+    let len = fields
+        .next()
+        .and_then(|n| n.parse::<usize>().ok())
+        .ok_or_else(bad)?;
+    let cas = fields
+        .find_map(|f| f.strip_prefix('c').and_then(|c| c.parse::<u64>().ok()))
+        .ok_or_else(bad)?;
+    if len > MAX_STORED_LEN {
+        return Ok(MetaGet::TooLong(cas));
+    }
+    Ok(MetaGet::Value(read_data(conn, len).await?, cas))
+}
+
+/// Reads `len` bytes of item data and its line end.
+async fn read_data(conn: &mut Conn, len: usize) -> Result<Vec<u8>, BackendError> {
+    if len > MAX_STORED_LEN {
+        // The connection is dropped with the unread value.
+        return Err(error(
+            BackendErrorKind::Decode,
+            format!("stored value of {len} bytes is longer than {MAX_STORED_LEN}"),
+        ));
+    }
+    let mut data = vec![0u8; len.saturating_add(2)];
+    conn.read_exact(&mut data).await.map_err(io)?;
+    if !data.ends_with(b"\r\n") {
+        return Err(error(BackendErrorKind::Io, "data without its line end"));
+    }
+    data.truncate(len);
+    Ok(data)
+}
+
 /// Reads the answer to a one-key `get`: `VALUE <key> <flags> <bytes>`, the
 /// data, `END`; or just `END`.
 async fn read_get_reply(conn: &mut Conn) -> Result<Option<Vec<u8>>, BackendError> {
@@ -313,19 +429,7 @@ async fn read_get_reply(conn: &mut Conn) -> Result<Option<Vec<u8>>, BackendError
         .and_then(|rest| rest.split(' ').nth(2))
         .and_then(|n| n.parse::<usize>().ok())
         .ok_or_else(|| error(BackendErrorKind::Io, format!("get answered {head:?}")))?;
-    if len > MAX_STORED_LEN {
-        // The connection is dropped with the unread value.
-        return Err(error(
-            BackendErrorKind::Decode,
-            format!("stored value of {len} bytes is longer than {MAX_STORED_LEN}"),
-        ));
-    }
-    let mut data = vec![0u8; len.saturating_add(2)];
-    conn.read_exact(&mut data).await.map_err(io)?;
-    if !data.ends_with(b"\r\n") {
-        return Err(error(BackendErrorKind::Io, "get: data without its line end"));
-    }
-    data.truncate(len);
+    let data = read_data(conn, len).await?;
     match read_line(conn).await?.as_str() {
         "END" => Ok(Some(data)),
         other => Err(error(

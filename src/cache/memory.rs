@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
-use crate::cache::backend::{check_ttl, BackendError, SessionCacheBackend, TlsSessionState};
+use crate::cache::backend::{check_ttl, BackendError, SessionCacheBackend, StoredSession, TlsSessionState};
 use crate::cache::clock::{Clock, SystemClock};
 
 const NAME: &str = "memory";
@@ -162,6 +162,28 @@ impl SessionCacheBackend for MemoryBackend {
         );
         self.after_write(&mut maps);
         Ok(())
+    }
+
+    async fn delete_if(&self, key: &str, expected: StoredSession<'_>) -> Result<bool, BackendError> {
+        let mut maps = self.lock();
+        // Every value held here parsed, so none is `Unreadable`.
+        let matches = matches!(
+            (maps.sessions.get(key), expected),
+            (Some(e), StoredSession::Ticket(t)) if e.value.ticket == t
+        );
+        if matches {
+            maps.sessions.remove(key);
+        }
+        Ok(matches)
+    }
+
+    async fn delete_ech_config_if(&self, key: &str, expected: &[u8]) -> Result<bool, BackendError> {
+        let mut maps = self.lock();
+        let matches = maps.ech.get(key).is_some_and(|e| e.value == expected);
+        if matches {
+            maps.ech.remove(key);
+        }
+        Ok(matches)
     }
 
     fn name(&self) -> &'static str {

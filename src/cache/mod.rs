@@ -40,7 +40,8 @@ mod uri;
 
 pub(crate) use attachment::{report, BackgroundCalls, SingleFlight};
 pub use backend::{
-    BackendError, BackendErrorKind, ErrorCallback, SessionCacheBackend, TlsSessionState, MAX_VALUE_LEN,
+    BackendError, BackendErrorKind, ErrorCallback, SessionCacheBackend, StoredSession, TlsSessionState,
+    MAX_VALUE_LEN,
 };
 pub use breaker::{BreakerConfig, CircuitBreaker};
 pub use clock::{Clock, ManualClock, SystemClock};

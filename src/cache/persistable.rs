@@ -13,7 +13,9 @@ use lru::LruCache;
 use crate::cache::attachment::{BackgroundCalls, SingleFlight};
 use crate::sync::{lock, read, write};
 
-use crate::cache::backend::{BackendError, BackendErrorKind, ErrorCallback, SessionCacheBackend};
+use crate::cache::backend::{
+    BackendError, BackendErrorKind, ErrorCallback, SessionCacheBackend, StoredSession,
+};
 use crate::cache::clock::{Clock, SystemClock};
 use crate::cache::entry::{CachedSession, EntryError, Sharing};
 use crate::cache::envelope::Envelope;
@@ -443,28 +445,8 @@ impl PersistableSessionCache {
                 local.pop(&local_key);
             }
         }
-        let Some(backend) = a.backend.clone() else { return };
         let key = self.key(&a, host, port);
-        let refused = base64_of(refused_ticket);
-        let (timeout, att) = (self.inner.options.write_timeout, a.clone());
-        let key2 = key.clone();
-        self.spawn(&a, &key, Operation::Delete, async move {
-            let current = match bounded("get", timeout, backend.name(), backend.get(&key2)).await {
-                Ok(current) => current,
-                Err(e) if e.is_decode() => {
-                    report(&att, Operation::Decode, &key2, &e);
-                    return bounded("delete", timeout, backend.name(), backend.delete(&key2)).await;
-                }
-                Err(e) => {
-                    report(&att, Operation::Get, &key2, &e);
-                    return Ok(());
-                }
-            };
-            if current.is_some_and(|s| s.ticket == refused) {
-                bounded("delete", timeout, backend.name(), backend.delete(&key2)).await?;
-            }
-            Ok(())
-        });
+        self.delete_in_background(&a, &key, Some(base64_of(refused_ticket)));
     }
 
     /// Waits up to `timeout` for background writes and deletes to finish.
@@ -555,7 +537,7 @@ impl PersistableSessionCache {
             Ok(state) => state?,
             Err(e) if e.is_decode() => {
                 report(a, Operation::Decode, key, &e);
-                self.delete_in_background(a, key);
+                self.delete_in_background(a, key, None);
                 return None;
             }
             Err(e) => {
@@ -569,7 +551,7 @@ impl PersistableSessionCache {
                     > chrono::Duration::from_std(self.inner.options.max_age).unwrap_or(chrono::Duration::MAX);
                 if too_old || self.remaining_life(&session.envelope).is_none() {
                     tracing::debug!(key, "stored session has expired; deleting it");
-                    self.delete_in_background(a, key);
+                    self.delete_in_background(a, key, Some(state.ticket.clone()));
                     return None;
                 }
                 Some(session)
@@ -585,17 +567,25 @@ impl PersistableSessionCache {
                 };
                 let err = BackendError::new(backend.name(), BackendErrorKind::Decode, what).with_source(e);
                 report(a, Operation::Decode, key, &err);
-                self.delete_in_background(a, key);
+                self.delete_in_background(a, key, Some(state.ticket.clone()));
                 None
             }
         }
     }
 
-    fn delete_in_background(&self, a: &Attachment, key: &str) {
+    /// Deletes the entry under `key` if it is still the session with
+    /// `ticket` (base64, as stored), or with `None` still a value that is no
+    /// session: never a fresh ticket another replica has just written.
+    fn delete_in_background(&self, a: &Attachment, key: &str, ticket: Option<String>) {
         let Some(backend) = a.backend.clone() else { return };
         let (timeout, key_owned) = (self.inner.options.write_timeout, key.to_owned());
         self.spawn(a, key, Operation::Delete, async move {
-            bounded("delete", timeout, backend.name(), backend.delete(&key_owned)).await
+            let expected = match &ticket {
+                Some(ticket) => StoredSession::Ticket(ticket),
+                None => StoredSession::Unreadable,
+            };
+            let delete = backend.delete_if(&key_owned, expected);
+            bounded("delete", timeout, backend.name(), delete).await.map(drop)
         });
     }
 

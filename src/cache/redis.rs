@@ -13,7 +13,8 @@ use redis::{Cmd, RedisError};
 use tokio::sync::OnceCell;
 
 use crate::cache::backend::{
-    check_ttl, BackendError, BackendErrorKind, SessionCacheBackend, TlsSessionState, MAX_VALUE_LEN,
+    check_ttl, BackendError, BackendErrorKind, SessionCacheBackend, StoredSession, TlsSessionState,
+    MAX_VALUE_LEN,
 };
 use crate::cache::redact_uri;
 
@@ -60,6 +61,34 @@ fn tls_roots(options: &RedisOptions) -> Option<redis::TlsCertificates> {
         root_cert: Some(pem),
     })
 }
+
+/// Deletes `KEYS[1]` if it holds the session whose `ticket` is `ARGV[2]`
+/// (`ARGV[1]` = `ticket`), or a value that is no session h3fleet reads
+/// (`ARGV[1]` = `unreadable`: longer than `ARGV[3]` bytes, not JSON, or
+/// without a string ticket): compare and delete in one atomic step.
+const DELETE_SESSION_IF: &str = r"
+local v = redis.call('GET', KEYS[1])
+if not v then return 0 end
+local t = nil
+if #v <= tonumber(ARGV[3]) then
+  local ok, d = pcall(cjson.decode, v)
+  if ok and type(d) == 'table' and type(d.ticket) == 'string' then t = d.ticket end
+end
+if (ARGV[1] == 'ticket' and t == ARGV[2]) or (ARGV[1] == 'unreadable' and t == nil) then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+";
+
+/// Deletes `KEYS[1]` if its value is exactly `ARGV[1]`.
+const DELETE_VALUE_IF: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+";
 
 /// Makes the connection a [`Store`] uses; the connection reconnects by itself.
 #[async_trait]
@@ -135,6 +164,34 @@ impl<C: Connector> Store<C> {
         self.get_bounded(key, "GET of an ECH config failed").await
     }
 
+    async fn delete_if(&self, key: &str, expected: StoredSession<'_>) -> Result<bool, BackendError> {
+        let (mode, ticket) = match expected {
+            StoredSession::Ticket(ticket) => ("ticket", ticket),
+            StoredSession::Unreadable => ("unreadable", ""),
+        };
+        let mut conn = self.conn().await?;
+        let deleted: i64 = redis::Script::new(DELETE_SESSION_IF)
+            .key(key)
+            .arg(mode)
+            .arg(ticket)
+            .arg(MAX_VALUE_LEN)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| error::<C>("conditional DEL of a session failed", e))?;
+        Ok(deleted == 1)
+    }
+
+    async fn delete_ech_config_if(&self, key: &str, expected: &[u8]) -> Result<bool, BackendError> {
+        let mut conn = self.conn().await?;
+        let deleted: i64 = redis::Script::new(DELETE_VALUE_IF)
+            .key(key)
+            .arg(expected)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| error::<C>("conditional DEL of an ECH config failed", e))?;
+        Ok(deleted == 1)
+    }
+
     async fn put_ech_config(&self, key: &str, config: &[u8], ttl: Duration) -> Result<(), BackendError> {
         let ms = check_ttl(C::NAME, ttl)?;
         self.query(
@@ -186,6 +243,12 @@ macro_rules! delegate_to_store {
                 ttl: Duration,
             ) -> Result<(), BackendError> {
                 self.store.put_ech_config(key, config, ttl).await
+            }
+            async fn delete_if(&self, key: &str, expected: StoredSession<'_>) -> Result<bool, BackendError> {
+                self.store.delete_if(key, expected).await
+            }
+            async fn delete_ech_config_if(&self, key: &str, expected: &[u8]) -> Result<bool, BackendError> {
+                self.store.delete_ech_config_if(key, expected).await
             }
             fn name(&self) -> &'static str {
                 $name

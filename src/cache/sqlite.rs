@@ -9,7 +9,8 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::cache::backend::{
-    check_ttl, BackendError, BackendErrorKind, SessionCacheBackend, TlsSessionState, MAX_VALUE_LEN,
+    check_ttl, BackendError, BackendErrorKind, SessionCacheBackend, StoredSession, TlsSessionState,
+    MAX_VALUE_LEN,
 };
 use crate::cache::clock::{Clock, SystemClock};
 use crate::cache::private;
@@ -264,6 +265,18 @@ fn purge(conn: &Connection, now: i64) -> Result<(), BackendError> {
     .map_err(|e| db_error("cannot purge expired rows", e))
 }
 
+/// Compare-and-delete in one statement: the session whose JSON `ticket` is
+/// `?2` (a value that is not valid JSON never matches).
+const DELETE_SESSION_WITH_TICKET: &str = "DELETE FROM h3fleet_sessions WHERE key = ?1 AND \
+     (CASE WHEN json_valid(value) THEN json_type(value, '$.ticket') = 'text' \
+      AND json_extract(value, '$.ticket') = ?2 ELSE 0 END)";
+
+/// The same for a value that is no session h3fleet reads: longer than `?2`
+/// bytes, not JSON, or without a string ticket.
+const DELETE_UNREADABLE_SESSION: &str = "DELETE FROM h3fleet_sessions WHERE key = ?1 AND \
+     (CASE WHEN length(CAST(value AS BLOB)) > ?2 THEN 1 \
+      WHEN json_valid(value) THEN coalesce(json_type(value, '$.ticket'), '') != 'text' ELSE 1 END)";
+
 /// Reads stop one byte past the longest value accepted, so a hostile row
 /// costs a miss, not memory.
 const READ_LIMIT: i64 = MAX_VALUE_LEN as i64 + 1;
@@ -311,6 +324,36 @@ impl SessionCacheBackend for SqliteBackend {
             conn.execute("DELETE FROM h3fleet_sessions WHERE key = ?1", params![key])
                 .map(drop)
                 .map_err(|e| db_error("cannot delete a session", e))
+        })
+        .await
+    }
+
+    async fn delete_if(&self, key: &str, expected: StoredSession<'_>) -> Result<bool, BackendError> {
+        let key = key.to_owned();
+        let ticket = match expected {
+            StoredSession::Ticket(ticket) => Some(ticket.to_owned()),
+            StoredSession::Unreadable => None,
+        };
+        self.run(move |conn| {
+            match &ticket {
+                Some(ticket) => conn.execute(DELETE_SESSION_WITH_TICKET, params![key, ticket]),
+                None => conn.execute(DELETE_UNREADABLE_SESSION, params![key, MAX_VALUE_LEN as i64]),
+            }
+            .map(|n| n > 0)
+            .map_err(|e| db_error("cannot delete a session", e))
+        })
+        .await
+    }
+
+    async fn delete_ech_config_if(&self, key: &str, expected: &[u8]) -> Result<bool, BackendError> {
+        let (key, expected) = (key.to_owned(), expected.to_vec());
+        self.run(move |conn| {
+            conn.execute(
+                "DELETE FROM h3fleet_ech_configs WHERE key = ?1 AND value = ?2",
+                params![key, expected],
+            )
+            .map(|n| n > 0)
+            .map_err(|e| db_error("cannot delete an ECH config", e))
         })
         .await
     }

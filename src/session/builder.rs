@@ -313,7 +313,13 @@ impl SessionBuilder {
         }
         let caches = TicketCaches::new(&options);
         let ech = Arc::new(EchCache::new(preset.name(), &options));
-        let breaker = attach_backend(self.backend, self.breaker, &caches, &ech, preset.name());
+        let breaker = self.breaker.map(|mut config| {
+            config
+                .probe_key
+                .get_or_insert_with(|| format!("{}:probe", self.key_prefix));
+            config
+        });
+        let breaker = attach_backend(self.backend, breaker, &caches, &ech, preset.name());
         if let Some(id) = &self.identifier {
             caches.set_session_identifier(id);
         }
