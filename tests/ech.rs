@@ -422,3 +422,102 @@ async fn a_sealed_ech_config_opens_only_with_the_keys() {
     assert_eq!(response.tls().ech_source, Some(EchSource::Dns));
     assert_eq!(dns.https_queries(), 2);
 }
+
+/// One spoofed HTTPS answer cannot break a host for the fleet: a config the
+/// server cannot decrypt (for a public name it has no certificate for)
+/// fails the connection and never reaches the backend, so another replica
+/// does its own lookup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_that_fails_is_never_shared_and_is_dropped() {
+    for protocol in [HttpProtocol::Http2, HttpProtocol::Http3] {
+        let setup = origin();
+        let bogus = EchKeys::generate("x.invalid").unwrap();
+        let dns = dns_publishing(bogus.config_list().to_vec()).await;
+        let backend: Arc<dyn SessionCacheBackend> = Arc::new(MemoryBackend::new());
+        let url = format!("https://{NAME}:{}/", setup.port);
+        let a = session(&setup, &dns, &backend, protocol, EchPolicy::Auto);
+        let error = a.get(&url).send().await.unwrap_err();
+        assert!(error.is_tls(), "{protocol:?}: {error}");
+        assert!(a.close().await);
+        let key = KeyFormat::default().ech("default", NAME, setup.port);
+        assert_eq!(
+            backend.get_ech_config(&key).await.unwrap(),
+            None,
+            "{protocol:?}: shared"
+        );
+        let b = session(&setup, &dns, &backend, protocol, EchPolicy::Auto);
+        assert!(b.get(&url).send().await.is_err());
+        assert_eq!(dns.https_queries(), 2, "{protocol:?}: B took A's config");
+        assert_eq!(setup.tcp.stats().requests(), 0);
+    }
+}
+
+/// A bad config already in the backend (a replica of an older build wrote
+/// it, or an attacker did) is deleted by the first replica it fails for,
+/// here and in the backend, and the fleet then takes the origin's real
+/// config from DNS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_that_fails_is_evicted_from_the_backend() {
+    let setup = origin();
+    let dns = dns_publishing(setup.keys.config_list().to_vec()).await;
+    let backend: Arc<dyn SessionCacheBackend> = Arc::new(MemoryBackend::new());
+    let key = KeyFormat::default().ech("default", NAME, setup.port);
+    let bogus = EchKeys::generate("x.invalid").unwrap();
+    backend
+        .put_ech_config(&key, bogus.config_list(), std::time::Duration::from_secs(3600))
+        .await
+        .unwrap();
+    let url = format!("https://{NAME}:{}/", setup.port);
+    let a = session(&setup, &dns, &backend, HttpProtocol::Http2, EchPolicy::Auto);
+    assert!(a.get(&url).send().await.unwrap_err().is_tls());
+    assert!(a.close().await);
+    assert_eq!(
+        backend.get_ech_config(&key).await.unwrap(),
+        None,
+        "the bad config stayed"
+    );
+    let again = a.get(&url).send().await.unwrap();
+    assert_eq!(
+        again.tls().ech_source,
+        Some(EchSource::Dns),
+        "A kept the bad config"
+    );
+    assert_eq!(again.tls().ech, EchStatus::Accepted);
+    assert!(a.close().await);
+    let shared = backend.get_ech_config(&key).await.unwrap();
+    assert_eq!(
+        shared.as_deref(),
+        Some(setup.keys.config_list()),
+        "the proven config was not shared"
+    );
+    let b = session(&setup, &dns, &backend, HttpProtocol::Http2, EchPolicy::Auto);
+    let response = b.get(&url).send().await.unwrap();
+    assert_eq!(response.tls().ech, EchStatus::Accepted);
+    assert_eq!(response.tls().ech_source, Some(EchSource::Backend));
+}
+
+/// Retry configs reach the backend only after the retry has ECH accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_configs_are_shared_only_once_they_worked() {
+    let setup = origin();
+    // A stale config for the right public name: the server rejects it and
+    // sends its current one as retry config.
+    let stale = EchKeys::generate("public.fleet.test").unwrap();
+    let dns = dns_publishing(stale.config_list().to_vec()).await;
+    let backend: Arc<dyn SessionCacheBackend> = Arc::new(MemoryBackend::new());
+    let key = KeyFormat::default().ech("default", NAME, setup.port);
+    let a = session(&setup, &dns, &backend, HttpProtocol::Http2, EchPolicy::Auto);
+    let response = a
+        .get(&format!("https://{NAME}:{}/", setup.port))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.tls().ech, EchStatus::Accepted);
+    assert!(a.close().await);
+    let shared = backend.get_ech_config(&key).await.unwrap();
+    assert_eq!(
+        shared.as_deref(),
+        Some(setup.keys.config_list()),
+        "the stale config or nothing was shared"
+    );
+}

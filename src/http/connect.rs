@@ -273,8 +273,10 @@ impl Connector {
         })
     }
 
-    /// Forgets the offered session if the server did not resume it.
+    /// What a completed handshake teaches: an offered session the server
+    /// did not resume is forgotten; an ECH config it accepted is proven.
     pub(crate) fn check_resumed(&self, target: &Target, conn: &Conn) {
+        self.ech_proven(target, conn.handshake().ech_accepted);
         if let Some(hit) = &target.hit {
             if !conn.handshake().resumed {
                 tracing::debug!(origin = %target.origin, "offered session refused; forgetting it");
@@ -299,16 +301,21 @@ impl Connector {
         F: FnMut(Target) -> Fut,
         Fut: std::future::Future<Output = Result<T, Error>>,
     {
-        match attempt(target.clone()).await {
-            Err(e) => {
-                if self.adopt_ech_retry(target)? {
-                    attempt(target.clone()).await
-                } else {
-                    Err(e)
-                }
-            }
-            done => done,
+        let first = attempt(target.clone()).await;
+        let Err(e) = first else { return first };
+        let result = if self.adopt_ech_retry(target)? {
+            attempt(target.clone()).await
+        } else {
+            Err(e)
+        };
+        // A certificate refused while a cached config was offered is what a
+        // bogus config looks like (the server could not decrypt it, and its
+        // certificate is not for the public name); a retry config rejected
+        // too has failed as well: the config offered last goes.
+        if result.as_ref().is_err_and(|e| e.is_tls() || e.is_ech()) {
+            self.ech_failed(target);
         }
+        result
     }
 
     /// Opens an HTTP/3 connection carrying `request` first (in 0-RTT when
@@ -437,6 +444,7 @@ impl Connector {
             return Err(error);
         }
         let conn = Conn::Tcp(self.dial_tcp(&mut target, None).await?);
+        self.check_resumed(&target, &conn);
         on_ready(conn.clone());
         let mut opened = Opened::new(conn.exchange(request).await?);
         opened.early_data = Some(EarlyData::Rejected);

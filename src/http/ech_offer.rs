@@ -133,6 +133,22 @@ impl Connector {
         record.ech.map(|list| (list, record.ttl))
     }
 
+    /// A completed handshake with ECH accepted proves the config it offered:
+    /// one from DNS or retry configs is shared with the fleet now.
+    pub(crate) fn ech_proven(&self, target: &Target, accepted: bool) {
+        if let (true, Some(list)) = (accepted, &target.ech.list) {
+            self.ech.proven(&target.server_name, target.port, list);
+        }
+    }
+
+    /// The config `target` offered (from a cache or DNS, not the builder)
+    /// failed: forget it here and, if unchanged, in the backend.
+    pub(crate) fn ech_failed(&self, target: &Target) {
+        if let (Some(list), false) = (&target.ech.list, target.ech.source == Some(EchSource::Config)) {
+            self.ech.failed(&target.server_name, target.port, list);
+        }
+    }
+
     /// After a failed connection: if the server rejected ECH, decides what
     /// the one retry offers (RFC 9849 §6.1.6). With retry configs, they are
     /// validated, kept locally and in the backend, and offered. Without
@@ -147,6 +163,8 @@ impl Connector {
             host: target.server_name.clone(),
             reason,
         };
+        // Whatever comes next, the config just offered has failed.
+        self.ech_failed(target);
         if target.ech.retried {
             return Err(fail(
                 "the server rejected ECH again, even with its own retry configs".into(),
@@ -162,6 +180,11 @@ impl Connector {
                 retried: true,
                 ..EchChoice::default()
             };
+            // A ticket won over ECH never goes in a cleartext ClientHello:
+            // it would link the hidden connections to the real name.
+            if target.hit.as_ref().is_some_and(|h| h.session.envelope.ech) {
+                target.hit = None;
+            }
             return Ok(true);
         }
         if let Err(e) = ech::validate_ech_config_list(&retry) {
@@ -170,8 +193,9 @@ impl Connector {
             )));
         }
         tracing::debug!(host = %target.server_name, "ECH rejected; retrying once with the server's retry configs");
+        // Shared with the fleet only once the retry has ECH accepted.
         self.ech
-            .store(&target.server_name, target.port, retry.clone(), ECH_RETRY_TTL);
+            .keep_unproven(&target.server_name, target.port, retry.clone(), ECH_RETRY_TTL);
         target.ech = EchChoice {
             list: Some(retry),
             source: Some(EchSource::Local),
