@@ -346,10 +346,14 @@ async fn tcp_get_processes_send_early_data_with_a_ticket_from_redis() {
     );
 }
 
-/// A restarted origin has new ticket keys: the early request is refused,
-/// sent again after the handshake, and arrives exactly once.
+/// A restarted `serve` has new ticket keys and a new self-signed
+/// certificate: the session stored against the old certificate does not
+/// verify under the new one, so it is never offered (no ticket from another
+/// trust setting goes out), and the request arrives exactly once, after a
+/// full handshake. (Early data refused by an origin that lost its ticket
+/// keys is covered in-process by `tests/tcp_early_data.rs`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tcp_early_data_refused_after_an_origin_restart_is_sent_once_more() {
+async fn a_session_won_under_another_certificate_is_never_offered() {
     let redis = support::redis::RedisServer::start();
     let first_origin = Serve::start();
     let addr = first_origin.addr.to_string();
@@ -359,10 +363,11 @@ async fn tcp_early_data_refused_after_an_origin_restart_is_sent_once_more() {
     let report = get_direct(&serve, &redis.uri(), &["--http2"]).await;
     assert_eq!(report["status"], 200);
     assert_eq!(report["resumed"], false, "{report}");
-    assert_eq!(report["early_data"], "rejected", "{report}");
+    assert_eq!(report["early_data"], "not_attempted", "{report}");
     let seen = serve.requests(1).await;
     assert_eq!(seen.len(), 1, "{seen:?}");
     assert_eq!(seen[0]["early_data"], false);
+    assert_eq!(seen[0]["resumed"], false);
 }
 
 /// Without a protocol flag, `get` takes HTTP/3 where the origin offers it

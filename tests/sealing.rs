@@ -11,7 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
-use h3fleet::cache::{backend_from_uri, CacheKeys, ErrorCallback, KeyFormat, Protocol, SessionCacheBackend};
+use h3fleet::cache::{
+    backend_from_uri, CacheKeys, Envelope, ErrorCallback, KeyFormat, Protocol, SessionCacheBackend,
+    TlsSessionState,
+};
 use h3fleet::server::{H3Origin, LatencyRelay};
 use h3fleet::{Session, SessionBuilder};
 use support::quic::TestPki;
@@ -54,10 +57,67 @@ fn recorder() -> (ErrorCallback, Arc<Mutex<Vec<String>>>) {
     (callback, seen)
 }
 
+fn der(pem: &str) -> Vec<u8> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
+        .unwrap()
+        .to_vec()
+}
+
+/// The leaf and CA certificates, DER.
+fn certs(pki: &TestPki) -> [Vec<u8>; 2] {
+    [der(&pki.cert_pem), der(&pki.ca_pem)]
+}
+
+/// A real and an impostor PKI whose certificates have the same DER lengths
+/// (ECDSA signatures vary by a byte or two), so one can be put in place of
+/// the other inside a serialised session.
+fn matching_pkis() -> (TestPki, TestPki) {
+    let real = TestPki::new();
+    let lengths = |pki: &TestPki| certs(pki).map(|c| c.len());
+    for _ in 0..500 {
+        let impostor = TestPki::new();
+        if lengths(&impostor) == lengths(&real) {
+            return (real, impostor);
+        }
+    }
+    panic!("no impostor certificates of the real ones' lengths in 500 tries");
+}
+
+/// What an attacker with write access stores: the impostor's session (its
+/// secret known to the impostor) with the real server's public certificate
+/// put in place of the impostor's, so that re-verifying the chain a stored
+/// session carries passes. Only sealing stops this.
+fn carrying_chain_of(won: &TlsSessionState, impostor: &TestPki, real: &TestPki) -> TlsSessionState {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut envelope = Envelope::decode(&b64.decode(&won.state).unwrap()).unwrap();
+    let mut replaced = 0;
+    for (fake, genuine) in certs(impostor).iter().zip(certs(real).iter()) {
+        // A session may hold a certificate more than once (the peer, the
+        // chain): every copy is replaced.
+        while let Some(at) = envelope
+            .session
+            .windows(fake.len())
+            .position(|w| w == fake.as_slice())
+        {
+            envelope.session[at..at + fake.len()].copy_from_slice(genuine);
+            replaced += 1;
+        }
+    }
+    assert!(
+        replaced >= 1,
+        "the session carries none of the impostor's certificates"
+    );
+    TlsSessionState {
+        state: b64.encode(envelope.encode().unwrap()),
+        ..won.clone()
+    }
+}
+
 /// The real origin for `localhost` on 127.0.0.1:P, an impostor with its
 /// own certificate reached (as after a spoofed DNS answer) at 127.0.0.2:P,
 /// and the impostor's ticket, won by a client that trusts it, planted in
-/// Redis under the real origin's key.
+/// Redis under the real origin's key, crafted to carry the real chain.
 struct Attack {
     real_pki: TestPki,
     _real: H3Origin,
@@ -70,7 +130,7 @@ struct Attack {
 
 impl Attack {
     async fn plant() -> Self {
-        let (real_pki, impostor_pki) = (TestPki::new(), TestPki::new());
+        let (real_pki, impostor_pki) = matching_pkis();
         let real = H3Origin::bind("127.0.0.1:0".parse().unwrap(), real_pki.rustls_crypto()).unwrap();
         let port = real.local_addr().unwrap().port();
         let impostor = H3Origin::bind("127.0.0.1:0".parse().unwrap(), impostor_pki.rustls_crypto()).unwrap();
@@ -96,8 +156,9 @@ impl Attack {
             .await
             .unwrap()
             .expect("a ticket");
+        let crafted = carrying_chain_of(&won, &impostor_pki, &real_pki);
         backend
-            .put(&h3_key(port), &won, Duration::from_secs(600))
+            .put(&h3_key(port), &crafted, Duration::from_secs(600))
             .await
             .unwrap();
         assert_eq!(impostor.stats().requests(), 1);

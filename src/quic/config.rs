@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-use boring::ssl::{Ssl, SslContext, SslContextBuilder, SslMethod, SslSession, SslVersion};
+use boring::ssl::{Ssl, SslContext, SslContextBuilder, SslMethod, SslVersion};
 use quinn_proto::crypto::{self, Keys, UnsupportedVersion};
 use quinn_proto::transport_parameters::TransportParameters;
 use quinn_proto::{ConnectError, ConnectionId, Side};
@@ -145,13 +145,9 @@ impl QuicClientConfig {
     }
 
     /// Offers the session to resume, if it can be imported.
-    fn resume(&self, session: &mut TlsSession) {
+    fn resume(&self, session: &mut TlsSession, server_name: &str) {
         let Some(cached) = &self.resume else { return };
-        let imported = SslSession::from_der(&cached.envelope.session)
-            .map_err(|e| TlsError::boring("cannot parse the stored session", e))
-            .and_then(|s| {
-                ffi::set_session(session.ssl_mut(), &s).map_err(|e| TlsError::boring("session refused", e))
-            });
+        let imported = crate::tls::resume::offer(session.ssl_mut(), cached, server_name, SslVersion::TLS1_3);
         if let Err(e) = imported {
             tracing::warn!(error = %e, "stored session not usable; doing a full handshake");
             return;
@@ -239,7 +235,7 @@ impl crypto::ClientConfig for QuicClientConfig {
         if let Some(slot) = &self.ech_rejection {
             session.report_ech_rejection(Arc::clone(slot));
         }
-        self.resume(&mut session);
+        self.resume(&mut session, server_name);
         // Produce the ClientHello (and the 0-RTT secret) now: quinn asks for
         // both right after this returns.
         session

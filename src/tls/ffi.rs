@@ -400,12 +400,42 @@ pub(crate) fn session_early_data_capable(session: &SslSessionRef) -> bool {
     unsafe { sys::SSL_SESSION_early_data_capable(session.as_ptr()) == 1 }
 }
 
+/// The peer certificate chain a session carries, DER-encoded, leaf first.
+/// Empty if it carries none.
+pub(crate) fn session_peer_chain(session: &SslSessionRef) -> Vec<Vec<u8>> {
+    // SAFETY: `session` is valid for the call; the stack it returns, and
+    // each buffer in it, are owned by the session, which outlives this
+    // function; each buffer's bytes are copied before returning, and the
+    // index stays below the stack's length.
+    unsafe {
+        let stack = sys::SSL_SESSION_get0_peer_certificates(session.as_ptr());
+        if stack.is_null() {
+            return Vec::new();
+        }
+        let stack = stack.cast::<sys::OPENSSL_STACK>();
+        (0..sys::OPENSSL_sk_num(stack))
+            .filter_map(|i| {
+                let buffer = sys::OPENSSL_sk_value(stack, i).cast::<sys::CRYPTO_BUFFER>();
+                if buffer.is_null() {
+                    return None;
+                }
+                let (data, len) = (sys::CRYPTO_BUFFER_data(buffer), sys::CRYPTO_BUFFER_len(buffer));
+                (!data.is_null()).then(|| std::slice::from_raw_parts(data, len).to_vec())
+            })
+            .collect()
+    }
+}
+
 /// Offers `session` for resumption on `ssl`.
 pub(crate) fn set_session(ssl: &mut SslRef, session: &SslSession) -> Result<(), ErrorStack> {
     // SAFETY: boring marks this unsafe because a session must come from a
-    // context with the same TLS method. Every h3fleet session is a TLS 1.3
-    // session from a context built by h3fleet's own TLS layer, and BoringSSL
-    // itself refuses (without misbehaving) a session it cannot resume.
+    // context of the same TLS method. The session is parsed from untrusted
+    // backend bytes: BoringSSL's parser yields a self-consistent
+    // `SSL_SESSION` for any input (or fails), and at handshake time it
+    // refuses to resume one whose version, method, QUIC-ness or session id
+    // context do not match, so no input can make it misbehave. h3fleet's
+    // callers also check the version and the peer chain first
+    // (`tls::resume`).
     unsafe { ssl.set_session(session) }
 }
 

@@ -7,6 +7,7 @@ pub(crate) mod early_data;
 mod ech_keys;
 mod ech_rejection;
 pub(crate) mod ffi;
+pub(crate) mod resume;
 mod roots;
 pub(crate) mod server;
 mod tcp;

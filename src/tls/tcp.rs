@@ -4,7 +4,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use boring::ssl::{SslConnector, SslMethod, SslSession, SslVersion};
+use boring::ssl::{SslConnector, SslMethod, SslVersion};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::early_data::{EarlyDataReport, EarlyDataStream};
@@ -88,12 +88,9 @@ impl TcpClientConfig {
         tickets::attach_sink(&mut config, options.sink);
         let resume = options.resume;
         if let Some(cached) = resume.filter(|c| c.envelope.protocol != Protocol::H3) {
-            let imported = SslSession::from_der(&cached.envelope.session)
-                .map_err(|e| TlsError::boring("cannot parse the stored session", e))
-                .and_then(|s| {
-                    ffi::set_session(&mut config, &s).map_err(|e| TlsError::boring("session refused", e))
-                });
-            if let Err(e) = imported {
+            // TLS 1.2 sessions never leave the process, but one from memory
+            // may be offered.
+            if let Err(e) = super::resume::offer(&mut config, cached, server_name, SslVersion::TLS1_2) {
                 tracing::warn!(error = %e, "stored session not usable; doing a full handshake");
             }
         }
