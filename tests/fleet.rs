@@ -464,3 +464,39 @@ async fn second_get_process_resumes_with_0rtt_through_memcached() {
     let memcached = support::memcached::MemcachedServer::start();
     second_process_resumes_from(&memcached.uri()).await;
 }
+
+/// A network backend without cache keys works, with a warning that says
+/// what anyone with access to the store could do; with keys, no warning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_network_backend_without_keys_is_warned_about() {
+    let redis = support::redis::RedisServer::start();
+    let serve = Serve::start();
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    let line = std::process::Command::new(env!("CARGO_BIN_EXE_h3fleet"))
+        .args(["cache", "keygen"])
+        .output()
+        .unwrap()
+        .stdout;
+    std::fs::write(&keys, line).unwrap();
+    let run = |extra: Vec<String>| {
+        let port = serve.addr.port();
+        std::process::Command::new(env!("CARGO_BIN_EXE_h3fleet"))
+            .args(["get", &format!("https://localhost:{port}/"), "--json", "--http2"])
+            .args(["--cache", &redis.uri(), "--cacert", &serve.cert])
+            .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let unsealed = run(vec![]);
+    assert!(unsealed.status.success());
+    let stderr = String::from_utf8_lossy(&unsealed.stderr);
+    assert!(
+        stderr.contains("no cache keys") && stderr.contains("server of their choosing"),
+        "{stderr}"
+    );
+    let sealed = run(vec!["--cache-keys".into(), keys.to_str().unwrap().into()]);
+    assert!(sealed.status.success());
+    assert!(!String::from_utf8_lossy(&sealed.stderr).contains("no cache keys"));
+}

@@ -34,19 +34,7 @@ pub(crate) struct DemoArgs {
 
 pub(crate) async fn run(args: DemoArgs) -> Result<(), CliError> {
     let dir = tempfile::tempdir()?;
-    let cache = args
-        .cache
-        .clone()
-        .unwrap_or_else(|| format!("sqlite:{}", dir.path().join("cache.db").display()));
-    let keys = match &args.cache_keys {
-        Some(path) => path.clone(),
-        None => {
-            let path = dir.path().join("cache-keys");
-            std::fs::write(&path, h3fleet::cache::CacheKeys::generate_line()? + "\n")?;
-            path
-        }
-    };
-    let fleet = Fleet { cache, keys };
+    let fleet = Fleet::for_demo(&args, dir.path())?;
     let listen: SocketAddr = ([127, 0, 0, 1], 0).into();
     let started = serve::start(
         listen,
@@ -99,6 +87,31 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), CliError> {
 struct Fleet {
     cache: String,
     keys: std::path::PathBuf,
+}
+
+impl Fleet {
+    /// The cache of `args`, or a fresh SQLite file in `dir`; the key file of
+    /// `args`, or a fresh key in `dir`.
+    fn for_demo(args: &DemoArgs, dir: &std::path::Path) -> Result<Self, CliError> {
+        let cache = args
+            .cache
+            .clone()
+            .unwrap_or_else(|| format!("sqlite:{}", dir.join("cache.db").display()));
+        let keys = match &args.cache_keys {
+            Some(path) => path.clone(),
+            None => {
+                let path = dir.join("cache-keys");
+                let mut file = std::fs::OpenOptions::new();
+                file.write(true).create_new(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut file, 0o600);
+                let line = h3fleet::cache::CacheKeys::generate_line()? + "\n";
+                std::io::Write::write_all(&mut file.open(&path)?, line.as_bytes())?;
+                path
+            }
+        };
+        Ok(Self { cache, keys })
+    }
 }
 
 /// The human-readable report: one line per replica.
