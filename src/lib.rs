@@ -32,6 +32,14 @@
 //! Encrypted Client Hello uses configs from the builder, the caches or the
 //! origin's DNS HTTPS record. [`Response::tls`] says what happened.
 //!
+//! The store is not trusted: a stored session is a resumption secret, and
+//! a resumed TLS 1.3 connection checks no certificate. With fleet keys
+//! ([`cache::CacheKeys`], [`SessionBuilder::cache_keys`]) every value is
+//! sealed and bound to its key, so a value the fleet did not write does not
+//! open; links to Redis and memcached can use TLS; only TLS 1.3 sessions
+//! leave the process; a stored session's certificate chain is verified
+//! again before it is offered; ECH configs are shared only once proven.
+//!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! use h3fleet::{cache::backend_from_uri, EarlyData, Session};
