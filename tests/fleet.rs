@@ -363,6 +363,7 @@ async fn a_session_won_under_another_certificate_is_never_offered() {
     let report = get_direct(&serve, &redis.uri(), &["--http2"]).await;
     assert_eq!(report["status"], 200);
     assert_eq!(report["resumed"], false, "{report}");
+    assert_eq!(report["ticket_source"], "none", "{report}");
     assert_eq!(report["early_data"], "not_attempted", "{report}");
     let seen = serve.requests(1).await;
     assert_eq!(seen.len(), 1, "{seen:?}");

@@ -253,12 +253,30 @@ impl Connector {
                 .of(*p)
                 .get_for(identifier.clone(), server_name, port)
                 .await
-                .filter(|h| !h.session.envelope.ech || ech.list.is_some());
+                .filter(|h| !h.session.envelope.ech || ech.list.is_some())
+                .filter(|h| self.trusts(h, server_name));
             if hit.is_some() {
                 return (*p, hit);
             }
         }
         (protocols.first().copied().unwrap_or(Protocol::H3), None)
+    }
+
+    /// A stored session is offered only if the chain it carries verifies
+    /// for `server_name` under this session's roots (`tls::resume`): one won
+    /// under other trust settings, or copied from an impostor, is a miss.
+    fn trusts(&self, hit: &CacheHit, server_name: &str) -> bool {
+        let trusted = match hit.session.envelope.protocol {
+            Protocol::H3 => self.tls.trusts_session(&hit.session, server_name),
+            _ => self.tcp_tls.trusts_session(&hit.session, server_name),
+        };
+        if !trusted {
+            tracing::debug!(
+                server_name,
+                "stored session not trusted under these roots; not offered"
+            );
+        }
+        trusted
     }
 
     /// Where a connection's tickets go: each to the cache of the protocol it

@@ -75,7 +75,12 @@ impl QuicClientConfig {
         }
     }
 
-    /// A copy that resumes `session` (if it is an h3 session).
+    /// A copy that resumes `session` (if it is a TLS 1.3 h3 session).
+    ///
+    /// A resumed connection checks no certificate, so offer only sessions
+    /// you trust: `Session` offers one only after the chain it carries
+    /// verifies for the host under its roots, and, with cache keys, only one
+    /// that opened under them.
     #[must_use]
     pub fn with_session(&self, session: Option<CachedSession>) -> Self {
         Self {
@@ -144,10 +149,16 @@ impl QuicClientConfig {
         Ok(ssl)
     }
 
+    /// True if `cached` may be offered to `server_name`: TLS 1.3, with a
+    /// peer chain that verifies for it under this configuration's roots.
+    pub(crate) fn trusts_session(&self, cached: &CachedSession, server_name: &str) -> bool {
+        crate::tls::resume::trusted(self.ctx.cert_store(), cached, server_name, SslVersion::TLS1_3)
+    }
+
     /// Offers the session to resume, if it can be imported.
-    fn resume(&self, session: &mut TlsSession, server_name: &str) {
+    fn resume(&self, session: &mut TlsSession) {
         let Some(cached) = &self.resume else { return };
-        let imported = crate::tls::resume::offer(session.ssl_mut(), cached, server_name, SslVersion::TLS1_3);
+        let imported = crate::tls::resume::offer(session.ssl_mut(), cached, SslVersion::TLS1_3);
         if let Err(e) = imported {
             tracing::warn!(error = %e, "stored session not usable; doing a full handshake");
             return;
@@ -235,7 +246,7 @@ impl crypto::ClientConfig for QuicClientConfig {
         if let Some(slot) = &self.ech_rejection {
             session.report_ech_rejection(Arc::clone(slot));
         }
-        self.resume(&mut session, server_name);
+        self.resume(&mut session);
         // Produce the ClientHello (and the 0-RTT secret) now: quinn asks for
         // both right after this returns.
         session

@@ -434,8 +434,8 @@ pub(crate) fn set_session(ssl: &mut SslRef, session: &SslSession) -> Result<(), 
     // `SSL_SESSION` for any input (or fails), and at handshake time it
     // refuses to resume one whose version, method, QUIC-ness or session id
     // context do not match, so no input can make it misbehave. h3fleet's
-    // callers also check the version and the peer chain first
-    // (`tls::resume`).
+    // callers also check the version (`tls::resume::offer`), and `Session`
+    // the peer chain before choosing the session (`tls::resume::trusted`).
     unsafe { ssl.set_session(session) }
 }
 

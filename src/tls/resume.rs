@@ -21,33 +21,48 @@ use boring::x509::{X509StoreContext, X509};
 use super::{ffi, TlsError};
 use crate::cache::CachedSession;
 
-/// Offers `cached` on `ssl` (a connection to `server_name`) if it is a
-/// session of at least `min_version` whose peer chain verifies for
-/// `server_name` against `ssl`'s roots.
+/// Offers `cached` on `ssl` if it parses and is of at least `min_version`
+/// (TLS 1.2 is allowed from memory on TCP, never on QUIC). Whether its
+/// chain is trusted is decided before, by [`trusted`], where the session to
+/// offer is chosen (so a session that fails is a miss, not a ticket
+/// reported as used).
 ///
 /// # Errors
 ///
-/// The session does not parse, is of an older version, or its chain does
-/// not verify: the caller does a full handshake.
+/// The session does not parse or is of an older version: the caller does
+/// a full handshake.
 pub(crate) fn offer(
     ssl: &mut SslRef,
     cached: &CachedSession,
-    server_name: &str,
     min_version: SslVersion,
 ) -> Result<(), TlsError> {
+    let session = parse(cached, min_version)?;
+    ffi::set_session(ssl, &session).map_err(|e| TlsError::boring("session refused", e))
+}
+
+/// True if `cached` may be offered to `server_name`: it parses, is of at
+/// least `min_version`, and the peer chain it carries verifies for
+/// `server_name` against `store` (the connection's own roots).
+pub(crate) fn trusted(
+    store: &X509StoreRef,
+    cached: &CachedSession,
+    server_name: &str,
+    min_version: SslVersion,
+) -> bool {
+    parse(cached, min_version)
+        .is_ok_and(|session| chain_verifies(store, &ffi::session_peer_chain(&session), server_name))
+}
+
+fn parse(cached: &CachedSession, min_version: SslVersion) -> Result<SslSession, TlsError> {
     let session = SslSession::from_der(&cached.envelope.session)
         .map_err(|e| TlsError::boring("cannot parse the stored session", e))?;
     let version = session.protocol_version();
-    if version != SslVersion::TLS1_3 && (min_version == SslVersion::TLS1_3 || version != SslVersion::TLS1_2) {
-        return Err(TlsError::new("the stored session is not TLS 1.3"));
+    let allowed =
+        version == SslVersion::TLS1_3 || (min_version == SslVersion::TLS1_2 && version == SslVersion::TLS1_2);
+    if !allowed {
+        return Err(TlsError::new("the stored session is of an older TLS version"));
     }
-    let chain = ffi::session_peer_chain(&session);
-    if !chain_verifies(ssl.ssl_context().cert_store(), &chain, server_name) {
-        return Err(TlsError::new(format!(
-            "the stored session's certificate does not verify for {server_name} under this session's roots"
-        )));
-    }
-    ffi::set_session(ssl, &session).map_err(|e| TlsError::boring("session refused", e))
+    Ok(session)
 }
 
 /// True if `chain` (DER, leaf first) verifies for `name` against `store`.

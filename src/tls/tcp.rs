@@ -72,6 +72,14 @@ impl TcpClientConfig {
     ///
     /// The handshake failed (certificate not trusted, wrong name, ECH
     /// rejected, protocol error) or the connection could not be set up.
+    /// True if `cached` may be offered to `server_name`: TLS 1.3 (or 1.2,
+    /// from memory), with a peer chain that verifies for it under this
+    /// configuration's roots.
+    pub(crate) fn trusts_session(&self, cached: &crate::cache::CachedSession, server_name: &str) -> bool {
+        let store = self.connector.context().cert_store();
+        super::resume::trusted(store, cached, server_name, SslVersion::TLS1_2)
+    }
+
     pub(crate) async fn connect<S>(
         &self,
         server_name: &str,
@@ -90,7 +98,7 @@ impl TcpClientConfig {
         if let Some(cached) = resume.filter(|c| c.envelope.protocol != Protocol::H3) {
             // TLS 1.2 sessions never leave the process, but one from memory
             // may be offered.
-            if let Err(e) = super::resume::offer(&mut config, cached, server_name, SslVersion::TLS1_2) {
+            if let Err(e) = super::resume::offer(&mut config, cached, SslVersion::TLS1_2) {
                 tracing::warn!(error = %e, "stored session not usable; doing a full handshake");
             }
         }
