@@ -219,35 +219,37 @@ impl MemcachedBackend {
         if !matched {
             return Ok(false);
         }
+        self.command(format!("md {wire} C{cas}\r\n"), |reply| match reply {
+            "HD" => Some(true),
+            "NF" | "EX" => Some(false),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Sends one command line and reads its one-line reply, which `read`
+    /// turns into the result (`None`: an unexpected reply, an error).
+    async fn command<T: Send + 'static>(
+        &self,
+        line: String,
+        read: impl FnOnce(&str) -> Option<T> + Send + 'static,
+    ) -> Result<T, BackendError> {
         self.with_conn(|conn| {
             Box::pin(async move {
-                conn.write_all(format!("md {wire} C{cas}\r\n").as_bytes())
-                    .await
-                    .map_err(io)?;
+                conn.write_all(line.as_bytes()).await.map_err(io)?;
                 conn.flush().await.map_err(io)?;
-                match read_line(conn).await?.as_str() {
-                    "HD" => Ok(true),
-                    "NF" | "EX" => Ok(false),
-                    other => Err(error(BackendErrorKind::Io, format!("md answered {other:?}"))),
-                }
+                let reply = read_line(conn).await?;
+                let verb = line.split(' ').next().unwrap_or_default().to_owned();
+                read(&reply).ok_or_else(|| error(BackendErrorKind::Io, format!("{verb} answered {reply:?}")))
             })
         })
         .await
     }
 
     async fn delete_raw(&self, key: &str) -> Result<(), BackendError> {
-        let key = wire_key(key);
-        self.with_conn(|conn| {
-            Box::pin(async move {
-                conn.write_all(format!("delete {key}\r\n").as_bytes())
-                    .await
-                    .map_err(io)?;
-                conn.flush().await.map_err(io)?;
-                match read_line(conn).await?.as_str() {
-                    "DELETED" | "NOT_FOUND" => Ok(()),
-                    other => Err(error(BackendErrorKind::Io, format!("delete answered {other:?}"))),
-                }
-            })
+        let line = format!("delete {}\r\n", wire_key(key));
+        self.command(line, |reply| {
+            matches!(reply, "DELETED" | "NOT_FOUND").then_some(())
         })
         .await
     }

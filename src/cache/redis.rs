@@ -169,26 +169,32 @@ impl<C: Connector> Store<C> {
             StoredSession::Ticket(ticket) => ("ticket", ticket),
             StoredSession::Unreadable => ("unreadable", ""),
         };
-        let mut conn = self.conn().await?;
-        let deleted: i64 = redis::Script::new(DELETE_SESSION_IF)
-            .key(key)
-            .arg(mode)
-            .arg(ticket)
-            .arg(MAX_VALUE_LEN)
-            .invoke_async(&mut conn)
+        let script = redis::Script::new(DELETE_SESSION_IF);
+        let mut invocation = script.key(key);
+        invocation.arg(mode).arg(ticket).arg(MAX_VALUE_LEN);
+        self.deleted_by(invocation, "conditional DEL of a session failed")
             .await
-            .map_err(|e| error::<C>("conditional DEL of a session failed", e))?;
-        Ok(deleted == 1)
     }
 
     async fn delete_ech_config_if(&self, key: &str, expected: &[u8]) -> Result<bool, BackendError> {
+        let script = redis::Script::new(DELETE_VALUE_IF);
+        let mut invocation = script.key(key);
+        invocation.arg(expected);
+        self.deleted_by(invocation, "conditional DEL of an ECH config failed")
+            .await
+    }
+
+    /// Runs a compare-and-delete script; true if it deleted the key.
+    async fn deleted_by(
+        &self,
+        script: redis::ScriptInvocation<'_>,
+        what: &str,
+    ) -> Result<bool, BackendError> {
         let mut conn = self.conn().await?;
-        let deleted: i64 = redis::Script::new(DELETE_VALUE_IF)
-            .key(key)
-            .arg(expected)
+        let deleted: i64 = script
             .invoke_async(&mut conn)
             .await
-            .map_err(|e| error::<C>("conditional DEL of an ECH config failed", e))?;
+            .map_err(|e| error::<C>(what, e))?;
         Ok(deleted == 1)
     }
 
