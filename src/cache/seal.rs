@@ -91,7 +91,7 @@ pub enum SealError {
     /// another cache key.
     #[error("the value does not authenticate under its cache key")]
     Forged,
-    /// The sealed layout is broken.
+    /// The sealed layout is broken (or, sealing, the value is too long).
     #[error("the sealed value is malformed")]
     Malformed,
     /// The system random generator failed (sealing only).
@@ -223,10 +223,6 @@ impl CacheKeys {
         self.keys.iter().map(|k| k.id.as_str()).collect()
     }
 
-    fn sealing_key(&self) -> &SealKey {
-        // `parse` refuses an empty list.
-        &self.keys[0]
-    }
 
     /// Seals `plaintext` under the first key, bound to `context` (the
     /// cache seals a session under its backend key and ticket): only
@@ -237,7 +233,8 @@ impl CacheKeys {
     ///
     /// The system random generator failed.
     pub fn seal(&self, context: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, SealError> {
-        let key = self.sealing_key();
+        // `parse` refuses an empty list, so the first key is always there.
+        let key = self.keys.first().ok_or(SealError::NoKeys)?;
         let mut nonce = [0u8; NONCE_LEN];
         SystemRandom::new()
             .fill(&mut nonce)
@@ -248,7 +245,8 @@ impl CacheKeys {
         let mut body = plaintext.to_vec();
         key.key
             .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(&aad), &mut body)
-            .map_err(|_| SealError::Random)?;
+            // GCM refuses only inputs of 64 GiB and more.
+            .map_err(|_| SealError::Malformed)?;
         out.extend_from_slice(&body);
         Ok(out)
     }
