@@ -217,7 +217,7 @@ impl fmt::Debug for TlsSessionState {
 /// The callback is advisory: failures already degrade to a full handshake.
 /// Wire it into logs or metrics with `operation` as a label; the labels are
 /// these: `get`, `put`,
-/// `put_serialize`, `delete`, `decode`, `get_ech`, `put_ech`.
+/// `put_serialize`, `delete`, `decode`, `get_ech`, `put_ech`, `delete_ech`.
 ///
 /// It runs on the task that saw the failure, so it should be quick and must
 /// not block.

@@ -50,11 +50,13 @@ pub(crate) enum Operation {
     GetEch,
     /// Writing an ECH config failed.
     PutEch,
+    /// Deleting an ECH config that failed did not work.
+    DeleteEch,
 }
 
 impl Operation {
     /// The label: `get`, `put`, `put_serialize`, `delete`, `decode`,
-    /// `get_ech` or `put_ech`.
+    /// `get_ech`, `put_ech` or `delete_ech`.
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Get => "get",
@@ -64,6 +66,7 @@ impl Operation {
             Self::Decode => "decode",
             Self::GetEch => "get_ech",
             Self::PutEch => "put_ech",
+            Self::DeleteEch => "delete_ech",
         }
     }
 }

@@ -210,7 +210,7 @@ impl EchCache {
                 .map(drop)
         };
         self.calls.spawn(name, delete, move |e| {
-            report(on_error.as_ref(), Operation::PutEch, &key, &e);
+            report(on_error.as_ref(), Operation::DeleteEch, &key, &e);
         });
     }
 
