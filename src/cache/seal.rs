@@ -223,7 +223,6 @@ impl CacheKeys {
         self.keys.iter().map(|k| k.id.as_str()).collect()
     }
 
-
     /// Seals `plaintext` under the first key, bound to `context` (the
     /// cache seals a session under its backend key and ticket): only
     /// [`open`](Self::open) with the same context and a keyring holding
