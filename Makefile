@@ -20,6 +20,8 @@ demo: deps
 test: deps-test
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy -j$(JOBS) --all-targets -- -D warnings
+	# The library alone, without the origin, the CLI or any backend.
+	$(CARGO) clippy -j$(JOBS) --lib --no-default-features -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc -j$(JOBS) --no-deps
 	$(CARGO) test -j$(JOBS) --all-targets
 	$(CARGO) test -j$(JOBS) --doc

@@ -27,7 +27,11 @@ use support::quic::{client_endpoint, TestPki};
 type RawSend = h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>;
 
 async fn raw_get(send: &mut RawSend, url: &str) -> usize {
-    let request = http::Request::get(url).body(()).unwrap();
+    // The same request on the wire as `Session` sends (its one header).
+    let request = http::Request::get(url)
+        .header("user-agent", concat!("h3fleet/", env!("CARGO_PKG_VERSION")))
+        .body(())
+        .unwrap();
     let mut stream = send.send_request(request).await.unwrap();
     stream.finish().await.unwrap();
     let response = stream.recv_response().await.unwrap();

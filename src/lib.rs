@@ -127,7 +127,7 @@
 //! | `redis` | [`cache::RedisBackend`] |
 //! | `redis-cluster` | [`cache::RedisClusterBackend`] |
 //! | `memcached` | [`cache::MemcachedBackend`] (its own text-protocol client) |
-//! | `server` | [`server::H3Origin`], h3fleet's own HTTP/3 origin (tests, benchmarks, `serve`), on rustls or BoringSSL |
+//! | `server` | [`server::H3Origin`], h3fleet's own origin (tests, benchmarks, `serve`), on rustls or BoringSSL, and the server-side TLS types (`quic::QuicServerConfig`, `tls::TcpServerConfig`, `tls::EchKeys`) |
 //! | `cli` | the `h3fleet` command-line tool |
 //!
 //! BoringSSL (through `boring-sys`) is always built: it needs `cmake`, a C

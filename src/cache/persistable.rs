@@ -296,7 +296,7 @@ impl PersistableSessionCache {
 
     /// The current identifier, if any.
     pub fn session_identifier(&self) -> Option<String> {
-        self.attachment().identifier
+        read(&self.inner.attachment).identifier.clone()
     }
 
     /// Replaces the error callback (`None` removes it).
@@ -306,7 +306,7 @@ impl PersistableSessionCache {
 
     /// The protocol whose sessions this cache holds.
     pub fn protocol(&self) -> Protocol {
-        self.attachment().protocol
+        read(&self.inner.attachment).protocol
     }
 
     /// True when a backend is attached.

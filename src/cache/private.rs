@@ -2,9 +2,11 @@
 //! private to the user: directories h3fleet creates are 0700, files 0600,
 //! and an existing file that others can read is logged.
 
+#[cfg(feature = "sqlite")]
 use std::io;
 use std::path::Path;
 
+#[cfg(feature = "sqlite")]
 /// Creates `dir` and any missing parents, each private to the user. An
 /// existing directory is left as it is.
 pub(crate) fn create_dir(dir: &Path) -> io::Result<()> {
@@ -15,6 +17,7 @@ pub(crate) fn create_dir(dir: &Path) -> io::Result<()> {
     builder.create(dir)
 }
 
+#[cfg(feature = "sqlite")]
 /// Creates `path` empty with mode 0600 unless it exists, so nothing else
 /// (SQLite, the umask) picks a wider mode for it.
 pub(crate) fn create_file(path: &Path) -> io::Result<()> {
@@ -29,6 +32,7 @@ pub(crate) fn create_file(path: &Path) -> io::Result<()> {
     }
 }
 
+#[cfg(feature = "sqlite")]
 /// Narrows an existing file of ours to 0600 (used for SQLite's `-wal` and
 /// `-shm` files, which older builds left 0644). A missing file, or one
 /// another user owns, is left alone.
@@ -47,6 +51,7 @@ pub(crate) fn restrict(path: &Path) {
     let _ = path;
 }
 
+#[cfg(feature = "sqlite")]
 /// The effective uid: `/proc/self` is owned by it (Linux). Elsewhere
 /// `u32::MAX`, which owns nothing, so nothing is changed.
 #[cfg(unix)]

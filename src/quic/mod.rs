@@ -10,7 +10,8 @@
 //!   ClientHello (with 0-RTT when the ticket allows it) and export of every
 //!   ticket the server sends, as a [`CachedSession`](crate::cache::CachedSession)
 //!   ready for the shared cache.
-//! - [`QuicServerConfig`]: h3fleet's own origin, with tickets and 0-RTT.
+//! - `QuicServerConfig` (feature `server`): h3fleet's own origin, with
+//!   tickets and 0-RTT.
 //! - packet and header protection keys for QUIC v1 are derived here from
 //!   BoringSSL's traffic secrets (`keys`); every raw BoringSSL call lives in
 //!   `tls::ffi`.
@@ -34,7 +35,11 @@
 mod config;
 mod keys;
 mod params;
+#[cfg(feature = "server")]
+mod server_config;
 mod session;
 
-pub use config::{QuicClientConfig, QuicClientConfigBuilder, QuicServerConfig, QuicServerConfigBuilder};
+pub use config::{QuicClientConfig, QuicClientConfigBuilder};
+#[cfg(feature = "server")]
+pub use server_config::{QuicServerConfig, QuicServerConfigBuilder};
 pub use session::{EarlyDataStatus, HandshakeData};

@@ -9,12 +9,14 @@ pub(crate) fn encode(params: &TransportParameters) -> Vec<u8> {
     out
 }
 
+#[cfg(feature = "server")]
 /// Parameters that differ on every connection and say nothing about what
 /// 0-RTT may rely on: original_destination_connection_id (0x00),
 /// stateless_reset_token (0x02), preferred_address (0x0d),
 /// initial_source_connection_id (0x0f), retry_source_connection_id (0x10).
 const PER_CONNECTION: [u64; 5] = [0x00, 0x02, 0x0d, 0x0f, 0x10];
 
+#[cfg(feature = "server")]
 /// The context a server binds 0-RTT to: its configured `salt` plus every
 /// transport parameter that limits what a 0-RTT client may send, in a
 /// canonical order. A client's remembered parameters are only valid while
@@ -36,6 +38,7 @@ pub(crate) fn early_data_context(salt: &[u8], encoded: &[u8]) -> Vec<u8> {
     context
 }
 
+#[cfg(feature = "server")]
 /// `(id, value)` pairs; parsing stops at the first malformed entry (these
 /// bytes are our own encoding, so that never happens in practice).
 fn parse(mut bytes: &[u8]) -> Vec<(u64, &[u8])> {
@@ -52,6 +55,7 @@ fn parse(mut bytes: &[u8]) -> Vec<(u64, &[u8])> {
     out
 }
 
+#[cfg(feature = "server")]
 /// A QUIC variable-length integer (RFC 9000 §16) and what follows it.
 fn varint(bytes: &[u8]) -> Option<(u64, &[u8])> {
     let first = *bytes.first()?;

@@ -75,6 +75,7 @@ pub struct HandshakeData {
 pub(crate) struct ClientAppSecret(Mutex<Option<Vec<u8>>>);
 
 impl ClientAppSecret {
+    #[cfg(feature = "server")]
     /// Records the secret from a key-log line, if it is the right line.
     pub(crate) fn record(&self, keylog_line: &str) {
         let Some(hex) = keylog_line
@@ -163,6 +164,7 @@ impl TlsSession {
         self.ech_rejection = Some(slot);
     }
 
+    #[cfg(feature = "server")]
     /// A session that fails its first `read_handshake` with `reason`
     /// (quinn's server `start_session` cannot return an error).
     pub(crate) fn failed(ssl: Ssl, side: Side, reason: String) -> Self {

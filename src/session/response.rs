@@ -171,7 +171,16 @@ impl Response {
     ///
     /// The stream or the connection failed.
     pub async fn bytes(mut self) -> Result<Bytes, Error> {
-        let mut body = BytesMut::new();
+        // Most small bodies arrive in one chunk: hand it over without a copy.
+        let Some(first) = self.chunk().await? else {
+            return Ok(Bytes::new());
+        };
+        let Some(second) = self.chunk().await? else {
+            return Ok(first);
+        };
+        let mut body = BytesMut::with_capacity(first.len() + second.len());
+        body.extend_from_slice(&first);
+        body.extend_from_slice(&second);
         while let Some(chunk) = self.chunk().await? {
             body.extend_from_slice(&chunk);
         }

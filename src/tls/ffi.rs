@@ -24,7 +24,9 @@ use std::sync::OnceLock;
 
 use boring::error::ErrorStack;
 use boring::ex_data::Index;
-use boring::ssl::{Ssl, SslContextBuilder, SslRef, SslSession, SslSessionRef};
+#[cfg(feature = "server")]
+use boring::ssl::SslContextBuilder;
+use boring::ssl::{Ssl, SslRef, SslSession, SslSessionRef};
 use boring_sys as sys;
 use foreign_types::ForeignTypeRef;
 
@@ -353,12 +355,14 @@ pub(crate) fn set_early_data_enabled(ssl: &mut SslRef, enabled: bool) {
     unsafe { sys::SSL_set_early_data_enabled(ssl.as_ptr(), c_int::from(enabled)) }
 }
 
+#[cfg(feature = "server")]
 /// Enables early data for every connection of a context.
 pub(crate) fn ctx_set_early_data_enabled(ctx: &mut SslContextBuilder, enabled: bool) {
     // SAFETY: `ctx` is a valid `SSL_CTX` under construction.
     unsafe { sys::SSL_CTX_set_early_data_enabled(ctx.as_ptr(), c_int::from(enabled)) }
 }
 
+#[cfg(feature = "server")]
 /// The server's context for 0-RTT: early data is accepted only from tickets
 /// issued under the same context (BoringSSL requires one for QUIC servers).
 pub(crate) fn set_quic_early_data_context(ssl: &mut SslRef, context: &[u8]) -> Result<(), ErrorStack> {
@@ -439,6 +443,7 @@ pub(crate) fn set_session(ssl: &mut SslRef, session: &SslSession) -> Result<(), 
     unsafe { ssl.set_session(session) }
 }
 
+#[cfg(feature = "server")]
 /// A fresh X25519 HPKE key and the ECHConfig that publishes it.
 pub(crate) struct NewEchKey {
     /// The 32-byte X25519 private key. Secret.
@@ -447,6 +452,7 @@ pub(crate) struct NewEchKey {
     pub(crate) ech_config: Vec<u8>,
 }
 
+#[cfg(feature = "server")]
 /// Generates an ECH key and its ECHConfig for `public_name`.
 pub(crate) fn generate_ech_key(config_id: u8, public_name: &str) -> Result<NewEchKey, ErrorStack> {
     let public_name = std::ffi::CString::new(public_name).map_err(|_| ErrorStack::get())?;

@@ -4,23 +4,28 @@
 
 mod client;
 pub(crate) mod early_data;
+#[cfg(feature = "server")]
 mod ech_keys;
 mod ech_rejection;
 pub(crate) mod ffi;
 pub(crate) mod resume;
 mod roots;
+#[cfg(feature = "server")]
 pub(crate) mod server;
 mod tcp;
+#[cfg(feature = "server")]
 mod tcp_server;
 pub(crate) mod tickets;
 
 pub(crate) use client::ClientSettings;
+#[cfg(feature = "server")]
 pub use ech_keys::EchKeys;
 pub(crate) use ech_rejection::EchRejection;
 pub(crate) use tcp::TcpClientConfig;
 pub(crate) use tcp::{ConnectOptions, EchOffer};
 #[cfg(feature = "server")]
 pub(crate) use tcp_server::ServerTls;
+#[cfg(feature = "server")]
 pub use tcp_server::{TcpServerConfig, TcpServerConfigBuilder};
 pub use tickets::TicketSink;
 
