@@ -295,7 +295,11 @@ impl Connector for SingleNode {
 ///   use, and a failed attempt is retried by the next call, so a replica that
 ///   starts before Redis does is not stuck.
 /// - The connection is a `redis` crate `ConnectionManager`: one multiplexed
-///   connection that reconnects by itself when it breaks.
+///   connection that reconnects by itself when it breaks. A reconnect is
+///   tried once per command, without back-off sleeps: a Redis that refuses
+///   connections costs a command well under a millisecond (with retries it
+///   cost about half a second each), and the circuit breaker, not the
+///   connection, decides when to stop asking.
 /// - Each command waits at most [`RedisOptions::response_timeout`].
 ///
 /// ```
@@ -342,7 +346,8 @@ impl RedisBackend {
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(options.connect_timeout))
             .set_response_timeout(Some(options.response_timeout))
-            .set_number_of_retries(2);
+            // No retries: a request must not sleep through back-offs (see above).
+            .set_number_of_retries(0);
         Ok(Self {
             store: Store::new(SingleNode { client, config }, redact_uri(uri)),
         })
