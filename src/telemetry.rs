@@ -14,6 +14,10 @@ pub const BACKEND_SECONDS: &str = "h3fleet_backend_op_seconds";
 /// `none`), `early_data` (`accepted`, `rejected`, `not_attempted`) and `ech`
 /// (`accepted`, `rejected`, `grease`, `off`).
 pub const CONNECTIONS: &str = "h3fleet_connections_total";
+/// Counter: ticket takes under single-use ticket reuse, label `outcome`
+/// (`local`, `backend`: a ticket was taken; `empty`: none, so a full
+/// handshake).
+pub const POOL_TAKES: &str = "h3fleet_pool_takes_total";
 /// Gauge: 1 while the circuit breaker has the backend detached, else 0.
 pub const BREAKER_OPEN: &str = "h3fleet_breaker_open";
 /// Counter: times the circuit breaker opened.
@@ -45,6 +49,11 @@ pub(crate) fn connection(labels: &ConnectionLabels) {
         "ech" => labels.ech,
     )
     .increment(1);
+}
+
+/// Records one take from a ticket pool.
+pub(crate) fn pool_take(outcome: &'static str) {
+    metrics::counter!(POOL_TAKES, "outcome" => outcome).increment(1);
 }
 
 /// Records the breaker's state.

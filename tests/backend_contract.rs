@@ -8,6 +8,7 @@
 mod support;
 
 use std::any::Any;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -218,6 +219,115 @@ async fn a_racing_refresh_is_never_deleted(b: Arc<dyn SessionCacheBackend>) {
     }
 }
 
+const POOL: &str = "h3fleet:pool:default:h3:pool.example:443";
+
+fn at_most(n: usize) -> NonZeroUsize {
+    NonZeroUsize::new(n).unwrap()
+}
+
+/// 16 takers race for 8 pooled tickets: each ticket goes to one taker.
+async fn sixteen_concurrent_takers_get_each_pooled_ticket_at_most_once(b: Arc<dyn SessionCacheBackend>) {
+    let pooled = if b.name() == "custom" { 1 } else { 8 };
+    for i in 0..pooled {
+        let ticket = format!("dGlj{i}");
+        b.pool_add(POOL, &state(&ticket, "cw=="), LONG, at_most(8))
+            .await
+            .unwrap();
+    }
+    let takers: Vec<_> = (0..16)
+        .map(|_| {
+            let b = Arc::clone(&b);
+            tokio::spawn(async move { b.pool_take(POOL).await })
+        })
+        .collect();
+    let mut taken = Vec::new();
+    for t in takers {
+        if let Some(take) = t.await.unwrap().unwrap() {
+            taken.push(take.session.ticket);
+        }
+    }
+    taken.sort();
+    let before = taken.len();
+    taken.dedup();
+    assert_eq!(before, taken.len(), "a ticket was given to two takers: {taken:?}");
+    assert_eq!(taken.len(), pooled, "every pooled ticket was taken once");
+    assert_eq!(b.pool_take(POOL).await.unwrap(), None, "the pool is empty");
+}
+
+/// A pool keeps its newest tickets, hands them out newest first, and lets
+/// each expire on its own.
+async fn a_pool_keeps_its_newest_tickets_and_expires_each(b: &dyn SessionCacheBackend) {
+    for i in 0..10 {
+        b.pool_add(POOL, &state(&format!("dGlj{i}"), "cw=="), LONG, at_most(8))
+            .await
+            .unwrap();
+    }
+    let held: Vec<String> = b
+        .pool_peek(POOL)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.ticket)
+        .collect();
+    assert_eq!(held, (2..10).map(|i| format!("dGlj{i}")).collect::<Vec<_>>());
+    let first = b.pool_take(POOL).await.unwrap().unwrap();
+    assert_eq!(first.session.ticket, "dGlj9");
+    if let Some(left) = first.left {
+        assert_eq!(left, 7);
+    }
+    b.pool_delete(POOL).await.unwrap();
+    assert!(
+        b.pool_peek(POOL).await.unwrap().is_empty(),
+        "pool_delete empties the pool"
+    );
+
+    b.pool_add(POOL, &state("bG9uZw==", "cw=="), LONG, at_most(8))
+        .await
+        .unwrap();
+    b.pool_add(
+        POOL,
+        &state("c2hvcnQ=", "cw=="),
+        Duration::from_millis(1200),
+        at_most(8),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let live = b.pool_take(POOL).await.unwrap().map(|t| t.session.ticket);
+    assert_eq!(
+        live.as_deref(),
+        Some("bG9uZw=="),
+        "the expired ticket is never handed out"
+    );
+    assert_eq!(b.pool_take(POOL).await.unwrap(), None);
+}
+
+/// Listing finds sessions, pools and ECH configs by prefix (memcached says
+/// it cannot).
+async fn list_keys_finds_every_kind_under_the_prefix(b: &dyn SessionCacheBackend) {
+    let session = "h3fleet:sessions:default:h3:listed.example:443";
+    b.put(session, &state("dA==", "cw=="), LONG).await.unwrap();
+    b.pool_add(POOL, &state("cA==", "cw=="), LONG, at_most(8))
+        .await
+        .unwrap();
+    b.put_ech_config("h3fleet:ech:default:listed.example:443", b"\x00\x01", LONG)
+        .await
+        .unwrap();
+    b.put("other:sessions:default:h3:x:1", &state("dA==", "cw=="), LONG)
+        .await
+        .unwrap();
+    match b.list_keys("h3fleet:", 1000).await {
+        Err(e) if b.name() == "memcached" => assert_eq!(e.kind(), BackendErrorKind::Unsupported),
+        Ok(keys) => {
+            for want in [session, POOL, "h3fleet:ech:default:listed.example:443"] {
+                assert!(keys.iter().any(|k| k == want), "{want} not listed in {keys:?}");
+            }
+            assert!(!keys.iter().any(|k| k.starts_with("other:")), "{keys:?}");
+        }
+        Err(e) => panic!("listing failed: {e}"),
+    }
+}
+
 /// Instantiates every contract test for one backend, in a module of its name.
 macro_rules! contract_suite {
     ($module:ident, $setup:expr) => {
@@ -282,6 +392,25 @@ macro_rules! contract_suite {
             async fn a_racing_refresh_is_never_deleted() {
                 let f: Fixture = $setup;
                 super::a_racing_refresh_is_never_deleted(Arc::clone(&f.backend)).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sixteen_concurrent_takers_get_each_pooled_ticket_at_most_once() {
+                let f: Fixture = $setup;
+                super::sixteen_concurrent_takers_get_each_pooled_ticket_at_most_once(Arc::clone(&f.backend))
+                    .await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_pool_keeps_its_newest_tickets_and_expires_each() {
+                let f: Fixture = $setup;
+                super::a_pool_keeps_its_newest_tickets_and_expires_each(&*f.backend).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn list_keys_finds_every_kind_under_the_prefix() {
+                let f: Fixture = $setup;
+                super::list_keys_finds_every_kind_under_the_prefix(&*f.backend).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -64,6 +64,68 @@ fn sqlite_file_is_shared_between_processes() {
     });
 }
 
+const POOL_KEY: &str = "h3fleet:pool:default:h3:pooled.example:443";
+const POOLED: usize = 16;
+const TAKERS_PER_PROCESS: usize = 16;
+
+/// Two processes with 16 concurrent takers each race for 16 pooled tickets
+/// in one SQLite file: every ticket is taken once, by one taker.
+#[test]
+fn pooled_tickets_are_taken_once_across_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("pool.db");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let backend = SqliteBackend::open(&db).unwrap();
+        let max = std::num::NonZeroUsize::new(POOLED).unwrap();
+        for i in 0..POOLED {
+            let s = state(&format!("t{i:02}"), "cw==");
+            backend
+                .pool_add(POOL_KEY, &s, Duration::from_secs(600), max)
+                .await
+                .unwrap();
+        }
+    });
+    let exe = std::env::current_exe().unwrap();
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            Command::new(&exe)
+                .args([
+                    "--exact",
+                    "worker::pool_taker",
+                    "--ignored",
+                    "--test-threads=1",
+                    "--nocapture",
+                ])
+                .env(DB_VAR, &db)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut taken: Vec<String> = Vec::new();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "a taker process failed:\n{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // libtest writes `test NAME ... ` before the first line, on the same line.
+        let tickets = stdout
+            .lines()
+            .filter_map(|l| l.split_once("taken ").map(|(_, t)| t.to_owned()));
+        taken.extend(tickets);
+    }
+    let mut unique = taken.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), taken.len(), "a ticket was taken twice: {taken:?}");
+    assert_eq!(taken.len(), POOLED, "every pooled ticket was taken: {taken:?}");
+}
+
 fn key(role: &str, i: usize) -> String {
     format!("h3fleet:sessions:default:h3:{role}-{i}.example:443")
 }
@@ -81,6 +143,32 @@ mod worker {
         };
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(run(Path::new(&db), &role));
+    }
+
+    /// One process of pooled_tickets_are_taken_once_across_processes:
+    /// prints `taken TICKET` per ticket its takers got.
+    #[test]
+    #[ignore = "a child process of pooled_tickets_are_taken_once_across_processes"]
+    fn pool_taker() {
+        let Some(db) = std::env::var_os(DB_VAR) else {
+            eprintln!("pool_taker runs only as a child of pooled_tickets_are_taken_once_across_processes");
+            return;
+        };
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let backend = std::sync::Arc::new(SqliteBackend::open(Path::new(&db)).unwrap());
+            let takers: Vec<_> = (0..TAKERS_PER_PROCESS)
+                .map(|_| {
+                    let b = std::sync::Arc::clone(&backend);
+                    tokio::spawn(async move { b.pool_take(POOL_KEY).await })
+                })
+                .collect();
+            for t in takers {
+                if let Some(take) = t.await.unwrap().unwrap() {
+                    println!("taken {}", take.session.ticket);
+                }
+            }
+        });
     }
 
     async fn run(db: &Path, me: &str) {

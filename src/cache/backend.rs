@@ -6,12 +6,15 @@
 //! only has to be correct, concurrent and quick.
 
 use std::fmt;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+
+use crate::cache::pool::PoolTake;
 
 /// A shared store for TLS session tickets and ECH configs.
 ///
@@ -109,6 +112,68 @@ pub trait SessionCacheBackend: Send + Sync + 'static {
     async fn delete_ech_config_if(&self, key: &str, expected: &[u8]) -> Result<bool, BackendError> {
         let _ = (key, expected);
         Ok(false)
+    }
+
+    /// Adds `session` to the ticket pool under `key` (a
+    /// [`KeyFormat::pool`](crate::cache::KeyFormat::pool) key), to expire
+    /// after `ttl`, keeping the newest `max` live tickets.
+    ///
+    /// The default keeps a pool of one: it is [`put`](Self::put). The
+    /// built-in backends keep `max`, each ticket with its own expiry.
+    async fn pool_add(
+        &self,
+        key: &str,
+        session: &TlsSessionState,
+        ttl: Duration,
+        max: NonZeroUsize,
+    ) -> Result<(), BackendError> {
+        let _ = max;
+        self.put(key, session, ttl).await
+    }
+
+    /// Takes the newest live ticket from the pool under `key`: it is
+    /// removed, and no other caller, in this process or any other, is given
+    /// it. `Ok(None)` when the pool is empty.
+    ///
+    /// The built-in backends take atomically (a Lua script on Redis and
+    /// Redis Cluster, one `DELETE ... RETURNING` on SQLite, gets and CAS on
+    /// memcached, one lock in memory). The default reads the pool of one
+    /// and removes it with [`delete_if`](Self::delete_if): a ticket is
+    /// handed out only if that delete removed it, so the default is as
+    /// atomic as this backend's `delete_if` (whose own default is not).
+    async fn pool_take(&self, key: &str) -> Result<Option<PoolTake>, BackendError> {
+        let Some(session) = self.get(key).await? else {
+            return Ok(None);
+        };
+        let taken = self
+            .delete_if(key, StoredSession::Ticket(&session.ticket))
+            .await?;
+        Ok(taken.then_some(PoolTake { session, left: None }))
+    }
+
+    /// The live tickets in the pool under `key`, oldest first, without
+    /// taking any (for inspection: `h3fleet cache show`).
+    async fn pool_peek(&self, key: &str) -> Result<Vec<TlsSessionState>, BackendError> {
+        Ok(self.get(key).await?.into_iter().collect())
+    }
+
+    /// Removes the whole pool under `key`. The default is
+    /// [`delete`](Self::delete), right for stores that keep a pool under its
+    /// key like any value.
+    async fn pool_delete(&self, key: &str) -> Result<(), BackendError> {
+        self.delete(key).await
+    }
+
+    /// The keys that start with `prefix`, for inspection (`h3fleet cache
+    /// ls`): at most `limit` of them. Backends that cannot list (memcached,
+    /// and the default) answer [`BackendErrorKind::Unsupported`].
+    async fn list_keys(&self, prefix: &str, limit: usize) -> Result<Vec<String>, BackendError> {
+        let _ = (prefix, limit);
+        Err(BackendError::new(
+            self.name(),
+            BackendErrorKind::Unsupported,
+            "this backend cannot list its keys",
+        ))
     }
 
     /// A short name for logs and errors raised about this backend by its
@@ -217,7 +282,9 @@ impl fmt::Debug for TlsSessionState {
 /// The callback is advisory: failures already degrade to a full handshake.
 /// Wire it into logs or metrics with `operation` as a label; the labels are
 /// these: `get`, `put`,
-/// `put_serialize`, `delete`, `decode`, `get_ech`, `put_ech`, `delete_ech`.
+/// `put_serialize`, `delete`, `decode`, `get_ech`, `put_ech`, `delete_ech`,
+/// and under [`TicketReuse::SingleUse`](crate::cache::TicketReuse)
+/// `pool_add` and `pool_take`.
 ///
 /// It runs on the task that saw the failure, so it should be quick and must
 /// not block.
@@ -241,6 +308,8 @@ pub enum BackendErrorKind {
     InvalidInput,
     /// A backend URI that is not one of the accepted forms.
     InvalidUri,
+    /// The backend cannot do this (memcached cannot list its keys).
+    Unsupported,
 }
 
 impl fmt::Display for BackendErrorKind {
@@ -253,6 +322,7 @@ impl fmt::Display for BackendErrorKind {
             Self::Encode => "cannot encode value",
             Self::InvalidInput => "invalid input",
             Self::InvalidUri => "invalid backend URI",
+            Self::Unsupported => "not supported",
         })
     }
 }
@@ -371,6 +441,46 @@ mod tests {
     fn debug_never_shows_secrets() {
         let text = format!("{:?}", sample());
         assert!(!text.contains("AQID") && !text.contains("BAUG"));
+    }
+
+    /// A custom backend that implements only the required methods, on a
+    /// memory backend: the default pool methods keep a pool of one.
+    struct Minimal(crate::cache::MemoryBackend);
+
+    #[async_trait]
+    impl SessionCacheBackend for Minimal {
+        async fn get(&self, key: &str) -> Result<Option<TlsSessionState>, BackendError> {
+            self.0.get(key).await
+        }
+        async fn put(&self, key: &str, s: &TlsSessionState, ttl: Duration) -> Result<(), BackendError> {
+            self.0.put(key, s, ttl).await
+        }
+        async fn delete(&self, key: &str) -> Result<(), BackendError> {
+            self.0.delete(key).await
+        }
+        async fn get_ech_config(&self, key: &str) -> Result<Option<Vec<u8>>, BackendError> {
+            self.0.get_ech_config(key).await
+        }
+        async fn put_ech_config(&self, key: &str, c: &[u8], ttl: Duration) -> Result<(), BackendError> {
+            self.0.put_ech_config(key, c, ttl).await
+        }
+    }
+
+    #[tokio::test]
+    async fn the_default_pool_holds_one_ticket_and_gives_it_once() {
+        let b = Minimal(crate::cache::MemoryBackend::new());
+        let max = NonZeroUsize::new(8).unwrap();
+        let long = Duration::from_secs(60);
+        let mut newer = sample();
+        newer.ticket = "BQYH".into();
+        b.pool_add("p", &sample(), long, max).await.unwrap();
+        b.pool_add("p", &newer, long, max).await.unwrap();
+        assert_eq!(b.pool_peek("p").await.unwrap(), vec![newer.clone()]);
+        let taken = b.pool_take("p").await.unwrap().unwrap();
+        assert_eq!((taken.session, taken.left), (newer, None));
+        assert_eq!(b.pool_take("p").await.unwrap(), None);
+        let listing = b.list_keys("", 10).await.unwrap_err();
+        assert_eq!(listing.kind(), BackendErrorKind::Unsupported);
     }
 
     #[test]

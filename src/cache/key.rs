@@ -4,7 +4,12 @@
 //! {prefix}:sessions:{preset}:{protocol}:{host}:{port}
 //! {prefix}:sessions:{id}:{preset}:{protocol}:{host}:{port}
 //! {prefix}:ech:{preset}:{host}:{port}
+//! {prefix}:pool:[{id}:]{preset}:{protocol}:{host}:{port}
 //! ```
+//!
+//! A `pool` key holds the tickets of one origin under
+//! [`TicketReuse::SingleUse`](crate::cache::TicketReuse), each to be taken
+//! once; a `sessions` key holds the one ticket every replica shares.
 //!
 //! Every replica on the same preset must compute the same key for the same
 //! origin, and no two origins may ever share one, so:
@@ -30,7 +35,8 @@ pub const DEFAULT_KEY_PREFIX: &str = "h3fleet";
 
 /// The wire protocol a session ticket was won on. Tickets never cross
 /// protocols, so each has its own cache and its own keys.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Protocol {
     /// HTTP/1.1 over TLS over TCP.
     H1,
@@ -107,6 +113,20 @@ pub enum ParsedKey {
         /// The real port.
         port: u16,
     },
+    /// The key of a ticket pool (single-use tickets): the fields of a
+    /// session key.
+    Pool {
+        /// The session identifier, if the key is namespaced by one.
+        id: Option<String>,
+        /// The preset's canonical name.
+        preset: String,
+        /// The protocol the tickets belong to.
+        protocol: Protocol,
+        /// The host, as in [`ParsedKey::Session`].
+        host: String,
+        /// The real port.
+        port: u16,
+    },
 }
 
 /// Builds and parses keys under one prefix.
@@ -165,7 +185,26 @@ impl KeyFormat {
         host: &str,
         port: u16,
     ) -> String {
-        let mut key = format!("{}:sessions:", self.prefix);
+        self.ticket_key("sessions", id, preset, protocol, host, port)
+    }
+
+    /// The key of the ticket pool of an origin, for
+    /// [`TicketReuse::SingleUse`](crate::cache::TicketReuse): a session key
+    /// with `pool` for `sessions`.
+    pub fn pool(&self, id: Option<&str>, preset: &str, protocol: Protocol, host: &str, port: u16) -> String {
+        self.ticket_key("pool", id, preset, protocol, host, port)
+    }
+
+    fn ticket_key(
+        &self,
+        kind: &str,
+        id: Option<&str>,
+        preset: &str,
+        protocol: Protocol,
+        host: &str,
+        port: u16,
+    ) -> String {
+        let mut key = format!("{}:{kind}:", self.prefix);
         if let Some(id) = id.filter(|id| !id.is_empty()) {
             push_encoded(&mut key, id);
             key.push(':');
@@ -199,37 +238,40 @@ impl KeyFormat {
             .ok_or(KeyError::new("the key does not start with the prefix"))?;
         let (middle, host, port) = split_origin(rest)?;
         let fields: Vec<&str> = middle.split(':').collect();
-        match fields.as_slice() {
-            ["sessions", preset, protocol] => Ok(ParsedKey::Session {
-                id: None,
-                preset: decode(preset)?,
-                protocol: protocol.parse()?,
-                host,
-                port,
-            }),
-            ["sessions", id, preset, protocol] => {
-                if id.is_empty() {
-                    return Err(KeyError::new("an identifier must not be empty"));
-                }
-                Ok(ParsedKey::Session {
-                    id: Some(decode(id)?),
-                    preset: decode(preset)?,
-                    protocol: protocol.parse()?,
-                    host,
-                    port,
-                })
+        let (kind, id, preset, protocol) = match fields.as_slice() {
+            ["ech", preset] => {
+                let preset = decode(preset)?;
+                return Ok(ParsedKey::Ech { preset, host, port });
             }
-            ["ech", preset] => Ok(ParsedKey::Ech {
-                preset: decode(preset)?,
+            [kind, preset, protocol] => (*kind, None, *preset, *protocol),
+            [_, "", _, _] => {
+                return Err(KeyError::new("an identifier must not be empty"));
+            }
+            [kind, id, preset, protocol] => (*kind, Some(decode(id)?), *preset, *protocol),
+            _ => return Err(KeyError::new(EXPECTED)),
+        };
+        let (preset, protocol) = (decode(preset)?, protocol.parse()?);
+        match kind {
+            "sessions" => Ok(ParsedKey::Session {
+                id,
+                preset,
+                protocol,
                 host,
                 port,
             }),
-            _ => Err(KeyError::new(
-                "expected sessions:[id:]preset:protocol or ech:preset",
-            )),
+            "pool" => Ok(ParsedKey::Pool {
+                id,
+                preset,
+                protocol,
+                host,
+                port,
+            }),
+            _ => Err(KeyError::new(EXPECTED)),
         }
     }
 }
+
+const EXPECTED: &str = "expected sessions:[id:]preset:protocol, pool:[id:]preset:protocol or ech:preset";
 
 /// Appends `:{host}:{port}` with the host in canonical form.
 fn push_origin(key: &mut String, host: &str, port: u16) {
@@ -377,6 +419,24 @@ mod tests {
             keys().session(Some(""), "default", Protocol::H2, "example.com", 443),
             keys().session(None, "default", Protocol::H2, "example.com", 443)
         );
+    }
+
+    #[test]
+    fn pool_key_is_the_session_key_with_pool_and_parses_back() {
+        let key = keys().pool(Some("alice"), "default", Protocol::H3, "Example.COM.", 443);
+        assert_eq!(key, "h3fleet:pool:alice:default:h3:example.com:443");
+        assert_eq!(
+            keys().parse(&key),
+            Ok(ParsedKey::Pool {
+                id: Some("alice".into()),
+                preset: "default".into(),
+                protocol: Protocol::H3,
+                host: "example.com".into(),
+                port: 443,
+            })
+        );
+        assert!(keys().parse("h3fleet:pool::default:h3:a:1").is_err());
+        assert!(keys().parse("h3fleet:other:default:h3:a:1").is_err());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! [`MemcachedBackend`]: sessions and ECH configs in memcached, over its
 //! text protocol (`get`, `set`, `delete`) on a small pool of connections.
 
+use std::num::NonZeroUsize;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -13,12 +14,16 @@ use crate::cache::backend::{
     MAX_VALUE_LEN,
 };
 use crate::cache::link_tls::{Link, LinkTls};
+use crate::cache::pool::{PoolItem, PoolItems, PoolTake};
 
 const NAME: &str = "memcached";
 /// Idle connections kept for reuse.
 const POOL_SIZE: usize = 8;
 /// The longest connection attempt.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How many times a pool update starts again after another writer's CAS
+/// won the race.
+const POOL_ATTEMPTS: usize = 32;
 /// memcached's longest key.
 const MAX_KEY_LEN: usize = 250;
 /// Keys that memcached could not take as they are are stored under this
@@ -246,6 +251,94 @@ impl MemcachedBackend {
         .await
     }
 
+    /// Reads the pool at `key` and its CAS token, lets `edit` change it, and
+    /// writes it back only if no one wrote it in between (`ms ... C<cas>`,
+    /// or `ME` to add a new one); on a race it starts again, up to
+    /// [`POOL_ATTEMPTS`] times. That makes every take atomic: of two
+    /// takers that read the same pool, only one's write lands.
+    async fn update_pool<T>(
+        &self,
+        key: &str,
+        edit: impl Fn(&mut PoolItems, u64) -> T,
+    ) -> Result<T, BackendError> {
+        let wire = wire_key(key);
+        for _ in 0..POOL_ATTEMPTS {
+            let (mut items, cas) = self.read_pool(&wire).await?;
+            let out = edit(&mut items, now_millis());
+            if self.write_pool(&wire, &items, cas).await? {
+                return Ok(out);
+            }
+        }
+        Err(error(
+            BackendErrorKind::Timeout,
+            format!("the pool changed under {POOL_ATTEMPTS} attempts in a row"),
+        ))
+    }
+
+    /// The pool at `wire` and its CAS token (`None`: no item). A value that
+    /// is not a pool counts as an empty one, to be overwritten.
+    async fn read_pool(&self, wire: &str) -> Result<(PoolItems, Option<u64>), BackendError> {
+        let mut conn = self.checkout().await?;
+        conn.write_all(format!("mg {wire} v c\r\n").as_bytes())
+            .await
+            .map_err(io)?;
+        conn.flush().await.map_err(io)?;
+        match read_meta_get_reply(&mut conn).await? {
+            MetaGet::Missing => {
+                self.checkin(conn);
+                Ok((PoolItems::default(), None))
+            }
+            MetaGet::Value(stored, cas) => {
+                self.checkin(conn);
+                let items = split_deadline(&stored)
+                    .and_then(|(_, json)| PoolItems::from_json(NAME, json))
+                    .unwrap_or_default();
+                Ok((items, Some(cas)))
+            }
+            MetaGet::TooLong(cas) => Ok((PoolItems::default(), Some(cas))),
+        }
+    }
+
+    /// Writes `items` at `wire` if its CAS token is still `cas`; false if it
+    /// changed (or appeared, or went) in the meantime.
+    async fn write_pool(
+        &self,
+        wire: &str,
+        items: &PoolItems,
+        cas: Option<u64>,
+    ) -> Result<bool, BackendError> {
+        let Some(deadline) = items.last_expiry().filter(|_| !items.is_empty()) else {
+            let Some(cas) = cas else { return Ok(true) };
+            return self
+                .command(format!("md {wire} C{cas}\r\n"), |reply| match reply {
+                    "HD" | "NF" => Some(reply == "HD"),
+                    "EX" => Some(false),
+                    _ => None,
+                })
+                .await;
+        };
+        let mut stored = format!("{deadline}\n").into_bytes();
+        stored.extend_from_slice(&items.to_json()?);
+        let secs = deadline.saturating_sub(now_millis()) / 1000 + 2;
+        let exptime = secs.min(30 * 24 * 3600);
+        let mode = cas.map_or_else(|| "ME".to_owned(), |cas| format!("C{cas}"));
+        let head = format!("ms {wire} {} T{exptime} {mode}\r\n", stored.len());
+        self.with_conn(|conn| {
+            Box::pin(async move {
+                conn.write_all(head.as_bytes()).await.map_err(io)?;
+                conn.write_all(&stored).await.map_err(io)?;
+                conn.write_all(b"\r\n").await.map_err(io)?;
+                conn.flush().await.map_err(io)?;
+                match read_line(conn).await?.as_str() {
+                    "HD" => Ok(true),
+                    "NS" | "EX" | "NF" => Ok(false),
+                    other => Err(error(BackendErrorKind::Io, format!("ms answered {other:?}"))),
+                }
+            })
+        })
+        .await
+    }
+
     async fn delete_raw(&self, key: &str) -> Result<(), BackendError> {
         let line = format!("delete {}\r\n", wire_key(key));
         self.command(line, |reply| {
@@ -297,6 +390,34 @@ impl SessionCacheBackend for MemcachedBackend {
 
     async fn delete_ech_config_if(&self, key: &str, expected: &[u8]) -> Result<bool, BackendError> {
         self.delete_raw_if(key, |value| value == Some(expected)).await
+    }
+
+    async fn pool_add(
+        &self,
+        key: &str,
+        session: &TlsSessionState,
+        ttl: Duration,
+        max: NonZeroUsize,
+    ) -> Result<(), BackendError> {
+        check_ttl(NAME, ttl)?;
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        self.update_pool(key, |items, now| {
+            let item = PoolItem {
+                session: session.clone(),
+                expires_at: now.saturating_add(ttl_ms),
+            };
+            items.add(item, now, max);
+        })
+        .await
+    }
+
+    async fn pool_take(&self, key: &str) -> Result<Option<PoolTake>, BackendError> {
+        self.update_pool(key, |items, now| items.take(now)).await
+    }
+
+    async fn pool_peek(&self, key: &str) -> Result<Vec<TlsSessionState>, BackendError> {
+        let (items, _) = self.read_pool(&wire_key(key)).await?;
+        Ok(items.live(now_millis()).map(|i| i.session.clone()).collect())
     }
 
     fn name(&self) -> &'static str {

@@ -1,6 +1,7 @@
 //! [`MemoryBackend`]: the reference backend, for tests and single processes.
 
 use std::collections::HashMap;
+use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -8,6 +9,7 @@ use async_trait::async_trait;
 
 use crate::cache::backend::{check_ttl, BackendError, SessionCacheBackend, StoredSession, TlsSessionState};
 use crate::cache::clock::{Clock, SystemClock};
+use crate::cache::pool::{PoolItem, PoolItems, PoolTake};
 
 const NAME: &str = "memory";
 /// A sweep runs once the writes since the last one reach the number of
@@ -41,6 +43,7 @@ pub struct MemoryBackend {
 struct Maps {
     sessions: HashMap<String, Expiring<TlsSessionState>>,
     ech: HashMap<String, Expiring<Vec<u8>>>,
+    pools: HashMap<String, PoolItems>,
     writes_since_sweep: usize,
     len_after_sweep: usize,
 }
@@ -75,7 +78,7 @@ impl MemoryBackend {
     /// ones not yet reclaimed.
     pub fn len(&self) -> usize {
         let maps = self.lock();
-        maps.sessions.len() + maps.ech.len()
+        maps.sessions.len() + maps.ech.len() + maps.pools.len()
     }
 
     /// True when nothing is held.
@@ -101,10 +104,19 @@ impl MemoryBackend {
             let now = self.clock.now();
             maps.sessions.retain(|_, e| e.expires_at > now);
             maps.ech.retain(|_, e| e.expires_at > now);
+            let now_ms = unix_ms(now);
+            maps.pools.retain(|_, p| p.live(now_ms).next().is_some());
             maps.writes_since_sweep = 0;
-            maps.len_after_sweep = maps.sessions.len() + maps.ech.len();
+            maps.len_after_sweep = maps.sessions.len() + maps.ech.len() + maps.pools.len();
         }
     }
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    let ms = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    u64::try_from(ms).unwrap_or(u64::MAX)
 }
 
 /// Returns a clone of the live value under `key`, removing it if expired.
@@ -184,6 +196,70 @@ impl SessionCacheBackend for MemoryBackend {
             maps.ech.remove(key);
         }
         Ok(matches)
+    }
+
+    async fn pool_add(
+        &self,
+        key: &str,
+        session: &TlsSessionState,
+        ttl: Duration,
+        max: NonZeroUsize,
+    ) -> Result<(), BackendError> {
+        let expires_at = unix_ms(self.deadline(ttl)?);
+        let item = PoolItem {
+            session: session.clone(),
+            expires_at,
+        };
+        let now = unix_ms(self.clock.now());
+        let mut maps = self.lock();
+        maps.pools.entry(key.to_owned()).or_default().add(item, now, max);
+        self.after_write(&mut maps);
+        Ok(())
+    }
+
+    async fn pool_take(&self, key: &str) -> Result<Option<PoolTake>, BackendError> {
+        let now = unix_ms(self.clock.now());
+        let mut maps = self.lock();
+        let Some(pool) = maps.pools.get_mut(key) else {
+            return Ok(None);
+        };
+        let taken = pool.take(now);
+        if pool.is_empty() {
+            maps.pools.remove(key);
+        }
+        Ok(taken)
+    }
+
+    async fn pool_peek(&self, key: &str) -> Result<Vec<TlsSessionState>, BackendError> {
+        let now = unix_ms(self.clock.now());
+        let maps = self.lock();
+        let pool = maps.pools.get(key);
+        Ok(pool
+            .into_iter()
+            .flat_map(|p| p.live(now))
+            .map(|i| i.session.clone())
+            .collect())
+    }
+
+    async fn pool_delete(&self, key: &str) -> Result<(), BackendError> {
+        self.lock().pools.remove(key);
+        Ok(())
+    }
+
+    async fn list_keys(&self, prefix: &str, limit: usize) -> Result<Vec<String>, BackendError> {
+        let maps = self.lock();
+        let keys = maps
+            .sessions
+            .keys()
+            .chain(maps.ech.keys())
+            .chain(maps.pools.keys());
+        let mut keys: Vec<String> = keys
+            .filter(|k| k.starts_with(prefix))
+            .take(limit)
+            .cloned()
+            .collect();
+        keys.sort();
+        Ok(keys)
     }
 
     fn name(&self) -> &'static str {

@@ -22,6 +22,7 @@ mod breaker;
 mod clock;
 mod entry;
 mod envelope;
+mod inspect;
 mod key;
 #[cfg(feature = "memcached")]
 mod link_tls;
@@ -29,6 +30,7 @@ mod link_tls;
 mod memcached;
 mod memory;
 mod persistable;
+mod pool;
 mod private;
 mod protocols;
 #[cfg(feature = "redis")]
@@ -52,6 +54,7 @@ pub(crate) use envelope::{
     ENGINE_BORINGSSL, ENVELOPE_VERSION, MAX_ENVELOPE_LEN, MAX_SESSION_LEN, MAX_TICKET_LIFETIME_SECS,
     MAX_TRANSPORT_PARAMS_LEN,
 };
+pub use inspect::{ech_sealed_with, summarize_session, EnvelopeSummary, SessionSummary};
 pub use key::{KeyError, KeyFormat, ParsedKey, Protocol, DEFAULT_KEY_PREFIX};
 #[cfg(feature = "memcached")]
 pub use memcached::MemcachedBackend;
@@ -61,6 +64,7 @@ pub use persistable::{
     CacheHit, CacheOptions, PersistableSessionCache, TicketSource, MAX_GET_TIMEOUT,
     TLS_SESSION_CACHE_MAX_SIZE, TLS_SESSION_MAX_AGE,
 };
+pub use pool::{PoolItem, PoolItems, PoolTake, TicketReuse, TicketReuseError, DEFAULT_POOL_SIZE};
 pub(crate) use protocols::TicketCaches;
 #[cfg(feature = "redis-cluster")]
 pub use redis::RedisClusterBackend;

@@ -5,6 +5,7 @@
 //! differs, so one private core, generic over a [`Connector`], does the work.
 
 use std::fmt;
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -16,6 +17,7 @@ use crate::cache::backend::{
     check_ttl, BackendError, BackendErrorKind, SessionCacheBackend, StoredSession, TlsSessionState,
     MAX_VALUE_LEN,
 };
+use crate::cache::pool::PoolTake;
 use crate::cache::redact_uri;
 
 /// Timeouts and TLS roots of a Redis connection.
@@ -88,6 +90,37 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
   return 1
 end
 return 0
+";
+
+/// Adds `ARGV[1]` (a session's JSON) to the pool `KEYS[1]`, a sorted set
+/// scored by each ticket's expiry (`ARGV[2]`, ms): drops the expired
+/// (`ARGV[3]` = now) and all but the newest `ARGV[4]`, and lets the key
+/// expire with its last ticket. Any copy of the same ticket (`ARGV[5]`, as
+/// a JSON prefix) goes first, so a ticket is pooled once.
+const POOL_ADD: &str = r"
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  if string.sub(m, 1, #ARGV[5]) == ARGV[5] then redis.call('ZREM', KEYS[1], m) end
+end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+local n = redis.call('ZCARD', KEYS[1])
+local max = tonumber(ARGV[4])
+if n > max then redis.call('ZREMRANGEBYRANK', KEYS[1], 0, n - max - 1) end
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+redis.call('PEXPIREAT', KEYS[1], last[2])
+return 1
+";
+
+/// Takes the newest live ticket of the pool `KEYS[1]` (`ARGV[1]` = now, ms)
+/// in one atomic step: `{ticket JSON, tickets left}`, `{}` when empty, or
+/// `{'', left}` for a member longer than `ARGV[2]` bytes (taken, not sent).
+const POOL_TAKE: &str = r"
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+local top = redis.call('ZPOPMAX', KEYS[1])
+if #top == 0 then return {} end
+local left = redis.call('ZCARD', KEYS[1])
+if #top[1] > tonumber(ARGV[2]) then return {'', left} end
+return {top[1], left}
 ";
 
 /// Makes the connection a [`Store`] uses; the connection reconnects by itself.
@@ -184,6 +217,81 @@ impl<C: Connector> Store<C> {
             .await
     }
 
+    async fn pool_add(
+        &self,
+        key: &str,
+        session: &TlsSessionState,
+        ttl: Duration,
+        max: NonZeroUsize,
+    ) -> Result<(), BackendError> {
+        let ms = check_ttl(C::NAME, ttl)?;
+        let now = now_ms();
+        let same_ticket = format!(
+            "{{\"ticket\":{}",
+            serde_json::Value::from(session.ticket.as_str())
+        );
+        let script = redis::Script::new(POOL_ADD);
+        let mut invocation = script.key(key);
+        invocation
+            .arg(session.to_json()?)
+            .arg(now.saturating_add(ms))
+            .arg(now)
+            .arg(max.get())
+            .arg(same_ticket);
+        let mut conn = self.conn().await?;
+        let _: i64 = invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| error::<C>("adding a ticket to a pool failed", e))?;
+        Ok(())
+    }
+
+    async fn pool_take(&self, key: &str) -> Result<Option<PoolTake>, BackendError> {
+        let script = redis::Script::new(POOL_TAKE);
+        let mut invocation = script.key(key);
+        invocation.arg(now_ms()).arg(MAX_VALUE_LEN);
+        let mut conn = self.conn().await?;
+        let reply: Vec<redis::Value> = invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| error::<C>("taking a ticket from a pool failed", e))?;
+        let (json, left) = match reply.as_slice() {
+            [] => return Ok(None),
+            [redis::Value::BulkString(json), redis::Value::Int(left)] => (json, *left),
+            _ => {
+                return Err(BackendError::new(
+                    C::NAME,
+                    BackendErrorKind::Decode,
+                    "a pool take answered an unexpected shape",
+                ))
+            }
+        };
+        if json.is_empty() {
+            return Err(BackendError::new(
+                C::NAME,
+                BackendErrorKind::Decode,
+                format!("a pooled ticket longer than {MAX_VALUE_LEN} bytes was dropped"),
+            ));
+        }
+        Ok(Some(PoolTake {
+            session: TlsSessionState::from_json(C::NAME, json)?,
+            left: usize::try_from(left).ok(),
+        }))
+    }
+
+    async fn pool_peek(&self, key: &str) -> Result<Vec<TlsSessionState>, BackendError> {
+        let cmd = redis::cmd("ZRANGEBYSCORE")
+            .arg(key)
+            .arg(format!("({}", now_ms()))
+            .arg("+inf")
+            .clone();
+        let members: Vec<Vec<u8>> = self.query(&cmd, "reading a pool failed").await?;
+        members
+            .iter()
+            .map(|m| TlsSessionState::from_json(C::NAME, m))
+            .collect()
+    }
+
     /// Runs a compare-and-delete script; true if it deleted the key.
     async fn deleted_by(
         &self,
@@ -206,6 +314,61 @@ impl<C: Connector> Store<C> {
         )
         .await
     }
+}
+
+/// `SCAN`s one node for keys starting with `prefix` until it has `limit`
+/// or the cursor comes back to 0; `send` runs one `SCAN` command.
+async fn scan_keys<F, Fut>(prefix: &str, limit: usize, mut send: F) -> Result<Vec<String>, RedisError>
+where
+    F: FnMut(Cmd) -> Fut,
+    Fut: std::future::Future<Output = Result<(u64, Vec<String>), RedisError>>,
+{
+    let mut pattern = String::with_capacity(prefix.len() + 1);
+    for c in prefix.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('*');
+    let (mut keys, mut cursor) = (Vec::new(), 0u64);
+    loop {
+        let cmd = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(500)
+            .clone();
+        let (next, batch) = send(cmd).await?;
+        keys.extend(batch);
+        cursor = next;
+        if cursor == 0 || keys.len() >= limit {
+            keys.truncate(limit);
+            return Ok(keys);
+        }
+    }
+}
+
+impl RedisBackend {
+    async fn list_keys_with_scan(&self, prefix: &str, limit: usize) -> Result<Vec<String>, BackendError> {
+        let conn = self.store.conn().await?;
+        let mut keys = scan_keys(prefix, limit, |cmd| {
+            let mut conn = conn.clone();
+            async move { cmd.query_async(&mut conn).await }
+        })
+        .await
+        .map_err(|e| error::<SingleNode>("SCAN failed", e))?;
+        keys.sort();
+        Ok(keys)
+    }
+}
+
+fn now_ms() -> u64 {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    u64::try_from(ms).unwrap_or(u64::MAX)
 }
 
 fn error<C: Connector>(what: &str, e: RedisError) -> BackendError {
@@ -255,6 +418,24 @@ macro_rules! delegate_to_store {
             }
             async fn delete_ech_config_if(&self, key: &str, expected: &[u8]) -> Result<bool, BackendError> {
                 self.store.delete_ech_config_if(key, expected).await
+            }
+            async fn pool_add(
+                &self,
+                key: &str,
+                session: &TlsSessionState,
+                ttl: Duration,
+                max: NonZeroUsize,
+            ) -> Result<(), BackendError> {
+                self.store.pool_add(key, session, ttl, max).await
+            }
+            async fn pool_take(&self, key: &str) -> Result<Option<PoolTake>, BackendError> {
+                self.store.pool_take(key).await
+            }
+            async fn pool_peek(&self, key: &str) -> Result<Vec<TlsSessionState>, BackendError> {
+                self.store.pool_peek(key).await
+            }
+            async fn list_keys(&self, prefix: &str, limit: usize) -> Result<Vec<String>, BackendError> {
+                self.list_keys_with_scan(prefix, limit).await
             }
             fn name(&self) -> &'static str {
                 $name
@@ -364,6 +545,7 @@ mod cluster {
     use super::*;
     use redis::cluster::ClusterClient;
     use redis::cluster_async::ClusterConnection;
+    use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 
     pub(super) struct Cluster {
         client: ClusterClient,
@@ -441,6 +623,70 @@ mod cluster {
                 store: Store::new(Cluster { client }, target),
             })
         }
+    }
+
+    impl RedisClusterBackend {
+        /// SCANs every primary: the cluster's keys are spread over them.
+        async fn list_keys_with_scan(&self, prefix: &str, limit: usize) -> Result<Vec<String>, BackendError> {
+            let conn = self.store.conn().await?;
+            let failed = |e| error::<Cluster>("SCAN failed", e);
+            let slots = conn
+                .clone()
+                .route_command(
+                    redis::cmd("CLUSTER").arg("SLOTS").clone(),
+                    RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
+                )
+                .await
+                .map_err(failed)?;
+            let mut keys = Vec::new();
+            for (host, port) in primaries(&slots) {
+                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port });
+                let batch = scan_keys(prefix, limit.saturating_sub(keys.len()), |cmd| {
+                    let (mut conn, routing) = (conn.clone(), routing.clone());
+                    async move {
+                        let reply = conn.route_command(cmd, routing).await?;
+                        Ok(redis::from_redis_value(reply)?)
+                    }
+                })
+                .await
+                .map_err(failed)?;
+                keys.extend(batch);
+                if keys.len() >= limit {
+                    break;
+                }
+            }
+            keys.sort();
+            Ok(keys)
+        }
+    }
+
+    /// The primaries' `(host, port)` in a `CLUSTER SLOTS` reply: each range
+    /// is `[start, end, [host, port, id, ...], replicas...]`.
+    fn primaries(slots: &redis::Value) -> Vec<(String, u16)> {
+        let redis::Value::Array(ranges) = slots else {
+            return Vec::new();
+        };
+        let mut out: Vec<(String, u16)> = Vec::new();
+        for range in ranges {
+            let redis::Value::Array(fields) = range else {
+                continue;
+            };
+            let Some(redis::Value::Array(node)) = fields.get(2) else {
+                continue;
+            };
+            let host = match node.first() {
+                Some(redis::Value::BulkString(h)) => String::from_utf8_lossy(h).into_owned(),
+                _ => continue,
+            };
+            let Some(redis::Value::Int(port)) = node.get(1) else {
+                continue;
+            };
+            let Ok(port) = u16::try_from(*port) else { continue };
+            if !out.contains(&(host.clone(), port)) {
+                out.push((host, port));
+            }
+        }
+        out
     }
 
     delegate_to_store!(RedisClusterBackend, "redis-cluster");

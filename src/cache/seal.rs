@@ -324,6 +324,13 @@ impl<'a> SealedParts<'a> {
     }
 }
 
+/// The id of the key that sealed `value`, if it is a well-formed sealed
+/// value (the id is not secret; it names which fleet key to open it with).
+pub(crate) fn sealing_key_id(value: &[u8]) -> Option<String> {
+    let parts = SealedParts::split(value).ok()?;
+    Some(String::from_utf8_lossy(parts.id).into_owned())
+}
+
 /// True if `value` starts like a sealed value.
 pub(crate) fn looks_sealed(value: &[u8]) -> bool {
     value.starts_with(MAGIC)

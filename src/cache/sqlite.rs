@@ -1,5 +1,6 @@
 //! [`SqliteBackend`]: the embedded default, one database file per host.
 
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,6 +14,7 @@ use crate::cache::backend::{
     MAX_VALUE_LEN,
 };
 use crate::cache::clock::{Clock, SystemClock};
+use crate::cache::pool::PoolTake;
 use crate::cache::private;
 
 const NAME: &str = "sqlite";
@@ -36,6 +38,14 @@ CREATE TABLE IF NOT EXISTS h3fleet_ech_configs (
     expires_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS h3fleet_ech_configs_expiry ON h3fleet_ech_configs (expires_at);
+CREATE TABLE IF NOT EXISTS h3fleet_pool (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    key        TEXT NOT NULL,
+    value      TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS h3fleet_pool_key ON h3fleet_pool (key, id);
+CREATE INDEX IF NOT EXISTS h3fleet_pool_expiry ON h3fleet_pool (expires_at);
 ";
 
 /// A backend in one SQLite database file, shared by every process on the
@@ -261,6 +271,7 @@ fn purge(conn: &Connection, now: i64) -> Result<(), BackendError> {
             params![now],
         )
     })
+    .and_then(|_| conn.execute("DELETE FROM h3fleet_pool WHERE expires_at <= ?1", params![now]))
     .map(drop)
     .map_err(|e| db_error("cannot purge expired rows", e))
 }
@@ -280,6 +291,66 @@ const DELETE_UNREADABLE_SESSION: &str = "DELETE FROM h3fleet_sessions WHERE key 
 /// Reads stop one byte past the longest value accepted, so a hostile row
 /// costs a miss, not memory.
 const READ_LIMIT: i64 = MAX_VALUE_LEN as i64 + 1;
+
+/// Takes the newest live ticket of pool `?1` (now `?2`) in one statement:
+/// SQLite runs it under the database's write lock, so two processes never
+/// both delete (and so both get) the same row.
+const TAKE_FROM_POOL: &str = "DELETE FROM h3fleet_pool WHERE id = (SELECT id FROM h3fleet_pool \
+     WHERE key = ?1 AND expires_at > ?2 ORDER BY id DESC LIMIT 1) RETURNING substr(value, 1, ?3)";
+
+/// Keeps pool `?1`'s newest `?3` live tickets (now `?2`).
+const TRIM_POOL: &str = "DELETE FROM h3fleet_pool WHERE key = ?1 AND (expires_at <= ?2 OR id NOT IN \
+     (SELECT id FROM h3fleet_pool WHERE key = ?1 AND expires_at > ?2 ORDER BY id DESC LIMIT ?3))";
+
+const LIST_KEYS: &str = "SELECT key FROM h3fleet_sessions WHERE substr(key, 1, length(?1)) = ?1 \
+     UNION SELECT key FROM h3fleet_ech_configs WHERE substr(key, 1, length(?1)) = ?1 \
+     UNION SELECT key FROM h3fleet_pool WHERE substr(key, 1, length(?1)) = ?1 ORDER BY key LIMIT ?2";
+
+/// Adds a ticket to a pool, dropping a copy of the same ticket, the expired
+/// ones and those beyond `max`, in one transaction.
+fn add_to_pool(
+    conn: &Connection,
+    key: &str,
+    session: &TlsSessionState,
+    expires_at: i64,
+    now: i64,
+    max: usize,
+) -> Result<(), BackendError> {
+    let json = session.to_json()?;
+    let failed = |e| db_error("cannot add a ticket to a pool", e);
+    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)
+        .map_err(failed)?;
+    tx.execute(
+        "DELETE FROM h3fleet_pool WHERE key = ?1 AND json_valid(value) AND json_extract(value, '$.ticket') = ?2",
+        params![key, session.ticket],
+    )
+    .map_err(failed)?;
+    tx.execute(
+        "INSERT INTO h3fleet_pool (key, value, expires_at) VALUES (?1, ?2, ?3)",
+        params![key, json, expires_at],
+    )
+    .map_err(failed)?;
+    let max = i64::try_from(max).unwrap_or(i64::MAX);
+    tx.execute(TRIM_POOL, params![key, now, max]).map_err(failed)?;
+    tx.commit().map_err(failed)
+}
+
+fn take_from_pool(conn: &Connection, key: &str, now: i64) -> Result<Option<(String, usize)>, BackendError> {
+    let failed = |e| db_error("cannot take a ticket from a pool", e);
+    let taken: Option<String> = conn
+        .query_row(TAKE_FROM_POOL, params![key, now, READ_LIMIT], |row| row.get(0))
+        .optional()
+        .map_err(failed)?;
+    let Some(taken) = taken else { return Ok(None) };
+    let left: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM h3fleet_pool WHERE key = ?1 AND expires_at > ?2",
+            params![key, now],
+            |row| row.get(0),
+        )
+        .map_err(failed)?;
+    Ok(Some((taken, usize::try_from(left).unwrap_or(0))))
+}
 
 #[async_trait]
 impl SessionCacheBackend for SqliteBackend {
@@ -386,6 +457,77 @@ impl SessionCacheBackend for SqliteBackend {
                 purge(conn, now)?;
             }
             Ok(())
+        })
+        .await
+    }
+
+    async fn pool_add(
+        &self,
+        key: &str,
+        session: &TlsSessionState,
+        ttl: Duration,
+        max: NonZeroUsize,
+    ) -> Result<(), BackendError> {
+        let (key, session, expires_at) = (key.to_owned(), session.clone(), self.expiry_ms(ttl)?);
+        let now = self.now_ms();
+        self.run(move |conn| add_to_pool(conn, &key, &session, expires_at, now, max.get()))
+            .await
+    }
+
+    async fn pool_take(&self, key: &str) -> Result<Option<PoolTake>, BackendError> {
+        let (key, now) = (key.to_owned(), self.now_ms());
+        let Some((text, left)) = self.run(move |conn| take_from_pool(conn, &key, now)).await? else {
+            return Ok(None);
+        };
+        let session = TlsSessionState::from_json(NAME, text.as_bytes())?;
+        Ok(Some(PoolTake {
+            session,
+            left: Some(left),
+        }))
+    }
+
+    async fn pool_peek(&self, key: &str) -> Result<Vec<TlsSessionState>, BackendError> {
+        let (key, now) = (key.to_owned(), self.now_ms());
+        let texts: Vec<String> = self
+            .run(move |conn| {
+                let failed = |e| db_error("cannot read a pool", e);
+                let mut stmt = conn
+                    .prepare(
+                        "SELECT substr(value, 1, ?3) FROM h3fleet_pool \
+                         WHERE key = ?1 AND expires_at > ?2 ORDER BY id",
+                    )
+                    .map_err(failed)?;
+                let rows = stmt
+                    .query_map(params![key, now, READ_LIMIT], |row| row.get(0))
+                    .map_err(failed)?;
+                rows.collect::<Result<_, _>>().map_err(failed)
+            })
+            .await?;
+        texts
+            .iter()
+            .map(|t| TlsSessionState::from_json(NAME, t.as_bytes()))
+            .collect()
+    }
+
+    async fn pool_delete(&self, key: &str) -> Result<(), BackendError> {
+        let key = key.to_owned();
+        self.run(move |conn| {
+            conn.execute("DELETE FROM h3fleet_pool WHERE key = ?1", params![key])
+                .map(drop)
+                .map_err(|e| db_error("cannot delete a pool", e))
+        })
+        .await
+    }
+
+    async fn list_keys(&self, prefix: &str, limit: usize) -> Result<Vec<String>, BackendError> {
+        let (prefix, limit) = (prefix.to_owned(), i64::try_from(limit).unwrap_or(i64::MAX));
+        self.run(move |conn| {
+            let failed = |e| db_error("cannot list keys", e);
+            let mut stmt = conn.prepare(LIST_KEYS).map_err(failed)?;
+            let rows = stmt
+                .query_map(params![prefix, limit], |row| row.get(0))
+                .map_err(failed)?;
+            rows.collect::<Result<_, _>>().map_err(failed)
         })
         .await
     }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Args;
-use h3fleet::cache::{backend_from_uri, ErrorCallback};
+use h3fleet::cache::{backend_from_uri, ErrorCallback, TicketReuse};
 use h3fleet::ech::{EchPolicy, EchSource};
 use h3fleet::{HttpProtocol, Response, Session};
 
@@ -71,6 +71,11 @@ pub(crate) struct GetArgs {
     /// config, else GREASE), `require` (fail without a config) or `off`.
     #[arg(long, value_name = "POLICY", default_value = "auto", value_parser = ["auto", "require", "off"])]
     ech: String,
+    /// `shared` (every connection offers the origin's one ticket) or
+    /// `single-use` (each takes a ticket of its own from the fleet's pool,
+    /// for servers that accept a 0-RTT ticket once).
+    #[arg(long, value_name = "POLICY", default_value = "shared", value_parser = ["shared", "single-use"])]
+    ticket_reuse: String,
 }
 
 /// What `--json` prints.
@@ -88,6 +93,13 @@ pub(crate) struct GetReport {
     /// `config`, `local`, `backend`, `dns` or `none`.
     #[serde(default)]
     pub(crate) ech_source: String,
+    /// `shared` or `single-use`.
+    #[serde(default)]
+    pub(crate) ticket_reuse: String,
+    /// Under `single-use`: the pool's size when the ticket was taken (it
+    /// included; 0: empty), if known.
+    #[serde(default)]
+    pub(crate) ticket_pool_held: Option<usize>,
     pub(crate) handshake_ms: f64,
     pub(crate) total_ms: f64,
     pub(crate) body_bytes: u64,
@@ -121,6 +133,11 @@ fn session(args: &GetArgs) -> Result<Session, CliError> {
         "off" => EchPolicy::Off,
         _ => EchPolicy::Auto,
     });
+    builder = builder.ticket_reuse(
+        args.ticket_reuse
+            .parse::<TicketReuse>()
+            .map_err(|e| format!("--ticket-reuse: {e}"))?,
+    );
     let uri = args.cache.clone().unwrap_or_else(super::default_cache_uri);
     if uri != "none" {
         let on_error: ErrorCallback =
@@ -186,6 +203,8 @@ pub(crate) async fn run(args: GetArgs) -> Result<(), CliError> {
                 .ech_source
                 .map_or("none", EchSource::as_str)
                 .to_owned(),
+            ticket_reuse: response_tls.ticket_reuse.as_str().to_owned(),
+            ticket_pool_held: response_tls.ticket_pool_held,
             handshake_ms: millis(response_tls.handshake_time),
             total_ms: millis(total),
             body_bytes,

@@ -3,6 +3,7 @@
 mod bench;
 mod bench_plot;
 mod cache_cmd;
+mod cache_inspect;
 mod demo;
 mod get;
 mod serve;

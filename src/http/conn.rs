@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 use super::h3::{H3Connection, RequestStream};
 use super::tcp::{TcpConnection, TcpHttp};
 use super::PreparedRequest;
-use crate::cache::{Protocol, TicketSource};
+use crate::cache::{Protocol, TicketReuse, TicketSource};
 use crate::ech::{EchSource, EchStatus};
 use crate::error::Error;
 use crate::sync::lock;
@@ -63,12 +63,24 @@ impl EchOffered {
     }
 }
 
+/// The session a connection offered, as its report tells it.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct OfferedTicket {
+    /// Where it came from (`None`: none was offered).
+    pub(crate) source: Option<TicketSource>,
+    /// The session's ticket reuse policy.
+    pub(crate) reuse: TicketReuse,
+    /// Under single-use: the pool's size when this ticket was taken (it
+    /// included), 0 if it was empty; `None` if unknown or shared.
+    pub(crate) pool_held: Option<usize>,
+}
+
 /// What the handshake of a connection did.
 #[derive(Debug, Clone)]
 pub(crate) struct Handshake {
     pub(crate) resumed: bool,
     pub(crate) early_data: EarlyData,
-    pub(crate) ticket_source: Option<TicketSource>,
+    pub(crate) ticket: OfferedTicket,
     pub(crate) duration: Duration,
     pub(crate) alpn: Option<String>,
     pub(crate) ech_accepted: bool,

@@ -15,13 +15,13 @@ use std::time::Duration;
 use http::StatusCode;
 use tokio::sync::OnceCell;
 
-use super::conn::{Conn, Connected, EarlyData, OnReady, ResponseBody, SharedReady, Tickets};
+use super::conn::{Conn, Connected, EarlyData, OfferedTicket, OnReady, ResponseBody, SharedReady, Tickets};
 use super::ech_offer::EchChoice;
 use super::h3::{Dial, H3Connection};
 use super::select::{Open, Plan, ProtocolMemory};
 use super::tcp::{TcpConnection, TcpDial};
 use super::{HttpProtocol, PreparedRequest};
-use crate::cache::{CacheHit, CachedSession, Protocol, TicketCaches};
+use crate::cache::{CacheHit, CachedSession, Protocol, TicketCaches, TicketReuse};
 use crate::dns::{parse_override, Resolver, Upstream};
 use crate::ech::{EchCache, EchPolicy};
 use crate::error::Error;
@@ -291,6 +291,21 @@ impl Connector {
         })
     }
 
+    /// How the report of a connection to `target` describes its ticket.
+    fn offered_ticket(&self, target: &Target) -> OfferedTicket {
+        let reuse = self.caches.of(target.protocol).ticket_reuse();
+        let pool_held = match (&target.hit, reuse) {
+            (_, TicketReuse::Shared) => None,
+            (Some(hit), _) => hit.pool_left.map(|left| left + 1),
+            (None, _) => Some(0),
+        };
+        OfferedTicket {
+            source: target.hit.as_ref().map(|h| h.source),
+            reuse,
+            pool_held,
+        }
+    }
+
     /// What a completed handshake teaches: an offered session the server
     /// did not resume is forgotten; an ECH config it accepted is proven.
     pub(crate) fn check_resumed(&self, target: &Target, conn: &Conn) {
@@ -393,7 +408,7 @@ impl Connector {
                 .with_ech_grease(target.ech.grease)
                 .with_ech_rejection(Arc::clone(&target.ech_rejection)),
             transport: Arc::clone(&self.transport),
-            ticket_source: target.hit.as_ref().map(|h| h.source),
+            ticket: self.offered_ticket(target),
             tickets: Arc::clone(&target.tickets),
             on_ready: Some(on_ready),
             handshaken,
@@ -492,7 +507,7 @@ impl Connector {
             tls: self.tcp_tls.clone(),
             resume: target.hit.as_ref().map(|h| h.session.clone()),
             sink: Arc::clone(&target.sink),
-            ticket_source: target.hit.as_ref().map(|h| h.source),
+            ticket: self.offered_ticket(target),
             tickets: Arc::clone(&target.tickets),
             early_data: early,
             ech: target.ech.list.clone(),

@@ -18,9 +18,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::task::JoinHandle;
 
-use super::conn::{Conn, EarlyData, EchOffered, Handshake, OnReady, Tickets};
+use super::conn::{Conn, EarlyData, EchOffered, Handshake, OfferedTicket, OnReady, Tickets};
 use super::PreparedRequest;
-use crate::cache::TicketSource;
 use crate::error::Error;
 use crate::quic::{HandshakeData, QuicClientConfig};
 use crate::replay::ReplaySafe;
@@ -44,7 +43,7 @@ pub(crate) struct Dial<'a> {
     pub(crate) tls: QuicClientConfig,
     pub(crate) transport: Arc<quinn::TransportConfig>,
     /// Where the offered session came from, if one was offered.
-    pub(crate) ticket_source: Option<TicketSource>,
+    pub(crate) ticket: OfferedTicket,
     pub(crate) tickets: Arc<Tickets>,
     pub(crate) on_ready: Option<OnReady<'a>>,
     pub(crate) ech_offered: EchOffered,
@@ -157,7 +156,7 @@ impl H3Connection {
             endpoint,
             tls,
             transport,
-            ticket_source,
+            ticket,
             tickets,
             on_ready,
             handshaken,
@@ -175,7 +174,7 @@ impl H3Connection {
         let base = Setup {
             origin,
             started,
-            ticket_source,
+            ticket,
             tickets,
             on_ready,
             handshaken,
@@ -270,7 +269,7 @@ impl Drop for H3Connection {
 struct Setup<'a> {
     origin: String,
     started: Instant,
-    ticket_source: Option<TicketSource>,
+    ticket: OfferedTicket,
     tickets: Arc<Tickets>,
     on_ready: Option<OnReady<'a>>,
     handshaken: Option<tokio::sync::oneshot::Sender<()>>,
@@ -309,7 +308,7 @@ impl Setup<'_> {
         let handshake = Handshake {
             resumed: data.as_ref().is_some_and(|d| d.resumed),
             early_data,
-            ticket_source: self.ticket_source,
+            ticket: self.ticket,
             duration,
             ech_accepted: data.as_ref().is_some_and(|d| d.ech_accepted),
             ech_offered: self.ech_offered,

@@ -12,9 +12,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
-use super::conn::{EarlyData, EchOffered, Handshake, Tickets};
+use super::conn::{EarlyData, EchOffered, Handshake, OfferedTicket, Tickets};
 use super::PreparedRequest;
-use crate::cache::{CachedSession, TicketSource};
+use crate::cache::CachedSession;
 use crate::error::Error;
 use crate::replay::ReplaySafe;
 use crate::tls::early_data::{EarlyDataReport, RetryFresh};
@@ -79,7 +79,7 @@ pub(crate) struct TcpDial {
     pub(crate) tls: TcpClientConfig,
     pub(crate) resume: Option<CachedSession>,
     pub(crate) sink: TicketSink,
-    pub(crate) ticket_source: Option<TicketSource>,
+    pub(crate) ticket: OfferedTicket,
     pub(crate) tickets: Arc<Tickets>,
     /// Send the first request as early data if the session allows it:
     /// only with the proof that it is replay-safe.
@@ -135,7 +135,7 @@ impl TcpConnection {
         let handshake = Handshake {
             resumed: tls.ssl().session_reused(),
             early_data: EarlyData::NotAttempted,
-            ticket_source: dial.ticket_source,
+            ticket: dial.ticket,
             duration: started.elapsed(),
             alpn: alpn.as_ref().map(|a| String::from_utf8_lossy(a).into_owned()),
             ech_accepted: tls.ssl().ech_accepted(),

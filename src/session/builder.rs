@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::{EarlyDataPolicy, Inner, Session};
 use crate::cache::{
     BreakerConfig, CacheKeys, CacheOptions, CircuitBreaker, ErrorCallback, KeyFormat, SessionCacheBackend,
-    TicketCaches, DEFAULT_KEY_PREFIX, MAX_GET_TIMEOUT,
+    TicketCaches, TicketReuse, DEFAULT_KEY_PREFIX, MAX_GET_TIMEOUT,
 };
 use crate::ech::{self, EchCache, EchPolicy};
 use crate::error::Error;
@@ -37,6 +37,7 @@ pub struct SessionBuilder {
     key_prefix: String,
     cache_keys: Option<CacheKeys>,
     accept_unsealed: bool,
+    ticket_reuse: TicketReuse,
     identifier: Option<String>,
     system_roots: bool,
     roots_pem: Vec<Vec<u8>>,
@@ -73,6 +74,7 @@ impl Default for SessionBuilder {
             key_prefix: DEFAULT_KEY_PREFIX.to_owned(),
             cache_keys: None,
             accept_unsealed: false,
+            ticket_reuse: TicketReuse::Shared,
             identifier: None,
             system_roots: true,
             roots_pem: Vec::new(),
@@ -211,6 +213,31 @@ impl SessionBuilder {
         self
     }
 
+    /// Whether connections share each origin's one ticket
+    /// ([`TicketReuse::Shared`], the default) or each take a ticket of
+    /// their own from a fleet-wide pool ([`TicketReuse::SingleUse`]).
+    ///
+    /// Choose `SingleUse` for servers that accept a 0-RTT ticket only once
+    /// (anti-replay, RFC 8446 section 8): under `Shared` every replica after
+    /// the first has its early data refused and resent a round trip later.
+    /// `SingleUse` also keeps the server from linking connections through a
+    /// ticket they share (RFC 8446 appendix C.4). Its cost: a pool that
+    /// runs dry means a full handshake, and every new connection asks the
+    /// backend (there is no local copy to reuse).
+    ///
+    /// ```
+    /// use h3fleet::cache::TicketReuse;
+    /// use h3fleet::Session;
+    ///
+    /// let session = Session::builder().ticket_reuse(TicketReuse::single_use()).build()?;
+    /// # drop(session);
+    /// # Ok::<(), h3fleet::Error>(())
+    /// ```
+    pub fn ticket_reuse(mut self, reuse: TicketReuse) -> Self {
+        self.ticket_reuse = reuse;
+        self
+    }
+
     /// Keeps this session's tickets apart from other identifiers' (one
     /// tenant, one user) on a shared backend.
     pub fn session_identifier(mut self, id: impl Into<String>) -> Self {
@@ -306,6 +333,7 @@ impl SessionBuilder {
                 .map_err(|e| Error::Config(format!("cache key prefix: {e}")))?,
             cache_keys: self.cache_keys.clone(),
             accept_unsealed: self.accept_unsealed,
+            ticket_reuse: self.ticket_reuse,
             ..CacheOptions::default()
         };
         if let Some((backend, _)) = &self.backend {

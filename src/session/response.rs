@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, StatusCode};
 
-use crate::cache::TicketSource;
+use crate::cache::{TicketReuse, TicketSource};
 use crate::ech::{EchSource, EchStatus};
 use crate::error::Error;
 use crate::http::connect::Opened;
@@ -23,6 +23,13 @@ pub struct TlsInfo {
     pub early_data: EarlyData,
     /// Where the offered session came from (`None`: no session offered).
     pub ticket_source: Option<TicketSource>,
+    /// The session's ticket reuse policy ([`SessionBuilder::ticket_reuse`](crate::SessionBuilder::ticket_reuse)).
+    pub ticket_reuse: TicketReuse,
+    /// Under [`TicketReuse::SingleUse`]: how many tickets the pool held
+    /// when this connection took one (the one it took included), `Some(0)`
+    /// when it was empty (so the handshake was full). `None` under
+    /// `Shared`, or when the store does not tell.
+    pub ticket_pool_held: Option<usize>,
     /// From the start of the connection to a completed handshake.
     pub handshake_time: Duration,
     /// The negotiated ALPN protocol.
@@ -57,7 +64,9 @@ impl TlsInfo {
             } else {
                 h.early_data
             },
-            ticket_source: h.ticket_source,
+            ticket_source: h.ticket.source,
+            ticket_reuse: h.ticket.reuse,
+            ticket_pool_held: h.ticket.pool_held,
             handshake_time: h.duration,
             alpn: h.alpn.clone(),
             connection_reused: reused,

@@ -10,11 +10,16 @@ use tracing::Instrument;
 use chrono::{DateTime, Utc};
 use lru::LruCache;
 
+mod single_use;
+
+use std::collections::VecDeque;
+
 use crate::cache::attachment::{BackgroundCalls, SingleFlight};
+use crate::cache::pool::TicketReuse;
 use crate::sync::{lock, read, write};
 
 use crate::cache::backend::{
-    BackendError, BackendErrorKind, ErrorCallback, SessionCacheBackend, StoredSession,
+    BackendError, BackendErrorKind, ErrorCallback, SessionCacheBackend, StoredSession, TlsSessionState,
 };
 use crate::cache::clock::{Clock, SystemClock};
 use crate::cache::entry::{CachedSession, EntryError, Sharing};
@@ -52,11 +57,15 @@ pub(crate) enum Operation {
     PutEch,
     /// Deleting an ECH config that failed did not work.
     DeleteEch,
+    /// Adding a ticket to a pool failed (single-use tickets).
+    PoolAdd,
+    /// Taking a ticket from a pool failed (single-use tickets).
+    PoolTake,
 }
 
 impl Operation {
     /// The label: `get`, `put`, `put_serialize`, `delete`, `decode`,
-    /// `get_ech`, `put_ech` or `delete_ech`.
+    /// `get_ech`, `put_ech`, `delete_ech`, `pool_add` or `pool_take`.
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Get => "get",
@@ -67,6 +76,8 @@ impl Operation {
             Self::GetEch => "get_ech",
             Self::PutEch => "put_ech",
             Self::DeleteEch => "delete_ech",
+            Self::PoolAdd => "pool_add",
+            Self::PoolTake => "pool_take",
         }
     }
 }
@@ -87,6 +98,9 @@ pub struct CacheHit {
     pub session: CachedSession,
     /// Where it was found.
     pub source: TicketSource,
+    /// Under [`TicketReuse::SingleUse`]: the tickets left in the pool it
+    /// was taken from, when the store can tell. `None` under `Shared`.
+    pub pool_left: Option<usize>,
 }
 
 /// Tuning of a [`PersistableSessionCache`].
@@ -116,6 +130,10 @@ pub struct CacheOptions {
     /// false. While true, anyone who can write the store can plant an
     /// unsealed entry, so the hole sealing closes is open again.
     pub accept_unsealed: bool,
+    /// Whether every connection offers the origin's one shared ticket
+    /// (the default) or takes a ticket of its own from a pool. See
+    /// [`TicketReuse`].
+    pub ticket_reuse: TicketReuse,
 }
 
 impl Default for CacheOptions {
@@ -129,6 +147,7 @@ impl Default for CacheOptions {
             clock: Arc::new(SystemClock),
             cache_keys: None,
             accept_unsealed: false,
+            ticket_reuse: TicketReuse::Shared,
         }
     }
 }
@@ -199,6 +218,8 @@ struct Inner {
     options: CacheOptions,
     sealing: Sealing,
     local: Mutex<LruCache<LocalKey, CachedSession>>,
+    /// Under `SingleUse` without a backend: each origin's pool, newest last.
+    pools: Mutex<LruCache<LocalKey, VecDeque<CachedSession>>>,
     attachment: RwLock<Attachment>,
     flights: SingleFlight<Option<CachedSession>>,
     /// Background backend calls still running, for `flush`.
@@ -243,6 +264,7 @@ impl PersistableSessionCache {
                 sealing: options.sealing(),
                 options,
                 local: Mutex::new(LruCache::new(capacity)),
+                pools: Mutex::new(LruCache::new(capacity)),
                 attachment: RwLock::new(Attachment {
                     backend: None,
                     preset: "default".to_owned(),
@@ -304,6 +326,11 @@ impl PersistableSessionCache {
         write(&self.inner.attachment).on_error = on_error;
     }
 
+    /// Whether connections share a ticket or take one each.
+    pub fn ticket_reuse(&self) -> TicketReuse {
+        self.inner.options.ticket_reuse
+    }
+
     /// The protocol whose sessions this cache holds.
     pub fn protocol(&self) -> Protocol {
         read(&self.inner.attachment).protocol
@@ -336,6 +363,9 @@ impl PersistableSessionCache {
     }
 
     async fn get_as(&self, a: Attachment, host: &str, port: u16) -> Option<CacheHit> {
+        if let TicketReuse::SingleUse { .. } = self.inner.options.ticket_reuse {
+            return self.take_as(a, host, port).await;
+        }
         let local_key = LocalKey {
             identifier: a.identifier.clone(),
             origin: canonical_origin(host, port),
@@ -344,6 +374,7 @@ impl PersistableSessionCache {
             return Some(CacheHit {
                 session,
                 source: TicketSource::Local,
+                pool_left: None,
             });
         }
         let backend = a.backend.clone()?;
@@ -353,6 +384,7 @@ impl PersistableSessionCache {
         Some(CacheHit {
             session,
             source: TicketSource::Backend,
+            pool_left: None,
         })
     }
 
@@ -382,6 +414,9 @@ impl PersistableSessionCache {
             tracing::debug!(host, port, "session already expired; not cached");
             return;
         };
+        if let TicketReuse::SingleUse { per_key } = self.inner.options.ticket_reuse {
+            return self.pool_as(&a, host, port, session, sharing, (ttl, per_key));
+        }
         let local_key = LocalKey {
             identifier: a.identifier.clone(),
             origin: canonical_origin(host, port),
@@ -391,21 +426,8 @@ impl PersistableSessionCache {
             return;
         };
         let key = self.key(&a, host, port);
-        if session.envelope.protocol != a.protocol {
-            let msg = format!(
-                "an {} session given to the {} cache",
-                session.envelope.protocol, a.protocol
-            );
-            let err = BackendError::new(backend.name(), BackendErrorKind::Encode, msg);
-            return report(&a, Operation::PutSerialize, &key, &err);
-        }
-        let state = match session.seal_state(self.now(), &self.inner.sealing, &key) {
-            Ok(state) => state,
-            Err(e) => {
-                let err = BackendError::new(backend.name(), BackendErrorKind::Encode, "invalid session")
-                    .with_source(e);
-                return report(&a, Operation::PutSerialize, &key, &err);
-            }
+        let Some(state) = self.stored_form(&a, &backend, &key, &session) else {
+            return;
         };
         let (timeout, task_key) = (self.inner.options.write_timeout, key.clone());
         self.spawn(&a, &key, Operation::Put, async move {
@@ -417,6 +439,35 @@ impl PersistableSessionCache {
             )
             .await
         });
+    }
+
+    /// The sealed stored form of `session` under `key`, or `None` (reported)
+    /// if it cannot be stored there.
+    fn stored_form(
+        &self,
+        a: &Attachment,
+        backend: &Arc<dyn SessionCacheBackend>,
+        key: &str,
+        session: &CachedSession,
+    ) -> Option<TlsSessionState> {
+        if session.envelope.protocol != a.protocol {
+            let msg = format!(
+                "an {} session given to the {} cache",
+                session.envelope.protocol, a.protocol
+            );
+            let err = BackendError::new(backend.name(), BackendErrorKind::Encode, msg);
+            report(a, Operation::PutSerialize, key, &err);
+            return None;
+        }
+        match session.seal_state(self.now(), &self.inner.sealing, key) {
+            Ok(state) => Some(state),
+            Err(e) => {
+                let err = BackendError::new(backend.name(), BackendErrorKind::Encode, "invalid session")
+                    .with_source(e);
+                report(a, Operation::PutSerialize, key, &err);
+                None
+            }
+        }
     }
 
     /// Forgets a session the server refused (we offered `refused_ticket` and
@@ -438,6 +489,10 @@ impl PersistableSessionCache {
     }
 
     fn invalidate_as(&self, a: Attachment, host: &str, port: u16, refused_ticket: &[u8]) {
+        if self.inner.options.ticket_reuse != TicketReuse::Shared {
+            // The refused ticket was taken from its pool: no one else has it.
+            return;
+        }
         let local_key = LocalKey {
             identifier: a.identifier.clone(),
             origin: canonical_origin(host, port),
