@@ -7,84 +7,16 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::Duration;
 
 use h3fleet::server::LatencyRelay;
 use serde_json::Value;
 
+use support::serve::Serve;
+
 fn h3fleet() -> Command {
     Command::new(env!("CARGO_BIN_EXE_h3fleet"))
-}
-
-/// An `h3fleet serve` process, with the JSON lines it printed.
-struct Serve {
-    child: Child,
-    addr: std::net::SocketAddr,
-    cert: String,
-    lines: Arc<Mutex<Vec<Value>>>,
-    _dir: tempfile::TempDir,
-}
-
-impl Serve {
-    fn start() -> Self {
-        Self::start_with(&[])
-    }
-
-    fn start_with(extra: &[&str]) -> Self {
-        Self::start_on("127.0.0.1:0", extra)
-    }
-
-    fn start_on(listen: &str, extra: &[&str]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let cert = dir.path().join("origin.pem");
-        let mut child = h3fleet()
-            .args(["serve", "--listen", listen, "--cert-out"])
-            .arg(&cert)
-            .args(extra)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut first = String::new();
-        stdout.read_line(&mut first).unwrap();
-        let hello: Value = serde_json::from_str(&first).expect("serve prints JSON first");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&lines);
-        std::thread::spawn(move || {
-            for line in stdout.lines() {
-                let Ok(line) = line else { return };
-                sink.lock().unwrap().push(serde_json::from_str(&line).unwrap());
-            }
-        });
-        Self {
-            child,
-            addr: hello["listen"].as_str().unwrap().parse().unwrap(),
-            cert: hello["cert"].as_str().unwrap().to_owned(),
-            lines,
-            _dir: dir,
-        }
-    }
-
-    /// The request log lines, waiting briefly for `n` of them.
-    async fn requests(&self, n: usize) -> Vec<Value> {
-        for _ in 0..100 {
-            if self.lines.lock().unwrap().len() >= n {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        self.lines.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 async fn get(relay: &LatencyRelay, serve: &Serve, cache: &str, extra: &[&str]) -> Value {

@@ -9,6 +9,7 @@ pub mod memcached;
 pub mod quic;
 pub mod recording;
 pub mod redis;
+pub mod serve;
 pub mod sessions;
 pub mod tcp;
 
