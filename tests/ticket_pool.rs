@@ -28,7 +28,12 @@ async fn get(relay: &LatencyRelay, serve: &Serve, cache: &str, reuse: &str) -> V
 
 async fn get_on(port: u16, cert: &str, cache: &str, reuse: &str) -> Value {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_h3fleet"))
-        .args(["get", &format!("https://localhost:{port}/pool"), "--json", "--http3"])
+        .args([
+            "get",
+            &format!("https://localhost:{port}/pool"),
+            "--json",
+            "--http3",
+        ])
         .args(["--cache", cache, "--cacert", cert, "--ticket-reuse", reuse])
         .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
         .output()
@@ -42,7 +47,12 @@ async fn get_on(port: u16, cert: &str, cache: &str, reuse: &str) -> Value {
 async fn replicas(relay: &LatencyRelay, serve: &Serve, cache: &str, reuse: &str) -> Vec<Value> {
     let mut runs = tokio::task::JoinSet::new();
     for _ in 0..REPLICAS {
-        let (port, cert, cache, reuse) = (relay.addr().port(), serve.cert.clone(), cache.to_owned(), reuse.to_owned());
+        let (port, cert, cache, reuse) = (
+            relay.addr().port(),
+            serve.cert.clone(),
+            cache.to_owned(),
+            reuse.to_owned(),
+        );
         runs.spawn(async move { get_on(port, &cert, &cache, &reuse).await });
     }
     runs.join_all().await
@@ -68,7 +78,10 @@ async fn single_use_tickets_let_every_replica_send_0rtt_where_a_shared_one_is_re
     // Shared: one ticket, offered by all six at once.
     let (serve, relay) = origin_behind_relay().await;
     let seed = get(&relay, &serve, &cache, "shared").await;
-    assert_eq!((seed["resumed"].as_bool(), seed["ticket_reuse"].as_str()), (Some(false), Some("shared")));
+    assert_eq!(
+        (seed["resumed"].as_bool(), seed["ticket_reuse"].as_str()),
+        (Some(false), Some("shared"))
+    );
     let shared = replicas(&relay, &serve, &cache, "shared").await;
     eprintln!("shared: {} of {REPLICAS} accepted", accepted(&shared));
     assert!(
@@ -82,7 +95,10 @@ async fn single_use_tickets_let_every_replica_send_0rtt_where_a_shared_one_is_re
     let prefix_cache = format!("{cache}1");
     let first = get(&relay, &serve, &prefix_cache, "single-use").await;
     assert_eq!(first["ticket_pool_held"], 0, "an empty pool: {first}");
-    assert_eq!(first["resumed"], false, "an empty pool means a full handshake: {first}");
+    assert_eq!(
+        first["resumed"], false,
+        "an empty pool means a full handshake: {first}"
+    );
     let mut held = 0;
     while held < REPLICAS + 1 {
         let seed = get(&relay, &serve, &prefix_cache, "single-use").await;
@@ -95,13 +111,18 @@ async fn single_use_tickets_let_every_replica_send_0rtt_where_a_shared_one_is_re
     for r in &single {
         assert_eq!(r["ticket_reuse"], "single-use");
         assert_eq!(r["ticket_source"], "backend", "{r}");
-        assert_eq!(r["early_data"], "accepted", "every replica's 0-RTT is accepted: {single:?}");
+        assert_eq!(
+            r["early_data"], "accepted",
+            "every replica's 0-RTT is accepted: {single:?}"
+        );
     }
     let seen = serve.requests(before + REPLICAS).await;
     let concurrent = &seen[before..];
     assert_eq!(concurrent.len(), REPLICAS, "{seen:?}");
     assert!(
-        concurrent.iter().all(|r| r["early_data"] == true && r["resumed"] == true),
+        concurrent
+            .iter()
+            .all(|r| r["early_data"] == true && r["resumed"] == true),
         "the origin saw a ticket twice (a resumption without 0-RTT): {concurrent:?}"
     );
     assert!(
@@ -118,7 +139,11 @@ async fn a_dry_pool_falls_back_to_a_full_handshake_and_refills_from_it() {
     let cache = format!("sqlite:{}", dir.path().join("pool.db").display());
     let (serve, relay) = origin_behind_relay().await;
     let dry = get(&relay, &serve, &cache, "single-use").await;
-    assert_eq!((dry["resumed"].as_bool(), dry["ticket_pool_held"].as_u64()), (Some(false), Some(0)), "{dry}");
+    assert_eq!(
+        (dry["resumed"].as_bool(), dry["ticket_pool_held"].as_u64()),
+        (Some(false), Some(0)),
+        "{dry}"
+    );
     // The full handshake brought the origin's tickets (rustls sends two).
     let refilled = get(&relay, &serve, &cache, "single-use").await;
     assert_eq!(refilled["resumed"], true, "{refilled}");

@@ -75,4 +75,3 @@ impl Drop for Serve {
         let _ = self.child.wait();
     }
 }
-
