@@ -218,3 +218,52 @@ fn bench_shows_what_the_shared_cache_saves() {
         assert_eq!(report["config"]["protocol"], protocol);
     }
 }
+
+/// Against quinn's rustls origin (each 0-RTT ticket accepted once),
+/// single-use tickets have every 0-RTT attempt accepted, and the same
+/// invocation runs the shared-ticket policy for comparison.
+#[test]
+fn bench_against_a_single_use_origin_runs_both_ticket_policies() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let out = h3fleet()
+        .args([
+            "bench",
+            "--replicas",
+            "6",
+            "--hosts",
+            "4",
+            "--requests-per-host",
+            "1",
+        ])
+        .args(["--origin", "rustls", "--ticket-reuse", "single-use", "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("single-use / local-only") && stdout.contains("0-RTT acceptance"),
+        "{stdout}"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let (single, shared) = (&report["shared"], &report["shared_tickets"]);
+    assert!(single["zero_rtt_attempted"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(single["zero_rtt_acceptance"], 1.0, "{report}");
+    assert_eq!(shared["failed_requests"], 0, "{report}");
+    assert_eq!(report["config"]["origin"], "rustls");
+
+    let refused = h3fleet()
+        .args(["bench", "--origin", "rustls", "--protocol", "h2"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && stderr.contains("HTTP/3 only"),
+        "{stderr}"
+    );
+}

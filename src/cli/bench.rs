@@ -2,7 +2,11 @@
 //! origins behind a latency relay, run twice (shared cache, then local-only
 //! caches), to show what sharing tickets saves: full handshakes, and the
 //! round trips of the first request to a host. The origins run HTTP/3 on
-//! h3fleet's BoringSSL server, whose tickets many replicas can resume.
+//! h3fleet's BoringSSL server, whose tickets many replicas can resume, or
+//! (`--origin rustls`) on quinn's rustls server, which accepts each 0-RTT
+//! ticket once: there `--ticket-reuse single-use` gives every connection a
+//! ticket of its own, and the bench runs the shared-ticket policy too, for
+//! comparison.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -49,6 +53,16 @@ pub(crate) struct BenchArgs {
     /// Draw the first-request latency distributions of both runs (SVG).
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
+    /// The origins' HTTP/3 server: `boringssl` (h3fleet's, stateless
+    /// tickets any number of replicas can resume) or `rustls` (quinn's,
+    /// which takes each 0-RTT ticket once). h2 and h1 are served by
+    /// BoringSSL only.
+    #[arg(long, default_value = "boringssl", value_parser = ["boringssl", "rustls"])]
+    origin: String,
+    /// `shared` or `single-use` tickets for the fleet run; with
+    /// `single-use`, a run with `shared` tickets is added for comparison.
+    #[arg(long, default_value = "shared", value_parser = ["shared", "single-use"])]
+    ticket_reuse: String,
 }
 
 /// One replica of a bench run (started by `h3fleet bench`, not by hand).
@@ -74,6 +88,9 @@ pub(crate) struct ReplicaArgs {
     /// Seeds this replica's order of visits.
     #[arg(long)]
     seed: u64,
+    /// `shared` or `single-use`.
+    #[arg(long, default_value = "shared")]
+    ticket_reuse: String,
 }
 
 /// What a replica saw at one host; one JSON line each.
@@ -103,6 +120,8 @@ struct RunReport {
     resumed: usize,
     zero_rtt_attempted: usize,
     zero_rtt_accepted: usize,
+    /// Accepted / attempted 0-RTT (0 when none was attempted).
+    zero_rtt_acceptance: f64,
     first_contact_resumption_rate: f64,
     first_request_ms: Percentiles,
     later_request_ms: Percentiles,
@@ -137,11 +156,14 @@ impl RunReport {
         let (first_request_ms, first_samples) = percentiles(visits.iter().map(|v| v.first_ms).collect());
         let (later_request_ms, _) =
             percentiles(visits.iter().flat_map(|v| v.later_ms.iter().copied()).collect());
+        let zero_rtt_attempted = visits.iter().filter(|v| v.early_data != "not_attempted").count();
+        let zero_rtt_accepted = visits.iter().filter(|v| v.early_data == "accepted").count();
         Self {
             full_handshakes: contacts - resumed,
             resumed,
-            zero_rtt_attempted: visits.iter().filter(|v| v.early_data != "not_attempted").count(),
-            zero_rtt_accepted: visits.iter().filter(|v| v.early_data == "accepted").count(),
+            zero_rtt_attempted,
+            zero_rtt_accepted,
+            zero_rtt_acceptance: ratio(zero_rtt_accepted as f64, zero_rtt_attempted as f64),
             first_contact_resumption_rate: if contacts == 0 {
                 0.0
             } else {
@@ -187,7 +209,7 @@ async fn start_fleet(args: &BenchArgs, dir: &Path) -> Result<Fleet, CliError> {
             // as most production servers' can; rustls's 0-RTT tickets are
             // single-use, so replicas sharing one would mostly collide.
             &Listeners {
-                boring_quic: true,
+                boring_quic: args.origin == "boringssl",
                 ..Listeners::both()
             },
         )?;
@@ -222,11 +244,11 @@ async fn start_fleet(args: &BenchArgs, dir: &Path) -> Result<Fleet, CliError> {
 async fn run_fleet(
     args: &BenchArgs,
     fleet: &Fleet,
-    cache: &str,
-    seed_base: u64,
+    run: &Run,
     progress: &indicatif::ProgressBar,
 ) -> Result<RunReport, CliError> {
-    let mut children = spawn_replicas(args, fleet, cache, seed_base)?;
+    progress.set_message(run.label);
+    let mut children = spawn_replicas(args, fleet, run)?;
     let mut readers = Vec::new();
     for child in &mut children {
         let stdout = child.stdout.take().ok_or("a replica has no stdout")?;
@@ -255,9 +277,9 @@ async fn run_fleet(
 fn spawn_replicas(
     args: &BenchArgs,
     fleet: &Fleet,
-    cache: &str,
-    seed_base: u64,
+    run: &Run,
 ) -> Result<Vec<tokio::process::Child>, CliError> {
+    let (cache, seed_base) = (run.cache.as_str(), run.seed);
     let exe = std::env::current_exe()?;
     let mut children = Vec::new();
     for r in 0..args.replicas {
@@ -269,7 +291,8 @@ fn spawn_replicas(
             .arg("--cacert")
             .arg(&fleet.cacert)
             .args(["--requests-per-host", &args.requests_per_host.to_string()])
-            .args(["--seed", &(seed_base + r as u64).to_string()]);
+            .args(["--seed", &(seed_base + r as u64).to_string()])
+            .args(["--ticket-reuse", run.reuse]);
         for target in &fleet.targets {
             command.args(["--target", target]);
         }
@@ -302,10 +325,54 @@ async fn wait_replicas(children: Vec<tokio::process::Child>) -> Result<usize, Cl
     Ok(failures)
 }
 
-pub(crate) async fn run(args: BenchArgs) -> Result<(), CliError> {
+/// One run of the fleet: its column label, backend and ticket policy.
+struct Run {
+    label: &'static str,
+    cache: String,
+    reuse: &'static str,
+    seed: u64,
+}
+
+/// The runs of one invocation: the fleet cache with the chosen policy,
+/// with `single-use` the same cache with shared tickets, and local-only.
+fn planned_runs(args: &BenchArgs, shared_cache: &str) -> Vec<Run> {
+    let single = args.ticket_reuse == "single-use";
+    let reuse = if single { "single-use" } else { "shared" };
+    let mut runs = vec![Run {
+        label: if single { "single-use" } else { "shared" },
+        cache: shared_cache.to_owned(),
+        reuse,
+        seed: 1,
+    }];
+    if single {
+        runs.push(Run {
+            label: "shared",
+            cache: shared_cache.to_owned(),
+            reuse: "shared",
+            seed: 2001,
+        });
+    }
+    runs.push(Run {
+        label: "local-only",
+        cache: "none".to_owned(),
+        reuse,
+        seed: 1001,
+    });
+    runs
+}
+
+fn check_args(args: &BenchArgs) -> Result<(), CliError> {
     if args.replicas == 0 || args.hosts == 0 || args.requests_per_host == 0 {
         return Err("--replicas, --hosts and --requests-per-host must be at least 1".into());
     }
+    if args.origin == "rustls" && args.protocol != "h3" {
+        return Err("--origin rustls serves HTTP/3 only: the bench's h2 and h1 origins are BoringSSL".into());
+    }
+    Ok(())
+}
+
+pub(crate) async fn run(args: BenchArgs) -> Result<(), CliError> {
+    check_args(&args)?;
     let dir = tempfile::tempdir()?;
     let shared_cache = args
         .cache
@@ -315,41 +382,57 @@ pub(crate) async fn run(args: BenchArgs) -> Result<(), CliError> {
     drop(backend_from_uri(&shared_cache)?);
     drop(super::cache_keys(args.cache_keys.as_deref())?);
     let fleet = start_fleet(&args, dir.path()).await?;
-    let total = u64::try_from(args.replicas.saturating_mul(args.hosts).saturating_mul(2)).unwrap_or(u64::MAX);
-    let progress = indicatif::ProgressBar::new(total);
+    let runs = planned_runs(&args, &shared_cache);
+    let contacts = args
+        .replicas
+        .saturating_mul(args.hosts)
+        .saturating_mul(runs.len());
+    let progress = indicatif::ProgressBar::new(u64::try_from(contacts).unwrap_or(u64::MAX));
     progress.set_style(
         indicatif::ProgressStyle::with_template("{msg:12} [{bar:40}] {pos}/{len} first contacts")
             .map_err(|e| e.to_string())?
             .progress_chars("=> "),
     );
-    progress.set_message("shared");
-    let shared = run_fleet(&args, &fleet, &shared_cache, 1, &progress).await?;
-    progress.set_message("local-only");
-    let local = run_fleet(&args, &fleet, "none", 1001, &progress).await?;
+    let mut reports = Vec::new();
+    for run in &runs {
+        reports.push((run.label, run_fleet(&args, &fleet, run, &progress).await?));
+    }
     progress.finish_and_clear();
+    report(&args, &shared_cache, &reports)
+}
 
+/// Prints the table and writes the JSON and the plot, if asked for.
+fn report(args: &BenchArgs, shared_cache: &str, reports: &[(&str, RunReport)]) -> Result<(), CliError> {
+    let (Some((_, shared)), Some((_, local))) = (reports.first(), reports.last()) else {
+        return Err("the bench ran nothing".into());
+    };
     let config = serde_json::json!({
         "replicas": args.replicas,
         "hosts": args.hosts,
         "requests_per_host": args.requests_per_host,
         "rtt_ms": args.rtt_ms,
-        "cache": h3fleet::cache::redact_uri(&shared_cache),
+        "cache": h3fleet::cache::redact_uri(shared_cache),
         "sealed": args.cache_keys.is_some(),
         "protocol": args.protocol,
+        "origin": args.origin,
+        "ticket_reuse": args.ticket_reuse,
     });
     let ratios = serde_json::json!({
         "full_handshakes": ratio(shared.full_handshakes as f64, local.full_handshakes as f64),
         "first_request_p50": ratio(shared.first_request_ms.p50, local.first_request_ms.p50),
         "first_request_p99": ratio(shared.first_request_ms.p99, local.first_request_ms.p99),
     });
-    print_table(&args, &shared, &local, &ratios);
+    print_table(args, reports, &ratios);
     if let Some(path) = &args.json {
-        let report = serde_json::json!({
+        let mut report = serde_json::json!({
             "config": config,
             "shared": shared,
             "local_only": local,
             "ratio": ratios,
         });
+        if let (Some((_, with_shared_tickets)), true) = (reports.get(1), reports.len() == 3) {
+            report["shared_tickets"] = serde_json::to_value(with_shared_tickets)?;
+        }
         std::fs::write(path, serde_json::to_vec_pretty(&report)?)
             .map_err(|e| format!("{}: {e}", path.display()))?;
     }
@@ -360,20 +443,29 @@ pub(crate) async fn run(args: BenchArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-fn print_table(args: &BenchArgs, shared: &RunReport, local: &RunReport, ratios: &serde_json::Value) {
+fn print_table(args: &BenchArgs, reports: &[(&str, RunReport)], ratios: &serde_json::Value) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
         out,
-        "h3fleet bench: {} replicas x {} hosts x {} requests, {} ms RTT, {}",
-        args.replicas, args.hosts, args.requests_per_host, args.rtt_ms, args.protocol
+        "h3fleet bench: {} replicas x {} hosts x {} requests, {} ms RTT, {}, {} origin",
+        args.replicas, args.hosts, args.requests_per_host, args.rtt_ms, args.protocol, args.origin
     );
-    let _ = writeln!(out, "{:<34} {:>12} {:>12}", "", "shared", "local-only");
+    let mut head = format!("{:<34}", "");
+    for (label, _) in reports {
+        head.push_str(&format!(" {label:>12}"));
+    }
+    let _ = writeln!(out, "{head}");
     for (name, cell) in table_rows() {
-        let _ = writeln!(out, "{name:<34} {:>12} {:>12}", cell(shared), cell(local));
+        let mut line = format!("{name:<34}");
+        for (_, report) in reports {
+            line.push_str(&format!(" {:>12}", cell(report)));
+        }
+        let _ = writeln!(out, "{line}");
     }
     let _ = writeln!(
         out,
-        "shared / local-only: full handshakes {:.2}x, first request p50 {:.2}x, p99 {:.2}x",
+        "{} / local-only: full handshakes {:.2}x, first request p50 {:.2}x, p99 {:.2}x",
+        reports.first().map_or("shared", |(l, _)| l),
         ratios["full_handshakes"].as_f64().unwrap_or_default(),
         ratios["first_request_p50"].as_f64().unwrap_or_default(),
         ratios["first_request_p99"].as_f64().unwrap_or_default(),
@@ -383,12 +475,15 @@ fn print_table(args: &BenchArgs, shared: &RunReport, local: &RunReport, ratios: 
 /// A row of the table: its name and how one run's cell reads.
 type Row = (&'static str, fn(&RunReport) -> String);
 
-fn table_rows() -> [Row; 9] {
+fn table_rows() -> [Row; 10] {
     [
         ("full handshakes", |r| r.full_handshakes.to_string()),
         ("resumed handshakes", |r| r.resumed.to_string()),
         ("0-RTT attempted / accepted", |r| {
             format!("{}/{}", r.zero_rtt_attempted, r.zero_rtt_accepted)
+        }),
+        ("0-RTT acceptance", |r| {
+            format!("{:.1} %", 100.0 * r.zero_rtt_acceptance)
         }),
         ("first-contact resumption rate", |r| {
             format!("{:.0} %", 100.0 * r.first_contact_resumption_rate)
@@ -456,6 +551,11 @@ fn replica_session(args: &ReplicaArgs) -> Result<(Session, Vec<(String, u16)>), 
         });
     let pem = std::fs::read(&args.cacert).map_err(|e| format!("{}: {e}", args.cacert.display()))?;
     builder = builder.add_root_certificate_pem(pem);
+    builder = builder.ticket_reuse(
+        args.ticket_reuse
+            .parse()
+            .map_err(|e| format!("--ticket-reuse: {e}"))?,
+    );
     if args.cache != "none" {
         builder = builder.session_cache(backend_from_uri(&args.cache)?, None);
         if let Some(keys) = super::cache_keys(args.cache_keys.as_deref())? {
