@@ -40,6 +40,11 @@
 //! leave the process; a stored session's certificate chain is verified
 //! again before it is offered; ECH configs are shared only once proven.
 //!
+//! For servers that accept a 0-RTT ticket only once (anti-replay),
+//! [`SessionBuilder::ticket_reuse`] with [`cache::TicketReuse::single_use`]
+//! gives every connection a ticket of its own from a fleet-wide pool, taken
+//! atomically in every built-in backend.
+//!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! use h3fleet::{cache::backend_from_uri, EarlyData, Session};

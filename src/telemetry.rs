@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 /// Counter: backend calls, labels `op` (`get`, `put`, `delete`,
-/// `get_ech`, `put_ech`) and `outcome` (`ok`, `error`, `timeout`).
+/// `get_ech`, `put_ech`, `delete_ech`, `pool_add`, `pool_take`) and `outcome` (`ok`, `error`, `timeout`).
 pub const BACKEND_OPS: &str = "h3fleet_backend_ops_total";
 /// Histogram (seconds): backend call latency, label `op`.
 pub const BACKEND_SECONDS: &str = "h3fleet_backend_op_seconds";

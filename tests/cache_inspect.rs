@@ -185,6 +185,44 @@ fn sealed_entries_show_their_key_id_and_open_only_with_the_keys() {
         !with.contains(line.split_whitespace().nth(1).unwrap()),
         "the key itself was printed"
     );
+
+    // Pooled tickets are sealed like any entry, and resume once opened.
+    let keyed = ["--cache-keys", keys_arg, "--ticket-reuse", "single-use"];
+    get(&serve, &cache, &keyed);
+    let (ok, pools, _) = h3fleet(&["cache", "ls", "--cache", &cache, "--json"]);
+    assert!(ok);
+    let pool: Value = pools
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|r| r["kind"] == "pool")
+        .unwrap_or_else(|| panic!("{pools}"));
+    assert_eq!(pool["sealed_with"], id.as_str(), "{pool}");
+    let port = serve.addr.port().to_string();
+    let (url, resolve) = (
+        format!("https://localhost:{port}/"),
+        format!("localhost:{port}:127.0.0.1"),
+    );
+    let mut args = vec![
+        "get",
+        &url,
+        "--json",
+        "--http3",
+        "--cache",
+        &cache,
+        "--cacert",
+        &serve.cert,
+        "--resolve",
+        &resolve,
+    ];
+    args.extend(keyed);
+    let (ok, out, err) = h3fleet(&args);
+    assert!(ok, "{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (report["resumed"].as_bool(), report["ticket_source"].as_str()),
+        (Some(true), Some("backend")),
+        "{report}"
+    );
 }
 
 #[test]

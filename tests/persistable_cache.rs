@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use h3fleet::cache::{
     CacheOptions, Clock, ManualClock, MemoryBackend, PersistableSessionCache, Protocol, RedisBackend,
-    RedisOptions, SessionCacheBackend, TicketSource,
+    RedisOptions, SessionCacheBackend, TicketReuse, TicketSource,
 };
 use support::recording::RecordingBackend;
 use support::redis::RedisServer;
@@ -474,4 +474,112 @@ async fn panicking_error_callback_is_contained() {
 fn cache_is_send_sync_and_clone() {
     fn check<T: Send + Sync + Clone + 'static>() {}
     check::<PersistableSessionCache>();
+}
+
+fn single_use() -> CacheOptions {
+    CacheOptions {
+        ticket_reuse: TicketReuse::single_use(),
+        ..CacheOptions::default()
+    }
+}
+
+fn pool_key() -> String {
+    format!("h3fleet:pool:default:h3:{HOST}:443")
+}
+
+#[tokio::test]
+async fn single_use_caches_hand_each_ticket_out_once_and_keep_none_locally() {
+    let backend: Arc<dyn SessionCacheBackend> = Arc::new(MemoryBackend::new());
+    let (writer, reader) = (
+        cache_on(Arc::clone(&backend), single_use()),
+        cache_on(backend, single_use()),
+    );
+    for t in [b"ticket-1", b"ticket-2"] {
+        writer.put(HOST, 443, fresh(Protocol::H3, t));
+    }
+    assert!(writer.flush(FLUSH).await);
+    assert_eq!(
+        writer.local_pool_len(HOST, 443),
+        0,
+        "with a backend a ticket lives there only"
+    );
+    let first = reader.get(HOST, 443).await.unwrap();
+    assert_eq!(
+        (first.session.ticket.as_slice(), first.pool_left),
+        (&b"ticket-2"[..], Some(1))
+    );
+    let second = writer.get(HOST, 443).await.unwrap();
+    assert_eq!(second.session.ticket, b"ticket-1");
+    assert!(
+        reader.get(HOST, 443).await.is_none(),
+        "the pool is dry: a full handshake"
+    );
+}
+
+#[tokio::test]
+async fn without_a_backend_single_use_tickets_come_from_this_process_once() {
+    let cache = PersistableSessionCache::with_options(single_use());
+    cache.put(HOST, 443, fresh(Protocol::H3, b"only"));
+    assert_eq!(cache.local_pool_len(HOST, 443), 1);
+    let hit = cache.get(HOST, 443).await.unwrap();
+    assert_eq!((hit.source, hit.pool_left), (TicketSource::Local, Some(0)));
+    assert!(cache.get(HOST, 443).await.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_pool_is_a_reported_miss_never_a_panic() {
+    let redis = RedisServer::start();
+    let mut conn = redis.client();
+    // The pool key holds a string, then a member that is not a session.
+    let _: () = redis::cmd("SET")
+        .arg(pool_key())
+        .arg("x")
+        .query(&mut conn)
+        .unwrap();
+    let (on_error, seen) = recording_callback();
+    let backend = Arc::new(RedisBackend::new(&redis.uri()).unwrap());
+    let cache = cache_on(backend, single_use());
+    cache.set_error_callback(Some(on_error));
+    assert!(cache.get(HOST, 443).await.is_none());
+    let _: () = redis::cmd("DEL").arg(pool_key()).query(&mut conn).unwrap();
+    let _: () = redis::cmd("ZADD")
+        .arg(pool_key())
+        .arg(i64::MAX)
+        .arg("{not json")
+        .query(&mut conn)
+        .unwrap();
+    assert!(cache.get(HOST, 443).await.is_none());
+    let memory = Arc::new(MemoryBackend::new());
+    let garbage = state("dA==", "bm90IGFuIGVudmVsb3Bl");
+    memory
+        .pool_add(
+            &pool_key(),
+            &garbage,
+            Duration::from_secs(60),
+            std::num::NonZeroUsize::MIN,
+        )
+        .await
+        .unwrap();
+    let on_memory = cache_on(memory, single_use());
+    on_memory.set_error_callback(cache_callback(&seen));
+    assert!(on_memory.get(HOST, 443).await.is_none());
+    let ops: Vec<String> = seen.lock().unwrap().iter().map(|s| s.0.clone()).collect();
+    assert_eq!(
+        ops,
+        ["pool_take", "decode", "decode"],
+        "{:?}",
+        seen.lock().unwrap()
+    );
+}
+
+/// A callback that records into `seen`, like `recording_callback`'s.
+fn cache_callback(seen: &support::sessions::Seen) -> Option<h3fleet::cache::ErrorCallback> {
+    let seen = Arc::clone(seen);
+    Some(Arc::new(
+        move |op: &str, key: &str, e: &h3fleet::cache::BackendError| {
+            seen.lock()
+                .unwrap()
+                .push((op.to_owned(), key.to_owned(), e.to_string()));
+        },
+    ))
 }

@@ -148,35 +148,38 @@ pub(crate) async fn run(cmd: CacheCommand) -> Result<(), CliError> {
             println!("{}", h3fleet::cache::CacheKeys::generate_line()?);
             Ok(())
         }
-        CacheCommand::ParseKey { key, prefix } => {
-            match KeyFormat::with_prefix(prefix)?.parse(&key)? {
-                ParsedKey::Session {
-                    id,
-                    preset,
-                    protocol,
-                    host,
-                    port,
-                } => println!(
-                    "session  identifier={}  preset={preset}  protocol={protocol}  host={host}  port={port}",
-                    id.as_deref().unwrap_or("-")
-                ),
-                ParsedKey::Pool {
-                    id,
-                    preset,
-                    protocol,
-                    host,
-                    port,
-                } => println!(
-                    "pool  identifier={}  preset={preset}  protocol={protocol}  host={host}  port={port}",
-                    id.as_deref().unwrap_or("-")
-                ),
-                ParsedKey::Ech { preset, host, port } => {
-                    println!("ech  preset={preset}  host={host}  port={port}")
-                }
-            }
-            Ok(())
+        CacheCommand::ParseKey { key, prefix } => parse_key(&key, prefix),
+    }
+}
+
+/// `cache parse-key`: prints the fields a key names.
+fn parse_key(key: &str, prefix: String) -> Result<(), CliError> {
+    match KeyFormat::with_prefix(prefix)?.parse(key)? {
+        ParsedKey::Session {
+            id,
+            preset,
+            protocol,
+            host,
+            port,
+        } => println!(
+            "session  identifier={}  preset={preset}  protocol={protocol}  host={host}  port={port}",
+            id.as_deref().unwrap_or("-")
+        ),
+        ParsedKey::Pool {
+            id,
+            preset,
+            protocol,
+            host,
+            port,
+        } => println!(
+            "pool  identifier={}  preset={preset}  protocol={protocol}  host={host}  port={port}",
+            id.as_deref().unwrap_or("-")
+        ),
+        ParsedKey::Ech { preset, host, port } => {
+            println!("ech  preset={preset}  host={host}  port={port}")
         }
     }
+    Ok(())
 }
 
 async fn check(uri: &str) -> Result<(), CliError> {

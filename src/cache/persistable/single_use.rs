@@ -7,8 +7,10 @@
 //! process and another replica could each offer it.
 
 use std::num::NonZeroUsize;
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::cache::backend::{BackendError, BackendErrorKind, SessionCacheBackend, TlsSessionState};
 use crate::cache::entry::{CachedSession, EntryError, Sharing};
 use crate::cache::key::canonical_origin;
 
@@ -60,12 +62,25 @@ impl PersistableSessionCache {
             }
         };
         crate::telemetry::pool_take("backend");
-        match CachedSession::open_state(&taken.session, a.protocol, &self.inner.sealing, &key) {
-            Ok(session) if self.remaining_life(&session.envelope).is_some() => Some(CacheHit {
-                session,
-                source: TicketSource::Backend,
-                pool_left: taken.left,
-            }),
+        let session = self.open_taken(&a, &backend, &key, &taken.session)?;
+        Some(CacheHit {
+            session,
+            source: TicketSource::Backend,
+            pool_left: taken.left,
+        })
+    }
+
+    /// The session in a ticket taken from the backend's pool, if it opens
+    /// and is live; else `None`, reported unless it is another version's.
+    fn open_taken(
+        &self,
+        a: &Attachment,
+        backend: &Arc<dyn SessionCacheBackend>,
+        key: &str,
+        state: &TlsSessionState,
+    ) -> Option<CachedSession> {
+        match CachedSession::open_state(state, a.protocol, &self.inner.sealing, key) {
+            Ok(session) if self.remaining_life(&session.envelope).is_some() => Some(session),
             Ok(_) => None,
             Err(e) if e.is_foreign() => {
                 tracing::debug!(key, error = %e, "pooled ticket is from another version; dropped");
@@ -76,13 +91,8 @@ impl PersistableSessionCache {
                     EntryError::Seal(_) => "pooled ticket does not open with the cache keys",
                     _ => "pooled ticket is corrupt",
                 };
-                let err = crate::cache::BackendError::new(
-                    backend.name(),
-                    crate::cache::BackendErrorKind::Decode,
-                    what,
-                )
-                .with_source(e);
-                report(&a, Operation::Decode, &key, &err);
+                let err = BackendError::new(backend.name(), BackendErrorKind::Decode, what).with_source(e);
+                report(a, Operation::Decode, key, &err);
                 None
             }
         }
