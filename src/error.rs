@@ -112,6 +112,34 @@ pub enum Error {
         /// Why there is no config.
         reason: String,
     },
+    /// The server answered with a client or server error status, and the
+    /// caller asked for that to be an error
+    /// ([`Response::error_for_status`](crate::Response::error_for_status)).
+    #[error("HTTP status {status} from {url}")]
+    Status {
+        /// The status the server sent.
+        status: http::StatusCode,
+        /// The URL that answered it.
+        url: Box<url::Url>,
+    },
+    /// The response body is not what the caller asked to decode it as
+    /// ([`Response::json`](crate::Response::json)).
+    #[error("cannot decode the response body from {url} as JSON: {source}")]
+    Decode {
+        /// The URL that sent the body.
+        url: Box<url::Url>,
+        /// What the decoder said.
+        source: serde_json::Error,
+    },
+    /// A request body or query could not be encoded (a value
+    /// `serde_json` or `serde_urlencoded` refuses).
+    #[error("cannot encode the request {what}: {source}")]
+    Encode {
+        /// `JSON body`, `form body` or `query`.
+        what: &'static str,
+        /// What the encoder said.
+        source: BoxError,
+    },
     /// A time limit passed.
     #[error("{what} took longer than {after:?}")]
     Timeout {
@@ -188,8 +216,35 @@ impl Error {
     pub fn is_builder(&self) -> bool {
         matches!(
             self,
-            Self::Config(_) | Self::UnknownPreset(_) | Self::Tls(_) | Self::Header(_)
+            Self::Config(_) | Self::UnknownPreset(_) | Self::Tls(_) | Self::Header(_) | Self::Encode { .. }
         )
+    }
+
+    /// True for an error status turned into an error by
+    /// [`Response::error_for_status`](crate::Response::error_for_status).
+    pub fn is_status(&self) -> bool {
+        matches!(self, Self::Status { .. })
+    }
+
+    /// True when a response body could not be decoded (as JSON).
+    pub fn is_decode(&self) -> bool {
+        matches!(self, Self::Decode { .. })
+    }
+
+    /// The status of a [`is_status`](Self::is_status) error.
+    pub fn status(&self) -> Option<http::StatusCode> {
+        match self {
+            Self::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// The URL the error concerns, when it came from a response.
+    pub fn url(&self) -> Option<&url::Url> {
+        match self {
+            Self::Status { url, .. } | Self::Decode { url, .. } => Some(url),
+            _ => None,
+        }
     }
 }
 

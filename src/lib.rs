@@ -161,4 +161,4 @@ pub use error::{Error, QuicError};
 pub use http::{EarlyData, HttpProtocol};
 pub use preset::UnknownPresetError;
 pub use preset::{Preset, DEFAULT_PRESET, KNOWN_PRESETS};
-pub use session::{EarlyDataPolicy, RequestBuilder, Response, Session, SessionBuilder, TlsInfo};
+pub use session::{EarlyDataPolicy, IntoUrl, RequestBuilder, Response, Session, SessionBuilder, TlsInfo};

@@ -87,12 +87,12 @@ async fn an_origin_that_speaks_only_tcp_is_reached_over_h2() {
     let mut origin = Origin::new();
     origin.start_tcp(false);
     let session = origin.session();
-    let first = session.get(&origin.url("/one")).send().await.unwrap();
+    let first = session.get(origin.url("/one")).send().await.unwrap();
     assert_eq!(first.status(), 200);
     assert_eq!(first.protocol(), http::Version::HTTP_2);
     assert_eq!(first.text().await.unwrap(), "h3fleet origin: GET /one\n");
     // Remembered: the next request uses the open HTTP/2 connection.
-    let second = session.get(&origin.url("/two")).send().await.unwrap();
+    let second = session.get(origin.url("/two")).send().await.unwrap();
     assert_eq!(second.protocol(), http::Version::HTTP_2);
     assert!(second.tls().connection_reused);
     assert_eq!(origin.tcp.as_ref().unwrap().stats().connections(), 1);
@@ -104,12 +104,12 @@ async fn an_origin_that_speaks_both_is_reached_over_h3() {
     origin.start_tcp(true);
     origin.start_h3();
     let session = origin.session();
-    let response = session.get(&origin.url("/both")).send().await.unwrap();
+    let response = session.get(origin.url("/both")).send().await.unwrap();
     assert_eq!(response.protocol(), http::Version::HTTP_3);
     response.bytes().await.unwrap();
     // A request that is not replay-safe goes on the winner only, once.
     let post = session
-        .post(&origin.url("/post"))
+        .post(origin.url("/post"))
         .body("once")
         .send()
         .await
@@ -127,7 +127,7 @@ async fn alt_svc_moves_the_next_request_to_h3() {
     // TCP only for now, but advertising HTTP/3 on the same port.
     origin.start_tcp(true);
     let session = origin.session();
-    let first = session.get(&origin.url("/before")).send().await.unwrap();
+    let first = session.get(origin.url("/before")).send().await.unwrap();
     assert_eq!(first.protocol(), http::Version::HTTP_2);
     assert_eq!(
         first.headers()["alt-svc"],
@@ -135,7 +135,7 @@ async fn alt_svc_moves_the_next_request_to_h3() {
     );
     first.bytes().await.unwrap();
     origin.start_h3();
-    let second = session.get(&origin.url("/after")).send().await.unwrap();
+    let second = session.get(origin.url("/after")).send().await.unwrap();
     assert_eq!(second.protocol(), http::Version::HTTP_3, "{:?}", second.tls());
     second.bytes().await.unwrap();
     assert_eq!(
@@ -150,16 +150,16 @@ async fn quic_that_stops_answering_falls_back_to_tcp_within_one_request() {
     origin.start_tcp(true);
     origin.start_h3();
     let session = origin.session();
-    let first = session.get(&origin.url("/h3")).send().await.unwrap();
+    let first = session.get(origin.url("/h3")).send().await.unwrap();
     assert_eq!(first.protocol(), http::Version::HTTP_3);
     first.bytes().await.unwrap();
     // UDP is gone (nothing listens there any more); TCP still works.
     origin.h3.take().unwrap().close();
     for path in ["/fallback", "/POST"] {
         let request = if path == "/POST" {
-            session.post(&origin.url(path)).body("x")
+            session.post(origin.url(path)).body("x")
         } else {
-            session.get(&origin.url(path))
+            session.get(origin.url(path))
         };
         let response = request.send().await.unwrap();
         assert_eq!(response.status(), 200, "{path}");
@@ -188,7 +188,7 @@ async fn forced_http3_does_not_fall_back() {
         .connect_timeout(std::time::Duration::from_millis(600))
         .build()
         .unwrap();
-    let error = session.get(&origin.url("/")).send().await.unwrap_err();
+    let error = session.get(origin.url("/")).send().await.unwrap_err();
     assert!(error.is_timeout(), "{error}");
     assert!(origin.seen().is_empty());
 }
@@ -215,7 +215,7 @@ async fn an_https_record_without_h3_skips_quic() {
         .build()
         .unwrap();
     let request = session
-        .get(&format!("https://{name}:{}/tcp-only", origin.port))
+        .get(format!("https://{name}:{}/tcp-only", origin.port))
         .send();
     let response = tokio::time::timeout(std::time::Duration::from_secs(3), request)
         .await
@@ -241,7 +241,7 @@ async fn a_slow_first_answer_is_not_a_connect_timeout() {
             .connect_timeout(std::time::Duration::from_millis(150))
             .build()
             .unwrap();
-        let response = session.get(&origin.url("/slow")).send().await;
+        let response = session.get(origin.url("/slow")).send().await;
         let response = response.unwrap_or_else(|e| panic!("{protocol:?}: {e}"));
         assert_eq!(response.status(), 200);
         session.close().await;
@@ -263,7 +263,7 @@ async fn a_closed_port_fails_with_the_tcp_error_not_the_connect_timeout() {
     let started = std::time::Instant::now();
     let sent = tokio::time::timeout(
         std::time::Duration::from_secs(15),
-        session.get(&origin.url("/")).send(),
+        session.get(origin.url("/")).send(),
     );
     let err = sent.await.expect("still waiting on QUIC").unwrap_err();
     assert!(matches!(err, h3fleet::Error::Tcp { .. }), "{err}");
@@ -287,10 +287,10 @@ async fn huge_time_limits_never_panic() {
         .connect_timeout(std::time::Duration::MAX)
         .build()
         .unwrap();
-    let response = session.get(&origin.url("/")).send().await.unwrap();
+    let response = session.get(origin.url("/")).send().await.unwrap();
     assert!(!response.bytes().await.unwrap().is_empty());
     let response = session
-        .get(&origin.url("/"))
+        .get(origin.url("/"))
         .timeout(std::time::Duration::MAX)
         .send()
         .await

@@ -205,7 +205,7 @@ async fn a_malformed_config_in_dns_is_refused_without_a_cleartext_fallback() {
     let backend: Arc<dyn SessionCacheBackend> = Arc::new(MemoryBackend::new());
     let auto = session(&setup, &dns, &backend, HttpProtocol::Http2, EchPolicy::Auto);
     let error = auto
-        .get(&format!("https://{NAME}:{}/", setup.port))
+        .get(format!("https://{NAME}:{}/", setup.port))
         .send()
         .await
         .unwrap_err();
@@ -215,7 +215,7 @@ async fn a_malformed_config_in_dns_is_refused_without_a_cleartext_fallback() {
     // With ECH off the user has chosen cleartext: it goes through.
     let off = session(&setup, &dns, &backend, HttpProtocol::Http2, EchPolicy::Off);
     assert_eq!(
-        off.get(&format!("https://{NAME}:{}/", setup.port))
+        off.get(format!("https://{NAME}:{}/", setup.port))
             .send()
             .await
             .unwrap()
@@ -331,7 +331,7 @@ async fn a_bad_certificate_on_the_outer_handshake_is_a_certificate_error() {
         let backend: Arc<dyn SessionCacheBackend> = Arc::new(MemoryBackend::new());
         let client = session(&setup, &dns, &backend, protocol, EchPolicy::Auto);
         let error = client
-            .get(&format!("https://{NAME}:{}/", setup.port))
+            .get(format!("https://{NAME}:{}/", setup.port))
             .send()
             .await
             .unwrap_err();
@@ -359,7 +359,7 @@ async fn a_config_given_to_the_builder_needs_no_lookup() {
         .build()
         .unwrap();
     let response = session
-        .get(&format!("https://{NAME}:{}/", setup.port))
+        .get(format!("https://{NAME}:{}/", setup.port))
         .send()
         .await
         .unwrap();
@@ -508,7 +508,7 @@ async fn retry_configs_are_shared_only_once_they_worked() {
     let key = KeyFormat::default().ech("default", NAME, setup.port);
     let a = session(&setup, &dns, &backend, HttpProtocol::Http2, EchPolicy::Auto);
     let response = a
-        .get(&format!("https://{NAME}:{}/", setup.port))
+        .get(format!("https://{NAME}:{}/", setup.port))
         .send()
         .await
         .unwrap();

@@ -201,12 +201,12 @@ async fn without_keys_a_planted_session_sends_replicas_to_an_impostor() {
     )
     .build()
     .unwrap();
-    let refused = fresh.get(&attack.url()).send().await.unwrap_err();
+    let refused = fresh.get(attack.url()).send().await.unwrap_err();
     assert!(refused.to_string().contains("certificate"), "{refused}");
     // ...but with it, the victim resumes with the impostor and no
     // certificate is checked: this is what the cache keys are for.
     let victim = attack.victim().build().unwrap();
-    let response = victim.get(&attack.url()).send().await.unwrap();
+    let response = victim.get(attack.url()).send().await.unwrap();
     assert!(response.tls().resumed, "{:?}", response.tls());
     assert_eq!(response.status(), 200);
     assert_eq!(attack.impostor.stats().requests(), 2);
@@ -222,7 +222,7 @@ async fn with_keys_a_planted_session_is_refused_deleted_and_reported() {
         .cache_keys(keys(&[KEY_ONE]))
         .build()
         .unwrap();
-    let err = victim.get(&attack.url()).send().await.unwrap_err();
+    let err = victim.get(attack.url()).send().await.unwrap_err();
     assert!(err.to_string().contains("certificate"), "{err}");
     assert_eq!(
         attack.impostor.stats().requests(),
@@ -248,7 +248,7 @@ async fn accept_unsealed_reopens_the_hole_while_set() {
         .accept_unsealed(true)
         .build()
         .unwrap();
-    let response = victim.get(&attack.url()).send().await.unwrap();
+    let response = victim.get(attack.url()).send().await.unwrap();
     assert!(response.tls().resumed);
     assert_eq!(attack.impostor.stats().requests(), 2);
 }

@@ -159,7 +159,7 @@ async fn post_on_a_resumed_connection_is_never_early_data() {
     warmed(&origin, &backend).await;
     let session = origin.session().session_cache(backend, None).build().unwrap();
     let response = session
-        .post(&origin.url("/submit"))
+        .post(origin.url("/submit"))
         .body("form=1")
         .send()
         .await
@@ -374,7 +374,7 @@ async fn untrusted_certificate_fails_the_connection() {
         )
         .build()
         .unwrap();
-    let err = session.get(&origin.url("/")).send().await.unwrap_err();
+    let err = session.get(origin.url("/")).send().await.unwrap_err();
     assert!(matches!(err, Error::Connection { .. }), "{err}");
 }
 
@@ -428,13 +428,13 @@ async fn names_resolve_through_the_chosen_dns_server() {
         .unwrap();
     let port = origin.relay.addr().port();
     let response = session
-        .get(&format!("https://origin.fleet.test:{port}/dns"))
+        .get(format!("https://origin.fleet.test:{port}/dns"))
         .send()
         .await
         .unwrap();
     assert_eq!(response.text().await.unwrap(), "h3fleet origin: GET /dns\n");
     let err = session
-        .get(&format!("https://missing.fleet.test:{port}/"))
+        .get(format!("https://missing.fleet.test:{port}/"))
         .send()
         .await
         .unwrap_err();
@@ -461,7 +461,7 @@ async fn concurrent_first_requests_share_one_connection() {
 async fn body_arrives_in_pieces_and_the_time_limit_covers_it() {
     let origin = Origin::start(Stack::Rustls).await;
     let session = origin.session().build().unwrap();
-    let mut response = session.get(&origin.url("/drip")).send().await.unwrap();
+    let mut response = session.get(origin.url("/drip")).send().await.unwrap();
     let mut pieces = Vec::new();
     while let Some(chunk) = response.chunk().await.unwrap() {
         pieces.push(chunk);
@@ -471,7 +471,7 @@ async fn body_arrives_in_pieces_and_the_time_limit_covers_it() {
 
     // The head comes at once; the last piece 400 ms later, past the limit.
     let response = session
-        .get(&origin.url("/drip"))
+        .get(origin.url("/drip"))
         .timeout(Duration::from_millis(250))
         .send()
         .await
@@ -488,7 +488,7 @@ async fn time_limit_shorter_than_the_round_trip_is_a_timeout_error() {
         .timeout(Duration::from_millis(5))
         .build()
         .unwrap();
-    let err = session.get(&origin.url("/")).send().await.unwrap_err();
+    let err = session.get(origin.url("/")).send().await.unwrap_err();
     assert!(err.is_timeout(), "{err}");
 }
 

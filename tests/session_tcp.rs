@@ -37,7 +37,7 @@ async fn second_session_resumes(version: http::Version, flavor: Flavor) {
         .unwrap()
     };
     let first = make();
-    let response = first.get(&url(&origin, "/a")).send().await.unwrap();
+    let response = first.get(url(&origin, "/a")).send().await.unwrap();
     assert_eq!(response.protocol(), version);
     assert_eq!(response.tls().ticket_source, None);
     assert!(!response.tls().resumed);
@@ -48,7 +48,7 @@ async fn second_session_resumes(version: http::Version, flavor: Flavor) {
     assert!(first.close().await, "a ticket should have arrived");
 
     let second = make();
-    let response = second.get(&url(&origin, "/b")).send().await.unwrap();
+    let response = second.get(url(&origin, "/b")).send().await.unwrap();
     assert_eq!(response.protocol(), version);
     assert_eq!(response.tls().ticket_source, Some(TicketSource::Backend));
     assert!(response.tls().resumed, "{:?}", response.tls());
@@ -81,12 +81,12 @@ async fn tls12_sessions_resume_locally_but_never_reach_the_backend() {
             .unwrap()
     };
     let first = make();
-    let response = first.get(&url(&origin, "/a")).send().await.unwrap();
+    let response = first.get(url(&origin, "/a")).send().await.unwrap();
     assert!(!response.tls().resumed);
     response.bytes().await.unwrap();
     assert!(first.close().await, "a TLS 1.2 ticket should have arrived");
     // A new connection of the same process resumes from memory...
-    let again = first.get(&url(&origin, "/b")).send().await.unwrap();
+    let again = first.get(url(&origin, "/b")).send().await.unwrap();
     assert_eq!(again.tls().ticket_source, Some(TicketSource::Local));
     assert!(again.tls().resumed, "{:?}", again.tls());
     again.bytes().await.unwrap();
@@ -95,7 +95,7 @@ async fn tls12_sessions_resume_locally_but_never_reach_the_backend() {
     let key = KeyFormat::default().session(None, "default", Protocol::H2, "localhost", origin.addr().port());
     assert_eq!(backend.get(&key).await.unwrap(), None);
     let second = make();
-    let response = second.get(&url(&origin, "/c")).send().await.unwrap();
+    let response = second.get(url(&origin, "/c")).send().await.unwrap();
     assert_eq!(response.tls().ticket_source, None);
     assert!(!response.tls().resumed);
 }
@@ -110,7 +110,7 @@ async fn tickets_never_cross_protocols() {
         .http2_only()
         .build()
         .unwrap();
-    h2.get(&url(&origin, "/"))
+    h2.get(url(&origin, "/"))
         .send()
         .await
         .unwrap()
@@ -127,7 +127,7 @@ async fn tickets_never_cross_protocols() {
         .http1_only()
         .build()
         .unwrap();
-    let response = h1.get(&url(&origin, "/")).send().await.unwrap();
+    let response = h1.get(url(&origin, "/")).send().await.unwrap();
     assert_eq!(
         response.tls().ticket_source,
         None,
@@ -152,7 +152,7 @@ async fn h2_requests_share_one_connection_and_h1_reuses_an_idle_one() {
     assert_eq!(origin.connections(), 1);
     let h1 = builder(&pki, &origin).http1_only().build().unwrap();
     for _ in 0..3 {
-        h1.get(&url(&origin, "/"))
+        h1.get(url(&origin, "/"))
             .send()
             .await
             .unwrap()
@@ -162,10 +162,10 @@ async fn h2_requests_share_one_connection_and_h1_reuses_an_idle_one() {
     }
     assert_eq!(origin.connections(), 2, "h1 should reuse its idle connection");
     // A response not yet read never blocks the next request.
-    let held = h1.get(&url(&origin, "/held")).send().await.unwrap();
+    let held = h1.get(url(&origin, "/held")).send().await.unwrap();
     let next = tokio::time::timeout(
         std::time::Duration::from_secs(5),
-        h1.get(&url(&origin, "/next")).send(),
+        h1.get(url(&origin, "/next")).send(),
     )
     .await
     .expect("the second request waited behind the unread first")
@@ -180,7 +180,7 @@ async fn post_body_and_headers_reach_an_h1_origin() {
     let origin = TcpOrigin::start(&pki, Flavor::Modern).await;
     let h1 = builder(&pki, &origin).http1_only().build().unwrap();
     let response = h1
-        .post(&url(&origin, "/form"))
+        .post(url(&origin, "/form"))
         .header("content-type", "text/plain")
         .body("x=1")
         .send()
@@ -206,7 +206,7 @@ async fn a_host_names_session_is_never_offered_to_its_ip_literal() {
     };
     let by_name = session(builder(&pki, &origin));
     by_name
-        .get(&url(&origin, "/"))
+        .get(url(&origin, "/"))
         .send()
         .await
         .unwrap()
@@ -216,7 +216,7 @@ async fn a_host_names_session_is_never_offered_to_its_ip_literal() {
     by_name.close().await;
     let by_ip = session(builder(&pki, &origin));
     let response = by_ip
-        .get(&format!("https://127.0.0.1:{}/", origin.addr().port()))
+        .get(format!("https://127.0.0.1:{}/", origin.addr().port()))
         .send()
         .await
         .unwrap();
@@ -240,7 +240,7 @@ async fn tcp_tries_the_next_address_when_one_refuses() {
         .http2_only()
         .build()
         .unwrap();
-    let response = session.get(&url(&origin, "/")).send().await.unwrap();
+    let response = session.get(url(&origin, "/")).send().await.unwrap();
     assert_eq!(response.status(), 200);
     let only_dead = Session::builder()
         .system_roots(false)
@@ -248,6 +248,6 @@ async fn tcp_tries_the_next_address_when_one_refuses() {
         .http2_only()
         .build()
         .unwrap();
-    let err = only_dead.get(&url(&origin, "/")).send().await.unwrap_err();
+    let err = only_dead.get(url(&origin, "/")).send().await.unwrap_err();
     assert!(matches!(err, h3fleet::Error::Tcp { .. }), "{err}");
 }

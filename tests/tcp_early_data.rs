@@ -79,7 +79,7 @@ fn session(pki: &TestPki, port: u16, backend: &Arc<dyn SessionCacheBackend>, htt
 async fn win_ticket(pki: &TestPki, origin: &Origin, backend: &Arc<dyn SessionCacheBackend>, http: Http) {
     let first = session(pki, origin.port(), backend, http);
     let response = first
-        .get(&format!("https://localhost:{}/first", origin.port()))
+        .get(format!("https://localhost:{}/first", origin.port()))
         .send()
         .await
         .unwrap();
@@ -97,7 +97,7 @@ async fn resumed_first_request_goes_as_early_data(http: Http) {
 
     let second = session(&pki, origin.port(), &backend, http);
     let response = second
-        .get(&format!("https://localhost:{}/early", origin.port()))
+        .get(format!("https://localhost:{}/early", origin.port()))
         .send()
         .await
         .unwrap();
@@ -110,7 +110,7 @@ async fn resumed_first_request_goes_as_early_data(http: Http) {
     assert_eq!(response.text().await.unwrap(), "h3fleet origin: GET /early\n");
     // A second request on the same connection is not early.
     let again = second
-        .get(&format!("https://localhost:{}/again", origin.port()))
+        .get(format!("https://localhost:{}/again", origin.port()))
         .send()
         .await
         .unwrap();
@@ -149,7 +149,7 @@ async fn refused_early_data_is_sent_again_on_the_same_connection(http: Http) {
 
     let second = session(&pki, port, &backend, http);
     let response = second
-        .get(&format!("https://localhost:{port}/refused"))
+        .get(format!("https://localhost:{port}/refused"))
         .send()
         .await
         .unwrap();
@@ -192,7 +192,7 @@ async fn early_bytes_for_h2_are_never_replayed_to_an_http1_server() {
 
     let second = session(&pki, port, &backend, Http::Two);
     let response = second
-        .get(&format!("https://localhost:{port}/moved"))
+        .get(format!("https://localhost:{port}/moved"))
         .send()
         .await
         .unwrap();
@@ -221,7 +221,7 @@ async fn too_early_answer_is_sent_again_after_the_handshake() {
         win_ticket(&pki, &origin, &backend, http).await;
         let second = session(&pki, origin.port(), &backend, http);
         let response = second
-            .get(&format!("https://localhost:{}/too-early", origin.port()))
+            .get(format!("https://localhost:{}/too-early", origin.port()))
             .send()
             .await
             .unwrap();
@@ -247,7 +247,7 @@ async fn a_request_that_is_not_replay_safe_never_goes_early() {
     win_ticket(&pki, &origin, &backend, Http::Two).await;
     let second = session(&pki, origin.port(), &backend, Http::Two);
     let response = second
-        .post(&format!("https://localhost:{}/order", origin.port()))
+        .post(format!("https://localhost:{}/order", origin.port()))
         .body("one pizza")
         .send()
         .await

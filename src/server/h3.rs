@@ -240,14 +240,8 @@ where
         }
         body.extend_from_slice(&chunk.copy_to_bytes(chunk.remaining()));
     }
-    let reply = Reply::to(
-        request.method(),
-        request.uri().path(),
-        body.freeze(),
-        early,
-        ech,
-        stats,
-    );
+    let (head, ()) = request.into_parts();
+    let reply = Reply::to(&head, body.freeze(), early, ech, stats);
     if let Some(wait) = reply.head_delay {
         tokio::time::sleep(wait).await;
     }

@@ -126,16 +126,18 @@ impl Reply {
     ///   and `200 OK` otherwise;
     /// - `/drip` streams five lines 100 ms apart; `/slow` waits 300 ms
     ///   before its head;
+    /// - `/echo` answers JSON with the request's method, path, query,
+    ///   headers and body (as text); `/status/N` answers status `N`;
     /// - a `GET` gets a line naming method and path; anything else gets its
     ///   body back.
     pub(crate) fn to(
-        method: &Method,
-        path: &str,
+        head: &http::request::Parts,
         body: Bytes,
         early: bool,
         ech: bool,
         stats: &OriginStats,
     ) -> Self {
+        let (method, path) = (&head.method, head.uri.path());
         stats.requests.fetch_add(1, Ordering::Relaxed);
         if early {
             stats.early_requests.fetch_add(1, Ordering::Relaxed);
@@ -148,6 +150,11 @@ impl Reply {
             )
         } else if path == "/drip" {
             (StatusCode::OK, ReplyBody::Drip)
+        } else if path == "/echo" {
+            (StatusCode::OK, ReplyBody::Full(echo(head, &body)))
+        } else if let Some(status) = path.strip_prefix("/status/").and_then(|n| n.parse().ok()) {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+            (status, ReplyBody::Full(Bytes::from(format!("status {status}\n"))))
         } else if method == Method::GET {
             (
                 StatusCode::OK,
@@ -176,6 +183,28 @@ impl Reply {
         }
         headers
     }
+}
+
+/// The `/echo` body: what the origin received, as JSON.
+fn echo(head: &http::request::Parts, body: &[u8]) -> Bytes {
+    let mut headers = serde_json::Map::new();
+    for name in head.headers.keys() {
+        let values: Vec<String> = head
+            .headers
+            .get_all(name)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect();
+        headers.insert(name.as_str().to_owned(), values.join(", ").into());
+    }
+    let echo = serde_json::json!({
+        "method": head.method.as_str(),
+        "path": head.uri.path(),
+        "query": head.uri.query(),
+        "headers": headers,
+        "body": String::from_utf8_lossy(body),
+    });
+    Bytes::from(echo.to_string())
 }
 
 /// Piece `i` of a `/drip` body.

@@ -201,14 +201,7 @@ impl Handler {
                 Bytes::new()
             }
         };
-        let reply = Reply::to(
-            &head.method,
-            head.uri.path(),
-            body,
-            early,
-            self.tls.ech_accepted(),
-            &self.shared.stats,
-        );
+        let reply = Reply::to(&head, body, early, self.tls.ech_accepted(), &self.shared.stats);
         if let Some(wait) = reply.head_delay {
             tokio::time::sleep(wait).await;
         }

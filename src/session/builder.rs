@@ -48,6 +48,7 @@ pub struct SessionBuilder {
     close_timeout: Duration,
     overrides: Vec<String>,
     dns_server: Option<SocketAddr>,
+    default_headers: Result<http::HeaderMap, Error>,
 }
 
 impl std::fmt::Debug for SessionBuilder {
@@ -85,6 +86,7 @@ impl Default for SessionBuilder {
             close_timeout: Duration::from_secs(2),
             overrides: Vec::new(),
             dns_server: None,
+            default_headers: Ok(http::HeaderMap::new()),
         }
     }
 }
@@ -213,6 +215,44 @@ impl SessionBuilder {
         self
     }
 
+    /// Headers sent with every request that does not set the same name
+    /// itself (as reqwest's `default_headers`); replaces the defaults set
+    /// before, except a [`user_agent`](Self::user_agent) set after.
+    ///
+    /// ```
+    /// use h3fleet::Session;
+    /// use http::{header, HeaderMap, HeaderValue};
+    ///
+    /// let mut headers = HeaderMap::new();
+    /// headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+    /// let session = Session::builder().default_headers(headers).build()?;
+    /// # drop(session);
+    /// # Ok::<(), h3fleet::Error>(())
+    /// ```
+    pub fn default_headers(mut self, headers: http::HeaderMap) -> Self {
+        if let Ok(mine) = &mut self.default_headers {
+            *mine = headers;
+        }
+        self
+    }
+
+    /// The `User-Agent` of every request that does not set one (default
+    /// `h3fleet/VERSION`). An invalid value fails [`build`](Self::build).
+    pub fn user_agent<V>(mut self, value: V) -> Self
+    where
+        http::HeaderValue: TryFrom<V>,
+        <http::HeaderValue as TryFrom<V>>::Error: std::fmt::Display,
+    {
+        match (http::HeaderValue::try_from(value), &mut self.default_headers) {
+            (Ok(v), Ok(headers)) => {
+                headers.insert(http::header::USER_AGENT, v);
+            }
+            (Err(e), Ok(_)) => self.default_headers = Err(Error::Header(format!("user agent: {e}"))),
+            (_, Err(_)) => {}
+        }
+        self
+    }
+
     /// Whether connections share each origin's one ticket
     /// ([`TicketReuse::Shared`], the default) or each take a ticket of
     /// their own from a fleet-wide pool ([`TicketReuse::SingleUse`]).
@@ -323,6 +363,7 @@ impl SessionBuilder {
     /// override or ECH config, an invalid key prefix.
     pub fn build(self) -> Result<Session, Error> {
         let preset = self.preset?;
+        let default_headers = self.default_headers?;
         for ((host, port), list) in &self.ech_configs {
             ech::validate_ech_config_list(list)
                 .map_err(|e| Error::Config(format!("the ECH config for {host}:{port}: {e}")))?;
@@ -375,6 +416,7 @@ impl SessionBuilder {
                 connect_timeout: self.connect_timeout,
                 timeout: self.timeout,
                 close_timeout: self.close_timeout,
+                default_headers,
                 preset,
             }),
         })

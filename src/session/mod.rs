@@ -17,7 +17,7 @@ use http::{HeaderMap, Method};
 use tracing::Instrument;
 
 pub use builder::SessionBuilder;
-pub use request::{EarlyDataPolicy, RequestBuilder};
+pub use request::{EarlyDataPolicy, IntoUrl, RequestBuilder};
 pub use response::{Response, TlsInfo};
 
 use crate::cache::{CircuitBreaker, PersistableSessionCache, Protocol, TicketCaches};
@@ -92,6 +92,8 @@ struct Inner {
     connect_timeout: Duration,
     timeout: Option<Duration>,
     close_timeout: Duration,
+    /// Sent with every request that does not set the name itself.
+    default_headers: http::HeaderMap,
 }
 
 impl Session {
@@ -102,18 +104,38 @@ impl Session {
     }
 
     /// A `GET` request.
-    pub fn get(&self, url: &str) -> RequestBuilder {
+    pub fn get(&self, url: impl IntoUrl) -> RequestBuilder {
         self.request(Method::GET, url)
     }
 
     /// A `POST` request.
-    pub fn post(&self, url: &str) -> RequestBuilder {
+    pub fn post(&self, url: impl IntoUrl) -> RequestBuilder {
         self.request(Method::POST, url)
     }
 
+    /// A `PUT` request.
+    pub fn put(&self, url: impl IntoUrl) -> RequestBuilder {
+        self.request(Method::PUT, url)
+    }
+
+    /// A `PATCH` request.
+    pub fn patch(&self, url: impl IntoUrl) -> RequestBuilder {
+        self.request(Method::PATCH, url)
+    }
+
+    /// A `DELETE` request.
+    pub fn delete(&self, url: impl IntoUrl) -> RequestBuilder {
+        self.request(Method::DELETE, url)
+    }
+
+    /// A `HEAD` request.
+    pub fn head(&self, url: impl IntoUrl) -> RequestBuilder {
+        self.request(Method::HEAD, url)
+    }
+
     /// A request with any method.
-    pub fn request(&self, method: Method, url: &str) -> RequestBuilder {
-        RequestBuilder::new(self.clone(), method, url)
+    pub fn request(&self, method: Method, url: impl IntoUrl) -> RequestBuilder {
+        RequestBuilder::new(self.clone(), method, url.into_url())
     }
 
     /// Switches the identifier whose tickets (and connections) later
@@ -172,6 +194,10 @@ impl Session {
 
     pub(crate) fn early_data_policy(&self) -> EarlyDataPolicy {
         self.inner.early_data
+    }
+
+    pub(crate) fn default_headers(&self) -> &http::HeaderMap {
+        &self.inner.default_headers
     }
 
     pub(crate) fn default_timeout(&self) -> Option<Duration> {

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue, USER_AGENT};
+use http::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
 use http::{HeaderMap, Method};
 use tracing::Instrument;
 
@@ -28,26 +28,73 @@ pub enum EarlyDataPolicy {
     Never,
 }
 
-/// A request being built. Errors (a bad URL, a bad header) are reported by
-/// [`send`](Self::send).
+/// A request being built. Errors (a bad URL, a bad header, a value that
+/// cannot be encoded) are kept and reported by [`send`](Self::send), as in
+/// reqwest.
 #[must_use]
 #[derive(Debug)]
 pub struct RequestBuilder {
     session: Session,
     method: Method,
-    url: String,
+    url: Result<url::Url, Error>,
     headers: Result<HeaderMap, Error>,
     body: Bytes,
     early_data: Option<bool>,
     timeout: Option<Duration>,
 }
 
+/// What a URL can be given as: `&str`, `String`, or a parsed [`url::Url`].
+pub trait IntoUrl: sealed::Sealed {
+    /// The parsed URL, or the error [`RequestBuilder::send`] reports.
+    #[doc(hidden)]
+    fn into_url(self) -> Result<url::Url, Error>;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for &str {}
+    impl Sealed for String {}
+    impl Sealed for &String {}
+    impl Sealed for url::Url {}
+    impl Sealed for &url::Url {}
+}
+
+impl IntoUrl for &str {
+    fn into_url(self) -> Result<url::Url, Error> {
+        url::Url::parse(self).map_err(|e| url_error(self, &e.to_string()))
+    }
+}
+
+impl IntoUrl for String {
+    fn into_url(self) -> Result<url::Url, Error> {
+        self.as_str().into_url()
+    }
+}
+
+impl IntoUrl for &String {
+    fn into_url(self) -> Result<url::Url, Error> {
+        self.as_str().into_url()
+    }
+}
+
+impl IntoUrl for url::Url {
+    fn into_url(self) -> Result<url::Url, Error> {
+        Ok(self)
+    }
+}
+
+impl IntoUrl for &url::Url {
+    fn into_url(self) -> Result<url::Url, Error> {
+        Ok(self.clone())
+    }
+}
+
 impl RequestBuilder {
-    pub(super) fn new(session: Session, method: Method, url: &str) -> Self {
+    pub(super) fn new(session: Session, method: Method, url: Result<url::Url, Error>) -> Self {
         Self {
             session,
             method,
-            url: url.to_owned(),
+            url,
             headers: Ok(HeaderMap::new()),
             body: Bytes::new(),
             early_data: None,
@@ -55,16 +102,125 @@ impl RequestBuilder {
         }
     }
 
-    /// Adds a header.
-    pub fn header(mut self, name: &str, value: &str) -> Self {
+    /// Adds a header (another value of a name already set is added too, as
+    /// in reqwest). Names and values may be strings or `http`'s types.
+    pub fn header<K, V>(mut self, name: K, value: V) -> Self
+    where
+        HeaderName: TryFrom<K>,
+        <HeaderName as TryFrom<K>>::Error: std::fmt::Display,
+        HeaderValue: TryFrom<V>,
+        <HeaderValue as TryFrom<V>>::Error: std::fmt::Display,
+    {
         if let Ok(headers) = &mut self.headers {
             match (HeaderName::try_from(name), HeaderValue::try_from(value)) {
                 (Ok(n), Ok(v)) => {
                     headers.append(n, v);
                 }
-                (Err(e), _) => self.headers = Err(Error::Header(format!("{name:?}: {e}"))),
-                (_, Err(e)) => self.headers = Err(Error::Header(format!("value of {name:?}: {e}"))),
+                (Err(e), _) => self.headers = Err(Error::Header(format!("invalid name: {e}"))),
+                (Ok(n), Err(e)) => self.headers = Err(Error::Header(format!("value of {n}: {e}"))),
             }
+        }
+        self
+    }
+
+    /// Sets every header in `headers`, replacing the values this request
+    /// already had for those names.
+    pub fn headers(mut self, headers: HeaderMap) -> Self {
+        if let Ok(mine) = &mut self.headers {
+            replace_headers(mine, headers);
+        }
+        self
+    }
+
+    /// `Authorization: Bearer TOKEN` (marked sensitive: HTTP/2 and HTTP/3
+    /// never index it in their header compression).
+    pub fn bearer_auth(self, token: impl std::fmt::Display) -> Self {
+        self.sensitive_authorization(format!("Bearer {token}"))
+    }
+
+    /// `Authorization: Basic base64(USER:PASSWORD)` (marked sensitive).
+    pub fn basic_auth(self, user: impl std::fmt::Display, password: Option<impl std::fmt::Display>) -> Self {
+        use base64::Engine as _;
+        let pair = match password {
+            Some(password) => format!("{user}:{password}"),
+            None => format!("{user}:"),
+        };
+        let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
+        self.sensitive_authorization(format!("Basic {encoded}"))
+    }
+
+    fn sensitive_authorization(mut self, value: String) -> Self {
+        match HeaderValue::try_from(value) {
+            Ok(mut value) => {
+                value.set_sensitive(true);
+                if let Ok(headers) = &mut self.headers {
+                    headers.insert(AUTHORIZATION, value);
+                }
+            }
+            Err(_) => {
+                self.headers = Err(Error::Header(
+                    "the authorization value is not a valid header value".into(),
+                ))
+            }
+        }
+        self
+    }
+
+    /// Appends `query` (anything serde serialises as a map or a sequence
+    /// of pairs) to the URL's query string, URL-encoded.
+    pub fn query<T: serde::Serialize + ?Sized>(mut self, query: &T) -> Self {
+        let encoded = serde_urlencoded::to_string(query).map_err(|e| Error::Encode {
+            what: "query",
+            source: Box::new(e),
+        });
+        match (encoded, &mut self.url) {
+            (Ok(encoded), Ok(url)) if !encoded.is_empty() => {
+                let joined = match url.query() {
+                    Some(q) if !q.is_empty() => format!("{q}&{encoded}"),
+                    _ => encoded,
+                };
+                url.set_query(Some(&joined));
+            }
+            (Err(e), Ok(_)) => self.url = Err(e),
+            _ => {}
+        }
+        self
+    }
+
+    /// Sends `form` URL-encoded as the body, with `Content-Type:
+    /// application/x-www-form-urlencoded`.
+    pub fn form<T: serde::Serialize + ?Sized>(self, form: &T) -> Self {
+        let encoded = serde_urlencoded::to_string(form).map_err(|e| Error::Encode {
+            what: "form body",
+            source: Box::new(e),
+        });
+        self.encoded_body(
+            encoded.map(String::into_bytes),
+            "application/x-www-form-urlencoded",
+        )
+    }
+
+    /// Sends `json` serialised as the body, with `Content-Type:
+    /// application/json` unless one is set.
+    pub fn json<T: serde::Serialize + ?Sized>(self, json: &T) -> Self {
+        let encoded = serde_json::to_vec(json).map_err(|e| Error::Encode {
+            what: "JSON body",
+            source: Box::new(e),
+        });
+        self.encoded_body(encoded, "application/json")
+    }
+
+    fn encoded_body(mut self, encoded: Result<Vec<u8>, Error>, content_type: &'static str) -> Self {
+        match encoded {
+            Ok(body) => {
+                self.body = body.into();
+                if let Ok(headers) = &mut self.headers {
+                    headers
+                        .entry(CONTENT_TYPE)
+                        .or_insert(HeaderValue::from_static(content_type));
+                }
+            }
+            Err(e) => self.headers = Err(e),
         }
         self
     }
@@ -97,12 +253,17 @@ impl RequestBuilder {
     ///
     /// A bad URL or header, a failed lookup or connection, a time limit.
     pub async fn send(self) -> Result<Response, Error> {
-        let url = parse_url(&self.url)?;
+        let url = check_url(self.url?)?;
         let uri: http::Uri = url
             .as_str()
             .parse()
-            .map_err(|e: http::uri::InvalidUri| url_error(&self.url, &e.to_string()))?;
+            .map_err(|e: http::uri::InvalidUri| url_error(url.as_str(), &e.to_string()))?;
         let mut headers = self.headers?;
+        for (name, value) in self.session.default_headers() {
+            if !headers.contains_key(name) {
+                headers.insert(name.clone(), value.clone());
+            }
+        }
         if !headers.contains_key(USER_AGENT) {
             headers.insert(
                 USER_AGENT,
@@ -142,16 +303,38 @@ impl RequestBuilder {
 }
 
 /// The URL of a request: `https://` with a host, without its fragment.
-fn parse_url(raw: &str) -> Result<url::Url, Error> {
-    let mut url = url::Url::parse(raw).map_err(|e| url_error(raw, &e.to_string()))?;
+/// Sets every header of `from` in `into`, each name's values replacing
+/// what `into` had for it.
+pub(crate) fn replace_headers(into: &mut HeaderMap, from: HeaderMap) {
+    let mut last = None;
+    for (name, value) in from {
+        match (name, &last) {
+            (Some(name), _) => {
+                into.insert(name.clone(), value);
+                last = Some(name);
+            }
+            (None, Some(name)) => {
+                into.append(name.clone(), value);
+            }
+            (None, None) => {}
+        }
+    }
+}
+
+fn check_url(mut url: url::Url) -> Result<url::Url, Error> {
     if url.scheme() != "https" {
-        return Err(url_error(raw, "only https:// URLs can be requested"));
+        return Err(url_error(url.as_str(), "only https:// URLs can be requested"));
     }
     if url.host_str().is_none_or(str::is_empty) {
-        return Err(url_error(raw, "no host"));
+        return Err(url_error(url.as_str(), "no host"));
     }
     url.set_fragment(None);
     Ok(url)
+}
+
+#[cfg(test)]
+fn parse_url(raw: &str) -> Result<url::Url, Error> {
+    check_url(raw.into_url()?)
 }
 
 #[cfg(test)]

@@ -205,4 +205,79 @@ impl Response {
         let body = self.bytes().await?;
         Ok(String::from_utf8_lossy(&body).into_owned())
     }
+
+    /// The whole body, decoded from JSON.
+    ///
+    /// ```no_run
+    /// # async fn run(session: h3fleet::Session) -> Result<(), h3fleet::Error> {
+    /// #[derive(serde::Deserialize)]
+    /// struct Ip { origin: String }
+    /// let ip: Ip = session.get("https://example.com/ip").send().await?.json().await?;
+    /// # drop(ip.origin); Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The body could not be read, or is not JSON of type `T`
+    /// ([`Error::is_decode`]).
+    pub async fn json<T: serde::de::DeserializeOwned>(self) -> Result<T, Error> {
+        let url = self.url.clone();
+        let body = self.bytes().await?;
+        serde_json::from_slice(&body).map_err(|source| Error::Decode {
+            url: Box::new(url),
+            source,
+        })
+    }
+
+    /// The response, or an [`Error::is_status`] error if its status is a
+    /// client (4xx) or server (5xx) error, as reqwest's.
+    ///
+    /// # Errors
+    ///
+    /// The status is 400 to 599.
+    pub fn error_for_status(self) -> Result<Self, Error> {
+        self.error_for_status_ref()?;
+        Ok(self)
+    }
+
+    /// [`error_for_status`](Self::error_for_status) without taking the
+    /// response.
+    ///
+    /// # Errors
+    ///
+    /// The status is 400 to 599.
+    pub fn error_for_status_ref(&self) -> Result<&Self, Error> {
+        if self.status.is_client_error() || self.status.is_server_error() {
+            return Err(Error::Status {
+                status: self.status,
+                url: Box::new(self.url.clone()),
+            });
+        }
+        Ok(self)
+    }
+
+    /// The body's length as the `Content-Length` header gives it, if it
+    /// does.
+    pub fn content_length(&self) -> Option<u64> {
+        self.headers
+            .get(http::header::CONTENT_LENGTH)?
+            .to_str()
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// The body as a [`Stream`](futures_core::Stream) of chunks, as they
+    /// arrive (the request's time limit still applies).
+    pub fn bytes_stream(self) -> impl futures_core::Stream<Item = Result<Bytes, Error>> + Send {
+        futures_util::stream::unfold(Some(self), |response| async move {
+            let mut response = response?;
+            match response.chunk().await {
+                Ok(Some(chunk)) => Some((Ok(chunk), Some(response))),
+                Ok(None) => None,
+                Err(e) => Some((Err(e), None)),
+            }
+        })
+    }
 }

@@ -1,0 +1,247 @@
+//! reqwest's everyday surface on `Session`, against h3fleet's origin on
+//! quinn's rustls server (HTTP/3) and on BoringSSL over TCP (HTTP/2): the
+//! origin's `/echo` says what arrived, so each helper is checked on the
+//! wire.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use futures_util::StreamExt;
+use h3fleet::server::{H3Origin, TcpOrigin};
+use h3fleet::tls::TcpServerConfig;
+use h3fleet::{HttpProtocol, Session};
+use http::{header, HeaderMap, HeaderValue, StatusCode};
+use serde_json::Value;
+use support::quic::TestPki;
+
+/// An HTTP/3 and an HTTP/2 origin on one certificate.
+struct Origins {
+    pki: TestPki,
+    h3: H3Origin,
+    tcp: TcpOrigin,
+}
+
+impl Origins {
+    fn start() -> Self {
+        let pki = TestPki::new();
+        let h3 = H3Origin::bind("127.0.0.1:0".parse().unwrap(), pki.rustls_crypto()).unwrap();
+        let tls = TcpServerConfig::builder(pki.cert_pem.as_bytes(), pki.key_pem.as_bytes())
+            .build()
+            .unwrap();
+        let tcp = TcpOrigin::bind("127.0.0.1:0".parse().unwrap(), tls).unwrap();
+        Self { pki, h3, tcp }
+    }
+
+    /// A session speaking `protocol`, and the base URL of its origin.
+    fn session(
+        &self,
+        protocol: HttpProtocol,
+        builder: impl FnOnce(h3fleet::SessionBuilder) -> h3fleet::SessionBuilder,
+    ) -> (Session, String) {
+        let port = match protocol {
+            HttpProtocol::Http3 => self.h3.local_addr().unwrap().port(),
+            _ => self.tcp.local_addr().port(),
+        };
+        let session = builder(
+            Session::builder()
+                .system_roots(false)
+                .add_root_certificate_pem(self.pki.ca_pem.as_bytes())
+                .protocol(protocol),
+        )
+        .build()
+        .unwrap();
+        (session, format!("https://localhost:{port}"))
+    }
+}
+
+const PROTOCOLS: [HttpProtocol; 2] = [HttpProtocol::Http3, HttpProtocol::Http2];
+
+#[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+struct Order {
+    item: String,
+    count: u32,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_bodies_go_out_with_their_content_type_and_come_back_typed() {
+    let origins = Origins::start();
+    for protocol in PROTOCOLS {
+        let (session, base) = origins.session(protocol, |b| b);
+        let order = Order {
+            item: "tea".into(),
+            count: 3,
+        };
+        let echo: Value = session
+            .post(format!("{base}/echo"))
+            .json(&order)
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(echo["method"], "POST", "{protocol:?}");
+        assert_eq!(echo["headers"]["content-type"], "application/json");
+        let sent: Order = serde_json::from_str(echo["body"].as_str().unwrap()).unwrap();
+        assert_eq!(sent, order);
+        let not_json = session.get(format!("{base}/plain")).send().await.unwrap();
+        let err = not_json.json::<Order>().await.unwrap_err();
+        assert!(
+            err.is_decode() && err.url().is_some_and(|u| u.path() == "/plain"),
+            "{err}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_form_auth_and_headers_arrive_as_reqwest_sends_them() {
+    let origins = Origins::start();
+    for protocol in PROTOCOLS {
+        let (session, base) = origins.session(protocol, |b| b.user_agent("fleet-test/1"));
+        let url = url::Url::parse(&format!("{base}/echo?a=1")).unwrap();
+        let mut extra = HeaderMap::new();
+        extra.insert("x-one", HeaderValue::from_static("1"));
+        let form = BTreeMap::from([("name", "a b&c"), ("lang", "fr")]);
+        let echo: Value = session
+            .put(&url)
+            .query(&[("q", "x y"), ("n", "2")])
+            .form(&form)
+            .basic_auth("alice", Some("s3cret"))
+            .headers(extra)
+            .header(header::ACCEPT, "text/plain")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(echo["method"], "PUT");
+        assert_eq!(echo["query"], "a=1&q=x+y&n=2", "{protocol:?}");
+        assert_eq!(echo["body"], "lang=fr&name=a+b%26c");
+        assert_eq!(
+            echo["headers"]["content-type"],
+            "application/x-www-form-urlencoded"
+        );
+        assert_eq!(echo["headers"]["authorization"], "Basic YWxpY2U6czNjcmV0");
+        assert_eq!(echo["headers"]["x-one"], "1");
+        assert_eq!(echo["headers"]["accept"], "text/plain");
+        assert_eq!(echo["headers"]["user-agent"], "fleet-test/1");
+        let bearer: Value = session
+            .delete(format!("{base}/echo"))
+            .bearer_auth("tok")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            (
+                bearer["method"].as_str(),
+                bearer["headers"]["authorization"].as_str()
+            ),
+            (Some("DELETE"), Some("Bearer tok"))
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_headers_apply_unless_the_request_sets_the_name() {
+    let origins = Origins::start();
+    let mut defaults = HeaderMap::new();
+    defaults.insert("x-team", HeaderValue::from_static("fleet"));
+    defaults.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+    let (session, base) = origins.session(HttpProtocol::Http2, |b| b.default_headers(defaults));
+    let echo: Value = session
+        .get(format!("{base}/echo"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(echo["headers"]["x-team"], "fleet");
+    assert_eq!(echo["headers"]["accept"], "text/html");
+    assert!(echo["headers"]["user-agent"]
+        .as_str()
+        .unwrap()
+        .starts_with("h3fleet/"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_statuses_become_errors_only_when_asked() {
+    let origins = Origins::start();
+    for protocol in PROTOCOLS {
+        let (session, base) = origins.session(protocol, |b| b);
+        let response = session.get(format!("{base}/status/503")).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(response.error_for_status_ref().is_err());
+        let err = response.error_for_status().unwrap_err();
+        assert!(err.is_status(), "{err}");
+        assert_eq!(err.status(), Some(StatusCode::SERVICE_UNAVAILABLE));
+        assert!(session
+            .get(format!("{base}/status/204"))
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .is_ok());
+        let head = session.head(format!("{base}/plain")).send().await.unwrap();
+        assert_eq!(head.status(), StatusCode::OK);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_stream_chunk_by_chunk_with_their_length_known() {
+    let origins = Origins::start();
+    for protocol in PROTOCOLS {
+        let (session, base) = origins.session(protocol, |b| b);
+        let response = session
+            .patch(format!("{base}/echo"))
+            .body("x".repeat(10))
+            .send()
+            .await
+            .unwrap();
+        let length = response.content_length();
+        let mut stream = Box::pin(response.bytes_stream());
+        let mut total = 0;
+        while let Some(chunk) = stream.next().await {
+            total += chunk.unwrap().len();
+        }
+        assert_eq!(length, Some(total as u64), "{protocol:?}");
+        let drip = session.get(format!("{base}/drip")).send().await.unwrap();
+        let chunks: Vec<_> = drip.bytes_stream().collect().await;
+        assert!(chunks.len() >= 2, "a drip arrives in pieces: {}", chunks.len());
+    }
+}
+
+#[test]
+fn invalid_values_are_errors_at_send_or_build_never_panics() {
+    let bad_agent = Session::builder().user_agent("bad\nagent").build();
+    assert!(bad_agent.is_err_and(|e| e.is_builder()));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let session = Session::builder().build().unwrap();
+        let err = session.get("not a url").send().await.unwrap_err();
+        assert!(err.is_url(), "{err}");
+        let err = session
+            .get("https://example.invalid/")
+            .header("bad name", "v")
+            .send()
+            .await
+            .unwrap_err();
+        assert!(err.is_builder(), "{err}");
+        let not_a_map = session
+            .get("https://example.invalid/")
+            .query(&"scalar")
+            .send()
+            .await
+            .unwrap_err();
+        assert!(not_a_map.is_builder(), "{not_a_map}");
+    });
+}
