@@ -140,6 +140,15 @@ pub enum Error {
         /// What the encoder said.
         source: BoxError,
     },
+    /// A redirect could not be followed: too many, or a `Location` that is
+    /// not a URL.
+    #[error("redirect from {url}: {reason}")]
+    Redirect {
+        /// The URL that answered the redirect.
+        url: Box<url::Url>,
+        /// What was wrong.
+        reason: String,
+    },
     /// A time limit passed.
     #[error("{what} took longer than {after:?}")]
     Timeout {
@@ -226,6 +235,12 @@ impl Error {
         matches!(self, Self::Status { .. })
     }
 
+    /// True when a redirect could not be followed (too many hops, or a bad
+    /// `Location`).
+    pub fn is_redirect(&self) -> bool {
+        matches!(self, Self::Redirect { .. })
+    }
+
     /// True when a response body could not be decoded (as JSON).
     pub fn is_decode(&self) -> bool {
         matches!(self, Self::Decode { .. })
@@ -242,7 +257,7 @@ impl Error {
     /// The URL the error concerns, when it came from a response.
     pub fn url(&self) -> Option<&url::Url> {
         match self {
-            Self::Status { url, .. } | Self::Decode { url, .. } => Some(url),
+            Self::Status { url, .. } | Self::Decode { url, .. } | Self::Redirect { url, .. } => Some(url),
             _ => None,
         }
     }

@@ -161,4 +161,9 @@ pub use error::{Error, QuicError};
 pub use http::{EarlyData, HttpProtocol};
 pub use preset::UnknownPresetError;
 pub use preset::{Preset, DEFAULT_PRESET, KNOWN_PRESETS};
+/// Redirect policies ([`SessionBuilder::redirect`]) and the hops a
+/// response went through ([`Response::redirects`]), as in reqwest.
+pub mod redirect {
+    pub use crate::session::redirect::{Hop, Policy};
+}
 pub use session::{EarlyDataPolicy, IntoUrl, RequestBuilder, Response, Session, SessionBuilder, TlsInfo};

@@ -9,6 +9,7 @@ mod support;
 use std::collections::BTreeMap;
 
 use futures_util::StreamExt;
+use h3fleet::redirect::Policy;
 use h3fleet::server::{H3Origin, TcpOrigin};
 use h3fleet::tls::TcpServerConfig;
 use h3fleet::{HttpProtocol, Session};
@@ -244,4 +245,86 @@ fn invalid_values_are_errors_at_send_or_build_never_panics() {
             .unwrap_err();
         assert!(not_a_map.is_builder(), "{not_a_map}");
     });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_are_followed_up_to_the_policy_and_each_hop_is_reported() {
+    let origins = Origins::start();
+    for protocol in PROTOCOLS {
+        let (session, base) = origins.session(protocol, |b| b);
+        let response = session.get(format!("{base}/redirect/3")).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{protocol:?}");
+        assert_eq!(response.url().path(), "/redirect/0");
+        let hops: Vec<_> = response
+            .redirects()
+            .iter()
+            .map(|h| (h.url.path().to_owned(), h.status))
+            .collect();
+        assert_eq!(hops.len(), 3, "{hops:?}");
+        assert!(hops.iter().all(|(_, s)| *s == StatusCode::FOUND));
+        assert_eq!(hops[0].0, "/redirect/3");
+        assert!(
+            response.redirects()[1].tls.connection_reused,
+            "later hops reuse the connection"
+        );
+
+        let (strict, _) = origins.session(protocol, |b| b.redirect(Policy::limited(2)));
+        let err = strict.get(format!("{base}/redirect/3")).send().await.unwrap_err();
+        assert!(err.is_redirect() && err.url().is_some(), "{err}");
+        let (none, _) = origins.session(protocol, |b| b.redirect(Policy::none()));
+        let first = none.get(format!("{base}/redirect/1")).send().await.unwrap();
+        assert_eq!(
+            (first.status(), first.headers()["location"].to_str().unwrap()),
+            (StatusCode::FOUND, "/redirect/0")
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_change_methods_as_browsers_do_and_keep_credentials_on_their_origin() {
+    let origins = Origins::start();
+    let tls = TcpServerConfig::builder(origins.pki.cert_pem.as_bytes(), origins.pki.key_pem.as_bytes())
+        .build()
+        .unwrap();
+    let other = TcpOrigin::bind("127.0.0.1:0".parse().unwrap(), tls).unwrap();
+    let (session, base) = origins.session(HttpProtocol::Http2, |b| b);
+    let elsewhere = format!("https://localhost:{}/echo", other.local_addr().port());
+    let hop = |to: &str, status: u16| {
+        let to: String = url::form_urlencoded::byte_serialize(to.as_bytes()).collect();
+        format!("{base}/redirect-to?url={to}&status={status}")
+    };
+    let send = |url: String| {
+        let session = session.clone();
+        async move {
+            let response = session
+                .post(url)
+                .bearer_auth("secret")
+                .json(&[1, 2])
+                .send()
+                .await
+                .unwrap();
+            response.json::<Value>().await.unwrap()
+        }
+    };
+    let see_other = send(hop(&elsewhere, 303)).await;
+    assert_eq!(
+        (see_other["method"].as_str(), see_other["body"].as_str()),
+        (Some("GET"), Some(""))
+    );
+    assert!(
+        see_other["headers"]["content-type"].is_null() && see_other["headers"]["authorization"].is_null()
+    );
+    let temporary = send(hop(&elsewhere, 307)).await;
+    assert_eq!(
+        (temporary["method"].as_str(), temporary["body"].as_str()),
+        (Some("POST"), Some("[1,2]"))
+    );
+    assert!(
+        temporary["headers"]["authorization"].is_null(),
+        "credentials went to another origin"
+    );
+    let same_origin = send(hop("/echo", 308)).await;
+    assert_eq!(same_origin["headers"]["authorization"], "Bearer secret");
+    let found = send(hop("/echo", 302)).await;
+    assert_eq!(found["method"], "GET", "302 turns POST into GET");
 }

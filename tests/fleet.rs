@@ -166,7 +166,7 @@ async fn get_posts_data_with_headers_and_writes_the_body_to_a_file() {
     let port = serve.addr.port();
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_h3fleet"))
         .arg("get")
-        .arg(format!("https://localhost:{port}/echo"))
+        .arg(format!("https://localhost:{port}/upload"))
         .args(["--cache", "none", "--cacert", &serve.cert])
         .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
         .args(["-d", "payload=1", "-H", "content-type: text/plain", "-o"])
@@ -432,4 +432,43 @@ async fn a_network_backend_without_keys_is_warned_about() {
     let sealed = run(vec!["--cache-keys".into(), keys.to_str().unwrap().into()]);
     assert!(sealed.status.success());
     assert!(!String::from_utf8_lossy(&sealed.stderr).contains("no cache keys"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_follows_redirects_only_with_location_as_curl() {
+    let serve = Serve::start();
+    let port = serve.addr.port();
+    let stay = get_at(port, "/redirect/2", &serve, "none", &[]).await;
+    assert_eq!(
+        (stay["status"].as_u64(), stay["num_redirects"].as_u64()),
+        (Some(302), Some(0)),
+        "{stay}"
+    );
+    let follow = get_at(port, "/redirect/2", &serve, "none", &["-L"]).await;
+    assert_eq!(
+        (follow["status"].as_u64(), follow["num_redirects"].as_u64()),
+        (Some(200), Some(2)),
+        "{follow}"
+    );
+    assert!(
+        follow["url_effective"].as_str().unwrap().ends_with("/redirect/0"),
+        "{follow}"
+    );
+    let out = h3fleet()
+        .args([
+            "get",
+            &format!("https://localhost:{port}/redirect/3"),
+            "-L",
+            "--max-redirs",
+            "1",
+        ])
+        .args(["--cache", "none", "--cacert", &serve.cert])
+        .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("more than 1 redirects"),
+        "{stderr}"
+    );
 }

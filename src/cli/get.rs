@@ -9,6 +9,7 @@ use std::time::Instant;
 use clap::Args;
 use h3fleet::cache::{backend_from_uri, ErrorCallback, TicketReuse};
 use h3fleet::ech::{EchPolicy, EchSource};
+use h3fleet::redirect::Policy;
 use h3fleet::{HttpProtocol, Response, Session};
 
 use super::CliError;
@@ -76,6 +77,13 @@ pub(crate) struct GetArgs {
     /// for servers that accept a 0-RTT ticket once).
     #[arg(long, value_name = "POLICY", default_value = "shared", value_parser = ["shared", "single-use"])]
     ticket_reuse: String,
+    /// Follow redirects (as curl's `-L`; without it a redirect is the
+    /// answer).
+    #[arg(short = 'L', long = "location")]
+    location: bool,
+    /// With `-L`, the most redirects followed (curl's default 50).
+    #[arg(long = "max-redirs", value_name = "NUM", default_value_t = 50)]
+    max_redirs: usize,
 }
 
 /// What `--json` prints.
@@ -100,6 +108,12 @@ pub(crate) struct GetReport {
     /// included; 0: empty), if known.
     #[serde(default)]
     pub(crate) ticket_pool_held: Option<usize>,
+    /// The URL of the final response (after `-L`'s redirects).
+    #[serde(default)]
+    pub(crate) url_effective: String,
+    /// How many redirects were followed.
+    #[serde(default)]
+    pub(crate) num_redirects: usize,
     pub(crate) handshake_ms: f64,
     pub(crate) total_ms: f64,
     pub(crate) body_bytes: u64,
@@ -138,6 +152,11 @@ fn session(args: &GetArgs) -> Result<Session, CliError> {
             .parse::<TicketReuse>()
             .map_err(|e| format!("--ticket-reuse: {e}"))?,
     );
+    builder = builder.redirect(if args.location {
+        Policy::limited(args.max_redirs)
+    } else {
+        Policy::none()
+    });
     let uri = args.cache.clone().unwrap_or_else(super::default_cache_uri);
     if uri != "none" {
         let on_error: ErrorCallback =
@@ -189,49 +208,65 @@ pub(crate) async fn run(args: GetArgs) -> Result<(), CliError> {
     let total = started.elapsed();
     // Keep the tickets this run won, even when the request failed late.
     session.close().await;
-    let (response_tls, status, body_bytes, version) = outcome?;
     if args.json {
-        let report = GetReport {
-            url: args.url.clone(),
-            status,
-            protocol: protocol_name(version).to_owned(),
-            resumed: response_tls.resumed,
-            early_data: response_tls.early_data.as_str().to_owned(),
-            ticket_source: response_tls.ticket_source_str().to_owned(),
-            ech: response_tls.ech.as_str().to_owned(),
-            ech_source: response_tls
-                .ech_source
-                .map_or("none", EchSource::as_str)
-                .to_owned(),
-            ticket_reuse: response_tls.ticket_reuse.as_str().to_owned(),
-            ticket_pool_held: response_tls.ticket_pool_held,
-            handshake_ms: millis(response_tls.handshake_time),
-            total_ms: millis(total),
-            body_bytes,
-        };
-        println!("{}", serde_json::to_string(&report)?);
-    } else {
-        tracing::info!(
-            status,
-            resumed = response_tls.resumed,
-            early_data = response_tls.early_data.as_str(),
-            ticket_source = response_tls.ticket_source_str(),
-            total_ms = millis(total),
-            "done"
-        );
+        print_report(&args, &outcome?, total)?;
+        return Ok(());
     }
+    let response_tls = &outcome?.tls;
+    tracing::info!(
+        resumed = response_tls.resumed,
+        early_data = response_tls.early_data.as_str(),
+        ticket_source = response_tls.ticket_source_str(),
+        total_ms = millis(total),
+        "done"
+    );
+    Ok(())
+}
+
+/// `--json`: one line describing the exchange.
+fn print_report(args: &GetArgs, outcome: &Outcome, total: std::time::Duration) -> Result<(), CliError> {
+    let response_tls = &outcome.tls;
+    let report = GetReport {
+        url: args.url.clone(),
+        status: outcome.status,
+        protocol: protocol_name(outcome.version).to_owned(),
+        resumed: response_tls.resumed,
+        early_data: response_tls.early_data.as_str().to_owned(),
+        ticket_source: response_tls.ticket_source_str().to_owned(),
+        ech: response_tls.ech.as_str().to_owned(),
+        ech_source: response_tls
+            .ech_source
+            .map_or("none", EchSource::as_str)
+            .to_owned(),
+        ticket_reuse: response_tls.ticket_reuse.as_str().to_owned(),
+        ticket_pool_held: response_tls.ticket_pool_held,
+        url_effective: outcome.url_effective.clone(),
+        num_redirects: outcome.num_redirects,
+        handshake_ms: millis(response_tls.handshake_time),
+        total_ms: millis(total),
+        body_bytes: outcome.body_bytes,
+    };
+    println!("{}", serde_json::to_string(&report)?);
     Ok(())
 }
 
 /// Sends the request and writes the body where it belongs.
-async fn exchange(
-    request: h3fleet::RequestBuilder,
-    args: &GetArgs,
-) -> Result<(h3fleet::TlsInfo, u16, u64, http::Version), CliError> {
+/// What `exchange` learnt of the response.
+struct Outcome {
+    tls: h3fleet::TlsInfo,
+    status: u16,
+    body_bytes: u64,
+    version: http::Version,
+    url_effective: String,
+    num_redirects: usize,
+}
+
+async fn exchange(request: h3fleet::RequestBuilder, args: &GetArgs) -> Result<Outcome, CliError> {
     let mut response: Response = request.send().await?;
     let tls = response.tls().clone();
     let version = response.protocol();
     let status = response.status().as_u16();
+    let (url_effective, num_redirects) = (response.url().to_string(), response.redirects().len());
     let mut sink: Box<dyn Write> = match (&args.output, args.json) {
         (Some(path), _) => {
             Box::new(std::fs::File::create(path).map_err(|e| format!("-o {}: {e}", path.display()))?)
@@ -245,7 +280,14 @@ async fn exchange(
         sink.write_all(&chunk)?;
     }
     sink.flush()?;
-    Ok((tls, status, body_bytes, version))
+    Ok(Outcome {
+        tls,
+        status,
+        body_bytes,
+        version,
+        url_effective,
+        num_redirects,
+    })
 }
 
 /// `h3`, `h2` or `http/1.1`, as ALPN names them.

@@ -116,6 +116,8 @@ pub(crate) struct Reply {
     /// Wait this long before sending the head.
     pub(crate) head_delay: Option<Duration>,
     pub(crate) body: ReplyBody,
+    /// A redirect's `Location`.
+    pub(crate) location: Option<String>,
 }
 
 impl Reply {
@@ -126,6 +128,9 @@ impl Reply {
     ///   and `200 OK` otherwise;
     /// - `/drip` streams five lines 100 ms apart; `/slow` waits 300 ms
     ///   before its head;
+    /// - `/redirect/N` answers `302` to `/redirect/N-1`, and `/redirect/0`
+    ///   `200`; `/redirect-to?url=U&status=S` answers `S` (default 302)
+    ///   with `Location: U`;
     /// - `/echo` answers JSON with the request's method, path, query,
     ///   headers and body (as text); `/status/N` answers status `N`;
     /// - a `GET` gets a line naming method and path; anything else gets its
@@ -143,7 +148,10 @@ impl Reply {
             stats.early_requests.fetch_add(1, Ordering::Relaxed);
         }
         let too_early = early && path == "/too-early";
-        let (status, body) = if too_early {
+        let location = redirect_location(head);
+        let (status, body) = if let Some((status, _)) = &location {
+            (*status, ReplyBody::Full(Bytes::from_static(b"redirecting\n")))
+        } else if too_early {
             (
                 StatusCode::TOO_EARLY,
                 ReplyBody::Full(Bytes::from_static(b"too early: send again after the handshake\n")),
@@ -169,6 +177,7 @@ impl Reply {
             ech,
             head_delay: (!too_early && path == "/slow").then_some(SLOW_HEAD),
             body,
+            location: location.map(|(_, to)| to),
         }
     }
 
@@ -178,11 +187,46 @@ impl Reply {
     pub(crate) fn headers(&self) -> Vec<(&'static str, String)> {
         let flag = |on: bool| if on { "1" } else { "0" }.to_owned();
         let mut headers = vec![("x-early-data", flag(self.early)), ("x-ech", flag(self.ech))];
+        if let Some(location) = &self.location {
+            headers.push(("location", location.clone()));
+        }
         if let ReplyBody::Full(bytes) = &self.body {
             headers.push(("content-length", bytes.len().to_string()));
         }
         headers
     }
+}
+
+/// Where `/redirect/N` and `/redirect-to` send the client, and with what
+/// status.
+fn redirect_location(head: &http::request::Parts) -> Option<(StatusCode, String)> {
+    let path = head.uri.path();
+    if let Some(n) = path
+        .strip_prefix("/redirect/")
+        .and_then(|n| n.parse::<u32>().ok())
+    {
+        return (n > 0).then(|| (StatusCode::FOUND, format!("/redirect/{}", n - 1)));
+    }
+    if path != "/redirect-to" {
+        return None;
+    }
+    let query = head.uri.query().unwrap_or_default();
+    let mut to = None;
+    let mut status = StatusCode::FOUND;
+    for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        match name.as_ref() {
+            "url" => to = Some(value.into_owned()),
+            "status" => {
+                status = value
+                    .parse()
+                    .ok()
+                    .and_then(|s| StatusCode::from_u16(s).ok())
+                    .unwrap_or(status)
+            }
+            _ => {}
+        }
+    }
+    to.map(|to| (status, to))
 }
 
 /// The `/echo` body: what the origin received, as JSON.

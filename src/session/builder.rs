@@ -49,6 +49,7 @@ pub struct SessionBuilder {
     overrides: Vec<String>,
     dns_server: Option<SocketAddr>,
     default_headers: Result<http::HeaderMap, Error>,
+    redirect: super::redirect::Policy,
 }
 
 impl std::fmt::Debug for SessionBuilder {
@@ -87,6 +88,7 @@ impl Default for SessionBuilder {
             overrides: Vec::new(),
             dns_server: None,
             default_headers: Ok(http::HeaderMap::new()),
+            redirect: super::redirect::Policy::default(),
         }
     }
 }
@@ -236,6 +238,18 @@ impl SessionBuilder {
         self
     }
 
+    /// Which redirects requests follow: by default up to 10, as reqwest
+    /// (`Policy::none()` returns a redirect as the response). On the way,
+    /// 301 and 302 turn `POST` into `GET` and 303 anything but `HEAD`;
+    /// `Authorization`, `Cookie` and `Proxy-Authorization` are dropped when
+    /// the origin changes; a hop goes as 0-RTT only if it is replay-safe by
+    /// the same rule as a first request. [`Response::redirects`](crate::Response::redirects)
+    /// lists the hops, each with its own [`TlsInfo`](crate::TlsInfo).
+    pub fn redirect(mut self, policy: super::redirect::Policy) -> Self {
+        self.redirect = policy;
+        self
+    }
+
     /// The `User-Agent` of every request that does not set one (default
     /// `h3fleet/VERSION`). An invalid value fails [`build`](Self::build).
     pub fn user_agent<V>(mut self, value: V) -> Self
@@ -355,20 +369,9 @@ impl SessionBuilder {
         self
     }
 
-    /// Builds the session.
-    ///
-    /// # Errors
-    ///
-    /// An unknown preset, an unreadable root certificate, a malformed
-    /// override or ECH config, an invalid key prefix.
-    pub fn build(self) -> Result<Session, Error> {
-        let preset = self.preset?;
-        let default_headers = self.default_headers?;
-        for ((host, port), list) in &self.ech_configs {
-            ech::validate_ech_config_list(list)
-                .map_err(|e| Error::Config(format!("the ECH config for {host}:{port}: {e}")))?;
-        }
-        let options = CacheOptions {
+    /// The ticket caches' options this builder sets.
+    fn cache_options(&self) -> Result<CacheOptions, Error> {
+        Ok(CacheOptions {
             get_timeout: self.backend_get_timeout.min(MAX_GET_TIMEOUT),
             keys: KeyFormat::with_prefix(self.key_prefix.clone())
                 .map_err(|e| Error::Config(format!("cache key prefix: {e}")))?,
@@ -376,7 +379,24 @@ impl SessionBuilder {
             accept_unsealed: self.accept_unsealed,
             ticket_reuse: self.ticket_reuse,
             ..CacheOptions::default()
-        };
+        })
+    }
+
+    /// Builds the session.
+    ///
+    /// # Errors
+    ///
+    /// An unknown preset, an unreadable root certificate, a malformed
+    /// override or ECH config, an invalid key prefix, an invalid default
+    /// header or user agent.
+    pub fn build(self) -> Result<Session, Error> {
+        let options = self.cache_options()?;
+        let preset = self.preset?;
+        let default_headers = self.default_headers?;
+        for ((host, port), list) in &self.ech_configs {
+            ech::validate_ech_config_list(list)
+                .map_err(|e| Error::Config(format!("the ECH config for {host}:{port}: {e}")))?;
+        }
         if let Some((backend, _)) = &self.backend {
             warn_if_unsealed(backend.name(), options.cache_keys.is_some());
         }
@@ -417,6 +437,7 @@ impl SessionBuilder {
                 timeout: self.timeout,
                 close_timeout: self.close_timeout,
                 default_headers,
+                redirect: self.redirect,
                 preset,
             }),
         })

@@ -7,6 +7,7 @@
 //! dial or race) → [`Response`] with its [`TlsInfo`].
 
 mod builder;
+pub(crate) mod redirect;
 mod request;
 mod response;
 
@@ -94,6 +95,7 @@ struct Inner {
     close_timeout: Duration,
     /// Sent with every request that does not set the name itself.
     default_headers: http::HeaderMap,
+    redirect: redirect::Policy,
 }
 
 impl Session {
@@ -194,6 +196,10 @@ impl Session {
 
     pub(crate) fn early_data_policy(&self) -> EarlyDataPolicy {
         self.inner.early_data
+    }
+
+    pub(crate) fn redirect_policy(&self) -> redirect::Policy {
+        self.inner.redirect
     }
 
     pub(crate) fn default_headers(&self) -> &http::HeaderMap {

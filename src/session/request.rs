@@ -4,10 +4,11 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
+use http::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, LOCATION, USER_AGENT};
 use http::{HeaderMap, Method};
 use tracing::Instrument;
 
+use super::redirect::{self, Hop};
 use super::{Response, Session};
 use crate::error::Error;
 use crate::http::connect::url_error;
@@ -270,11 +271,11 @@ impl RequestBuilder {
                 HeaderValue::from_static(concat!("h3fleet/", env!("CARGO_PKG_VERSION"))),
             );
         }
-        let replay_safe = match (self.session.early_data_policy(), self.early_data) {
-            (EarlyDataPolicy::Never, _) | (_, Some(false)) => None,
-            (_, Some(true)) => Some(ReplaySafe::opted_in()),
-            (_, None) => ReplaySafe::check(&self.method, self.body.len()),
+        let rule = EarlyRule {
+            policy: self.session.early_data_policy(),
+            opted: self.early_data,
         };
+        let replay_safe = rule.proof(&self.method, self.body.len());
         let request = PreparedRequest {
             method: self.method,
             uri,
@@ -284,7 +285,7 @@ impl RequestBuilder {
         };
         let span = tracing::debug_span!("request", method = %request.method, url = %url);
         let limit = self.timeout.or(self.session.default_timeout());
-        let work = self.session.execute(request, url).instrument(span);
+        let work = follow(&self.session, request, url, rule).instrument(span);
         // A limit past the end of time is no limit.
         let Some((limit, deadline)) =
             limit.and_then(|l| tokio::time::Instant::now().checked_add(l).map(|d| (l, d)))
@@ -303,6 +304,55 @@ impl RequestBuilder {
 }
 
 /// The URL of a request: `https://` with a host, without its fragment.
+/// Whether a request (or a redirected one) may go as early data.
+#[derive(Debug, Clone, Copy)]
+struct EarlyRule {
+    policy: EarlyDataPolicy,
+    opted: Option<bool>,
+}
+
+impl EarlyRule {
+    fn proof(self, method: &Method, body_len: usize) -> Option<ReplaySafe> {
+        match (self.policy, self.opted) {
+            (EarlyDataPolicy::Never, _) | (_, Some(false)) => None,
+            (_, Some(true)) => Some(ReplaySafe::opted_in()),
+            (_, None) => ReplaySafe::check(method, body_len),
+        }
+    }
+}
+
+/// Sends `request`, then follows the redirects the session's policy
+/// allows; each hop's request goes early only by the same rule as the
+/// first. The final response lists the hops.
+async fn follow(
+    session: &Session,
+    mut request: PreparedRequest,
+    mut url: url::Url,
+    rule: EarlyRule,
+) -> Result<Response, Error> {
+    let mut hops = Vec::new();
+    loop {
+        let response = session.execute(request.clone(), url.clone()).await?;
+        let (status, location) = (response.status(), response.headers().get(LOCATION));
+        let policy = session.redirect_policy();
+        let Some((next_url, mut next)) =
+            redirect::next(policy, hops.len(), &url, status, location, &request)?
+        else {
+            return Ok(response.with_redirects(hops));
+        };
+        hops.push(Hop {
+            url,
+            status,
+            tls: response.tls().clone(),
+        });
+        // The redirect's own body is not wanted; dropping it frees the stream.
+        drop(response);
+        url = check_url(next_url)?;
+        next.replay_safe = rule.proof(&next.method, next.body.len());
+        request = next;
+    }
+}
+
 /// Sets every header of `from` in `into`, each name's values replacing
 /// what `into` had for it.
 pub(crate) fn replace_headers(into: &mut HeaderMap, from: HeaderMap) {

@@ -6,6 +6,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, StatusCode};
 
+use super::redirect::Hop;
 use crate::cache::{TicketReuse, TicketSource};
 use crate::ech::{EchSource, EchStatus};
 use crate::error::Error;
@@ -89,6 +90,7 @@ pub struct Response {
     body: ResponseBody,
     /// When the request's time limit runs out for the body, and the limit.
     deadline: Option<(tokio::time::Instant, Duration)>,
+    redirects: Vec<Hop>,
 }
 
 impl std::fmt::Debug for Response {
@@ -113,6 +115,7 @@ impl Response {
             tls: TlsInfo::of(body.conn(), reused),
             body,
             deadline: None,
+            redirects: Vec::new(),
         }
     }
 
@@ -124,6 +127,18 @@ impl Response {
             response.tls.early_data = early_data;
         }
         response
+    }
+
+    pub(crate) fn with_redirects(mut self, hops: Vec<Hop>) -> Self {
+        self.redirects = hops;
+        self
+    }
+
+    /// The redirects followed to get here, first first, each with the
+    /// status it answered and what TLS did for it ([`tls`](Self::tls) is
+    /// this final response's).
+    pub fn redirects(&self) -> &[Hop] {
+        &self.redirects
     }
 
     pub(crate) fn set_deadline(&mut self, deadline: tokio::time::Instant, limit: Duration) {
