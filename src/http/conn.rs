@@ -85,6 +85,8 @@ pub(crate) struct Handshake {
     pub(crate) alpn: Option<String>,
     pub(crate) ech_accepted: bool,
     pub(crate) ech_offered: EchOffered,
+    /// The address the connection went to.
+    pub(crate) remote_addr: Option<std::net::SocketAddr>,
 }
 
 /// Counts the session tickets a connection has received, so a closing

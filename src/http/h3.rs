@@ -312,6 +312,7 @@ impl Setup<'_> {
             duration,
             ech_accepted: data.as_ref().is_some_and(|d| d.ech_accepted),
             ech_offered: self.ech_offered,
+            remote_addr: Some(quic.remote_address()),
             alpn: data
                 .and_then(|d| d.protocol)
                 .map(|p| String::from_utf8_lossy(&p).into_owned()),

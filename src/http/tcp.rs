@@ -104,6 +104,7 @@ impl TcpConnection {
     pub(crate) async fn open(dial: TcpDial) -> Result<Arc<Self>, Error> {
         let started = Instant::now();
         let tcp = connect_any(&dial.origin, &dial.addrs).await?;
+        let remote_addr = tcp.peer_addr().ok();
         // Requests are small writes that must not wait for Nagle.
         let _ = tcp.set_nodelay(true);
         let early = Arc::new(EarlyDataReport::default());
@@ -140,6 +141,7 @@ impl TcpConnection {
             alpn: alpn.as_ref().map(|a| String::from_utf8_lossy(a).into_owned()),
             ech_accepted: tls.ssl().ech_accepted(),
             ech_offered: dial.ech_offered,
+            remote_addr,
         };
         let origin = dial.origin;
         let (http, sender, task) = start_http(TokioIo::new(tls), alpn.as_deref(), &origin).await?;

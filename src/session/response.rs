@@ -165,6 +165,11 @@ impl Response {
         self.version
     }
 
+    /// The address of the server this response came from.
+    pub fn remote_addr(&self) -> Option<std::net::SocketAddr> {
+        self.body.conn().handshake().remote_addr
+    }
+
     /// What TLS did for this response.
     pub fn tls(&self) -> &TlsInfo {
         &self.tls
