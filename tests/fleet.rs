@@ -23,11 +23,18 @@ async fn get(relay: &LatencyRelay, serve: &Serve, cache: &str, extra: &[&str]) -
     get_at(relay.addr().port(), "/fleet", serve, cache, extra).await
 }
 
-/// `h3fleet get --json https://localhost:PORT{path}` trusting `serve`'s
+/// `h3fleet get -w '%{json}' https://localhost:PORT{path}` trusting `serve`'s
 /// certificate, returning its JSON report.
 async fn get_at(port: u16, path: &str, serve: &Serve, cache: &str, extra: &[&str]) -> Value {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_h3fleet"))
-        .args(["get", &format!("https://localhost:{port}{path}"), "--json"])
+        .args([
+            "get",
+            &format!("https://localhost:{port}{path}"),
+            "-w",
+            "%{json}",
+            "-o",
+            "/dev/null",
+        ])
         .args(["--cache", cache, "--cacert", &serve.cert])
         .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
         .args(extra)
@@ -205,7 +212,15 @@ async fn second_tcp_process_resumes(flag: &str, protocol: &str) {
     let port = origin.addr().port();
     let run = || async {
         let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_h3fleet"))
-            .args(["get", &format!("https://localhost:{port}/tcp"), "--json", flag])
+            .args([
+                "get",
+                &format!("https://localhost:{port}/tcp"),
+                "-w",
+                "%{json}",
+                "-o",
+                "/dev/null",
+                flag,
+            ])
             .args(["--cache", &redis.uri(), "--cacert"])
             .arg(&ca)
             .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
@@ -359,8 +374,11 @@ async fn ech_config_and_ticket_travel_through_redis_between_processes() {
                 relay.addr().port()
             ))
             .args([
-                "--json",
-                "--http3",
+                "-w",
+                "%{json}",
+                "-o",
+                "/dev/null",
+                "--http3-only",
                 "--cache",
                 &redis.uri(),
                 "--cacert",
@@ -415,7 +433,15 @@ async fn a_network_backend_without_keys_is_warned_about() {
     let run = |extra: Vec<String>| {
         let port = serve.addr.port();
         std::process::Command::new(env!("CARGO_BIN_EXE_h3fleet"))
-            .args(["get", &format!("https://localhost:{port}/"), "--json", "--http2"])
+            .args([
+                "get",
+                &format!("https://localhost:{port}/"),
+                "-w",
+                "%{json}",
+                "-o",
+                "/dev/null",
+                "--http2",
+            ])
             .args(["--cache", &redis.uri(), "--cacert", &serve.cert])
             .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
             .args(extra)

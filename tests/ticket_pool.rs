@@ -21,7 +21,7 @@ use support::serve::Serve;
 
 const REPLICAS: usize = 6;
 
-/// One `h3fleet get --json` process through `relay`.
+/// One `h3fleet get -w '%{json}'` process through `relay`.
 async fn get(relay: &LatencyRelay, serve: &Serve, cache: &str, reuse: &str) -> Value {
     get_on(relay.addr().port(), &serve.cert, cache, reuse).await
 }
@@ -31,8 +31,11 @@ async fn get_on(port: u16, cert: &str, cache: &str, reuse: &str) -> Value {
         .args([
             "get",
             &format!("https://localhost:{port}/pool"),
-            "--json",
-            "--http3",
+            "-w",
+            "%{json}",
+            "-o",
+            "/dev/null",
+            "--http3-only",
         ])
         .args(["--cache", cache, "--cacert", cert, "--ticket-reuse", reuse])
         .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])

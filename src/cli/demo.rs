@@ -10,8 +10,8 @@ use std::time::Duration;
 use clap::Args;
 use h3fleet::server::{LatencyRelay, RequestRecord};
 
-use super::get::GetReport;
 use super::serve;
+use super::write_out::GetReport;
 use super::CliError;
 
 #[derive(Debug, Args)]
@@ -151,7 +151,18 @@ async fn replica(url: &str, fleet: &Fleet, cert: &std::path::Path, port: u16) ->
     let cert = cert.display().to_string();
     let resolve = format!("localhost:{port}:127.0.0.1");
     let out = tokio::process::Command::new(exe)
-        .args(["get", url, "--json", "--cacert", &cert, "--resolve", &resolve])
+        .args([
+            "get",
+            url,
+            "-w",
+            "%{json}",
+            "-o",
+            "/dev/null",
+            "--cacert",
+            &cert,
+            "--resolve",
+            &resolve,
+        ])
         .env("H3FLEET_CACHE", &fleet.cache)
         .env("H3FLEET_CACHE_KEYS_FILE", &fleet.keys)
         .output()

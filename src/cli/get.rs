@@ -4,7 +4,7 @@ use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use clap::Args;
 use h3fleet::cache::{backend_from_uri, ErrorCallback, TicketReuse};
@@ -12,7 +12,8 @@ use h3fleet::ech::{EchPolicy, EchSource};
 use h3fleet::redirect::Policy;
 use h3fleet::{HttpProtocol, Response, Session};
 
-use super::CliError;
+use super::write_out::{self, GetReport};
+use super::{get_request, CliError};
 
 #[derive(Debug, Args)]
 pub(crate) struct GetArgs {
@@ -49,24 +50,74 @@ pub(crate) struct GetArgs {
     /// A request header, `Name: value`. Repeatable.
     #[arg(short = 'H', long = "header", value_name = "K: V")]
     headers: Vec<String>,
-    /// The request body.
-    #[arg(short = 'd', long = "data")]
-    data: Option<String>,
+    /// The request body, as curl's `-d`: `@FILE` reads a file (without its
+    /// newlines), and the type is `application/x-www-form-urlencoded`
+    /// unless `-H` says otherwise. Repeatable: joined with `&`.
+    #[arg(short = 'd', long = "data", value_name = "DATA")]
+    data: Vec<String>,
+    /// The request body as given (`@FILE` read as it is).
+    #[arg(long = "data-binary", value_name = "DATA")]
+    data_binary: Vec<String>,
+    /// A JSON body (`@FILE` reads a file), with `Content-Type` and
+    /// `Accept: application/json`, as curl's `--json`.
+    #[arg(long = "json", value_name = "DATA")]
+    json_body: Vec<String>,
     /// Write the body to FILE instead of stdout.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     output: Option<PathBuf>,
-    /// Print one JSON line describing the exchange instead of the body.
-    #[arg(long)]
-    json: bool,
-    /// Use HTTP/3 over QUIC only. (Default: HTTP/3 where the origin is
-    /// known to speak it, else QUIC with a head start over TCP.)
+    /// Print FORMAT after the transfer: curl's `%{http_code}`,
+    /// `%{time_total}`, `%{time_connect}`, `%{time_appconnect}`,
+    /// `%{time_starttransfer}`, `%{http_version}`, `%{url_effective}`,
+    /// `%{num_redirects}`, `%{size_download}`, `%{remote_ip}`,
+    /// `%{remote_port}`, h3fleet's `%{resumed}`, `%{early_data}`,
+    /// `%{ticket_source}`, `%{ticket_reuse}`, `%{ech}`, `%{ech_source}`,
+    /// and `%{json}` (all of them as one JSON object).
+    #[arg(short = 'w', long = "write-out", value_name = "FORMAT")]
+    write_out: Option<String>,
+    /// Include the response status line and headers in the output.
+    #[arg(short = 'i', long = "include")]
+    include: bool,
+    /// Send a HEAD request and print the response headers.
+    #[arg(short = 'I', long = "head")]
+    head: bool,
+    /// Write the response status line and headers to FILE (`-`: stdout).
+    #[arg(short = 'D', long = "dump-header", value_name = "FILE")]
+    dump_header: Option<PathBuf>,
+    /// Fail (exit 22, no body) when the server answers 400 or more.
+    #[arg(short = 'f', long = "fail")]
+    fail: bool,
+    /// No error messages (unless `-S`).
+    #[arg(short = 's', long = "silent")]
+    silent: bool,
+    /// With `-s`, still print an error message when the transfer fails.
+    #[arg(short = 'S', long = "show-error")]
+    show_error: bool,
+    /// `USER:PASSWORD` for HTTP basic authentication.
+    #[arg(short = 'u', long = "user", value_name = "USER:PASSWORD")]
+    user: Option<String>,
+    /// The `User-Agent` header.
+    #[arg(short = 'A', long = "user-agent", value_name = "NAME")]
+    user_agent: Option<String>,
+    /// The `Referer` header.
+    #[arg(short = 'e', long = "referer", value_name = "URL")]
+    referer: Option<String>,
+    /// The longest connecting may take, in seconds.
+    #[arg(long = "connect-timeout", value_name = "SECONDS")]
+    connect_timeout: Option<f64>,
+    /// The longest the whole transfer may take, in seconds.
+    #[arg(short = 'm', long = "max-time", value_name = "SECONDS")]
+    max_time: Option<f64>,
+    /// HTTP/3, falling back to TCP if QUIC does not answer (as curl's).
     #[arg(long, group = "version")]
     http3: bool,
-    /// Use HTTP/2 over TLS over TCP only.
+    /// HTTP/3 over QUIC only.
+    #[arg(long = "http3-only", group = "version")]
+    http3_only: bool,
+    /// HTTP/2 over TLS over TCP only.
     #[arg(long, group = "version")]
     http2: bool,
-    /// Use HTTP/1.1 over TLS over TCP only.
-    #[arg(long, group = "version")]
+    /// HTTP/1.1 over TLS over TCP only (`--http1` also works).
+    #[arg(long = "http1.1", alias = "http1", group = "version")]
     http1: bool,
     /// Encrypted Client Hello: `auto` (ECH when the origin publishes a
     /// config, else GREASE), `require` (fail without a config) or `off`.
@@ -86,39 +137,6 @@ pub(crate) struct GetArgs {
     max_redirs: usize,
 }
 
-/// What `--json` prints.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-pub(crate) struct GetReport {
-    pub(crate) url: String,
-    pub(crate) status: u16,
-    pub(crate) protocol: String,
-    pub(crate) resumed: bool,
-    pub(crate) early_data: String,
-    pub(crate) ticket_source: String,
-    /// `accepted`, `rejected`, `grease` or `off`.
-    #[serde(default)]
-    pub(crate) ech: String,
-    /// `config`, `local`, `backend`, `dns` or `none`.
-    #[serde(default)]
-    pub(crate) ech_source: String,
-    /// `shared` or `single-use`.
-    #[serde(default)]
-    pub(crate) ticket_reuse: String,
-    /// Under `single-use`: the pool's size when the ticket was taken (it
-    /// included; 0: empty), if known.
-    #[serde(default)]
-    pub(crate) ticket_pool_held: Option<usize>,
-    /// The URL of the final response (after `-L`'s redirects).
-    #[serde(default)]
-    pub(crate) url_effective: String,
-    /// How many redirects were followed.
-    #[serde(default)]
-    pub(crate) num_redirects: usize,
-    pub(crate) handshake_ms: f64,
-    pub(crate) total_ms: f64,
-    pub(crate) body_bytes: u64,
-}
-
 fn parse_dns(spec: &str) -> Result<SocketAddr, CliError> {
     if let Ok(addr) = spec.parse::<SocketAddr>() {
         return Ok(addr);
@@ -133,7 +151,7 @@ fn parse_dns(spec: &str) -> Result<SocketAddr, CliError> {
 
 fn session(args: &GetArgs) -> Result<Session, CliError> {
     let mut builder = Session::builder().preset(&args.preset);
-    builder = builder.protocol(if args.http3 {
+    builder = builder.protocol(if args.http3_only {
         HttpProtocol::Http3
     } else if args.http2 {
         HttpProtocol::Http2
@@ -157,18 +175,16 @@ fn session(args: &GetArgs) -> Result<Session, CliError> {
     } else {
         Policy::none()
     });
-    let uri = args.cache.clone().unwrap_or_else(super::default_cache_uri);
-    if uri != "none" {
-        let on_error: ErrorCallback =
-            Arc::new(|op, key, e| tracing::warn!("session cache {op} of {key} failed: {e}"));
-        builder = builder.session_cache(backend_from_uri(&uri)?, Some(on_error));
+    if let Some(secs) = args.connect_timeout {
+        builder = builder.connect_timeout(seconds_arg("--connect-timeout", secs)?);
     }
-    if let Some(keys) = super::cache_keys(args.cache_keys.as_deref())? {
-        builder = builder.cache_keys(keys);
+    if let Some(secs) = args.max_time {
+        builder = builder.timeout(seconds_arg("--max-time", secs)?);
     }
-    if let Some(id) = &args.id {
-        builder = builder.session_identifier(id);
+    if let Some(agent) = &args.user_agent {
+        builder = builder.user_agent(agent.as_str());
     }
+    builder = with_cache(builder, args)?;
     if !args.cacert.is_empty() {
         builder = builder.system_roots(false);
         for path in &args.cacert {
@@ -185,109 +201,170 @@ fn session(args: &GetArgs) -> Result<Session, CliError> {
     Ok(builder.build()?)
 }
 
+/// The backend, keys and identifier `--cache`, `--cache-keys` and `--id`
+/// ask for.
+fn with_cache(
+    mut builder: h3fleet::SessionBuilder,
+    args: &GetArgs,
+) -> Result<h3fleet::SessionBuilder, CliError> {
+    let uri = args.cache.clone().unwrap_or_else(super::default_cache_uri);
+    if uri != "none" {
+        let on_error: ErrorCallback =
+            Arc::new(|op, key, e| tracing::warn!("session cache {op} of {key} failed: {e}"));
+        builder = builder.session_cache(backend_from_uri(&uri)?, Some(on_error));
+    }
+    if let Some(keys) = super::cache_keys(args.cache_keys.as_deref())? {
+        builder = builder.cache_keys(keys);
+    }
+    if let Some(id) = &args.id {
+        builder = builder.session_identifier(id);
+    }
+    Ok(builder)
+}
+
+fn seconds_arg(flag: &str, secs: f64) -> Result<Duration, CliError> {
+    Duration::try_from_secs_f64(secs)
+        .map_err(|_| format!("{flag} {secs}: expected seconds, 0 or more").into())
+}
+
 pub(crate) async fn run(args: GetArgs) -> Result<(), CliError> {
     let session = session(&args)?;
-    let method = match &args.method {
-        Some(m) => http::Method::from_bytes(m.to_ascii_uppercase().as_bytes())
-            .map_err(|_| format!("-X {m:?} is not an HTTP method"))?,
-        None if args.data.is_some() => http::Method::POST,
-        None => http::Method::GET,
-    };
-    let mut request = session.request(method, &args.url);
-    for header in &args.headers {
-        let (name, value) = header
-            .split_once(':')
-            .ok_or_else(|| format!("-H {header:?}: expected `Name: value`"))?;
-        request = request.header(name.trim(), value.trim());
-    }
-    if let Some(data) = &args.data {
-        request = request.body(data.clone().into_bytes());
-    }
+    let request = get_request::build(&session, &args.request_args())?;
     let started = Instant::now();
-    let outcome = exchange(request, &args).await;
+    let outcome = exchange(request, &args, started).await;
     let total = started.elapsed();
     // Keep the tickets this run won, even when the request failed late.
     session.close().await;
-    if args.json {
-        print_report(&args, &outcome?, total)?;
-        return Ok(());
+    let mut report = outcome?;
+    report.time_total = write_out::seconds(total);
+    report.total_ms = millis(total);
+    if let Some(format) = &args.write_out {
+        let mut out = std::io::stdout().lock();
+        out.write_all(report.render(format).as_bytes())?;
+        out.flush()?;
     }
-    let response_tls = &outcome?.tls;
-    tracing::info!(
-        resumed = response_tls.resumed,
-        early_data = response_tls.early_data.as_str(),
-        ticket_source = response_tls.ticket_source_str(),
-        total_ms = millis(total),
-        "done"
-    );
+    if args.fail && report.status >= 400 {
+        return Err(Box::new(write_out::HttpFailure(report.status)));
+    }
     Ok(())
 }
 
-/// `--json`: one line describing the exchange.
-fn print_report(args: &GetArgs, outcome: &Outcome, total: std::time::Duration) -> Result<(), CliError> {
-    let response_tls = &outcome.tls;
-    let report = GetReport {
-        url: args.url.clone(),
-        status: outcome.status,
-        protocol: protocol_name(outcome.version).to_owned(),
-        resumed: response_tls.resumed,
-        early_data: response_tls.early_data.as_str().to_owned(),
-        ticket_source: response_tls.ticket_source_str().to_owned(),
-        ech: response_tls.ech.as_str().to_owned(),
-        ech_source: response_tls
-            .ech_source
-            .map_or("none", EchSource::as_str)
-            .to_owned(),
-        ticket_reuse: response_tls.ticket_reuse.as_str().to_owned(),
-        ticket_pool_held: response_tls.ticket_pool_held,
-        url_effective: outcome.url_effective.clone(),
-        num_redirects: outcome.num_redirects,
-        handshake_ms: millis(response_tls.handshake_time),
-        total_ms: millis(total),
-        body_bytes: outcome.body_bytes,
-    };
-    println!("{}", serde_json::to_string(&report)?);
-    Ok(())
+impl GetArgs {
+    /// The parts of the arguments that make the request.
+    fn request_args(&self) -> get_request::RequestArgs<'_> {
+        get_request::RequestArgs {
+            url: &self.url,
+            method: self.method.as_deref(),
+            head: self.head,
+            headers: &self.headers,
+            data: &self.data,
+            data_binary: &self.data_binary,
+            json: &self.json_body,
+            user: self.user.as_deref(),
+            referer: self.referer.as_deref(),
+        }
+    }
+
+    /// True when errors are not to be printed (`-s` without `-S`).
+    pub(crate) fn quiet(&self) -> bool {
+        self.silent && !self.show_error
+    }
 }
 
-/// Sends the request and writes the body where it belongs.
-/// What `exchange` learnt of the response.
-struct Outcome {
-    tls: h3fleet::TlsInfo,
-    status: u16,
-    body_bytes: u64,
-    version: http::Version,
-    url_effective: String,
-    num_redirects: usize,
-}
-
-async fn exchange(request: h3fleet::RequestBuilder, args: &GetArgs) -> Result<Outcome, CliError> {
+/// Sends the request, writes the head where `-i`, `-I` and `-D` want it
+/// and the body where it belongs, and reports the exchange.
+async fn exchange(
+    request: h3fleet::RequestBuilder,
+    args: &GetArgs,
+    started: Instant,
+) -> Result<GetReport, CliError> {
     let mut response: Response = request.send().await?;
-    let tls = response.tls().clone();
-    let version = response.protocol();
-    let status = response.status().as_u16();
-    let (url_effective, num_redirects) = (response.url().to_string(), response.redirects().len());
-    let mut sink: Box<dyn Write> = match (&args.output, args.json) {
-        (Some(path), _) => {
+    let starttransfer = started.elapsed();
+    let head = head_text(&response);
+    if let Some(path) = &args.dump_header {
+        if path.as_os_str() == "-" {
+            std::io::stdout().lock().write_all(head.as_bytes())?;
+        } else {
+            std::fs::write(path, &head).map_err(|e| format!("-D {}: {e}", path.display()))?;
+        }
+    }
+    let failing = args.fail && response.status().as_u16() >= 400;
+    let mut sink: Box<dyn Write> = match &args.output {
+        _ if failing => Box::new(std::io::sink()),
+        Some(path) => {
             Box::new(std::fs::File::create(path).map_err(|e| format!("-o {}: {e}", path.display()))?)
         }
-        (None, true) => Box::new(std::io::sink()),
-        (None, false) => Box::new(std::io::stdout().lock()),
+        None => Box::new(std::io::stdout().lock()),
     };
-    let mut body_bytes = 0u64;
+    if args.include || args.head {
+        sink.write_all(head.as_bytes())?;
+    }
+    let mut report = report_of(&response, args, starttransfer);
     while let Some(chunk) = response.chunk().await? {
-        body_bytes += chunk.len() as u64;
+        report.body_bytes += chunk.len() as u64;
         sink.write_all(&chunk)?;
     }
     sink.flush()?;
-    Ok(Outcome {
-        tls,
-        status,
-        body_bytes,
-        version,
-        url_effective,
-        num_redirects,
-    })
+    report.size_download = report.body_bytes;
+    Ok(report)
+}
+
+/// The status line and headers, as curl's `-i` prints them.
+fn head_text(response: &Response) -> String {
+    let version = match response.protocol() {
+        http::Version::HTTP_3 => "HTTP/3",
+        http::Version::HTTP_2 => "HTTP/2",
+        _ => "HTTP/1.1",
+    };
+    let mut text = format!("{version} {}\r\n", response.status().as_u16());
+    for (name, value) in response.headers() {
+        text.push_str(&format!(
+            "{name}: {}\r\n",
+            String::from_utf8_lossy(value.as_bytes())
+        ));
+    }
+    text.push_str("\r\n");
+    text
+}
+
+/// What the response head and its TLS say, before the body.
+fn report_of(response: &Response, args: &GetArgs, starttransfer: Duration) -> GetReport {
+    let tls = response.tls();
+    let connect = if tls.connection_reused {
+        0.0
+    } else {
+        write_out::seconds(tls.handshake_time)
+    };
+    let version = response.protocol();
+    let remote = response.remote_addr();
+    GetReport {
+        url: args.url.clone(),
+        status: response.status().as_u16(),
+        http_code: response.status().as_u16(),
+        protocol: protocol_name(version).to_owned(),
+        http_version: match version {
+            http::Version::HTTP_3 => "3",
+            http::Version::HTTP_2 => "2",
+            _ => "1.1",
+        }
+        .to_owned(),
+        resumed: tls.resumed,
+        early_data: tls.early_data.as_str().to_owned(),
+        ticket_source: tls.ticket_source_str().to_owned(),
+        ech: tls.ech.as_str().to_owned(),
+        ech_source: tls.ech_source.map_or("none", EchSource::as_str).to_owned(),
+        ticket_reuse: tls.ticket_reuse.as_str().to_owned(),
+        ticket_pool_held: tls.ticket_pool_held,
+        url_effective: response.url().to_string(),
+        num_redirects: response.redirects().len(),
+        handshake_ms: millis(tls.handshake_time),
+        time_connect: connect,
+        time_appconnect: connect,
+        time_starttransfer: write_out::seconds(starttransfer),
+        remote_ip: remote.map(|a| a.ip().to_string()).unwrap_or_default(),
+        remote_port: remote.map_or(0, |a| a.port()),
+        ..GetReport::default()
+    }
 }
 
 /// `h3`, `h2` or `http/1.1`, as ALPN names them.

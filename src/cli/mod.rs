@@ -6,7 +6,9 @@ mod cache_cmd;
 mod cache_inspect;
 mod demo;
 mod get;
+mod get_request;
 mod serve;
+mod write_out;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -48,10 +50,15 @@ enum Command {
     BenchReplica(bench::ReplicaArgs),
 }
 
-/// Parses arguments, runs the command, and maps errors to exit code 1.
+/// Parses arguments, runs the command, and maps errors to exit codes
+/// (curl's for `get`, else 1).
 pub(crate) fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.verbose);
+    let (curl_codes, quiet) = match &cli.command {
+        Command::Get(args) => (true, args.quiet()),
+        _ => (false, false),
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -72,13 +79,20 @@ pub(crate) fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
-            let mut source = e.source();
-            while let Some(cause) = source {
-                eprintln!("  caused by: {cause}");
-                source = cause.source();
+            if !quiet {
+                eprintln!("error: {e}");
+                let mut source = e.source();
+                while let Some(cause) = source {
+                    eprintln!("  caused by: {cause}");
+                    source = cause.source();
+                }
             }
-            ExitCode::FAILURE
+            // `get` exits with curl's codes; every other command with 1.
+            ExitCode::from(if curl_codes {
+                write_out::curl_exit_code(&*e)
+            } else {
+                1
+            })
         }
     }
 }

@@ -1,0 +1,211 @@
+//! `h3fleet get` with curl's flags and curl's exit codes, against an
+//! `h3fleet serve` process (whose `/echo` says what arrived).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::process::Output;
+
+use serde_json::Value;
+use support::serve::Serve;
+
+/// `h3fleet get URL` for `path` on `serve` with `extra` flags.
+async fn get(serve: &Serve, path: &str, extra: &[&str]) -> Output {
+    let port = serve.addr.port();
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_h3fleet"))
+        .args(["get", &format!("https://localhost:{port}{path}")])
+        .args(["--cache", "none", "--cacert", &serve.cert])
+        .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
+        .args(extra)
+        .output()
+        .await
+        .unwrap()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_out_prints_curls_variables_and_h3fleets_own() {
+    let serve = Serve::start();
+    let format =
+        "%{http_code} %{http_version} %{num_redirects} %{size_download} %{remote_ip} %{ticket_source}\\n";
+    let out = get(
+        &serve,
+        "/redirect/1",
+        &["-L", "-o", "/dev/null", "-w", format, "--http3-only"],
+    )
+    .await;
+    assert_eq!(
+        stdout(&out),
+        format!(
+            "200 3 1 {} 127.0.0.1 none\n",
+            "h3fleet origin: GET /redirect/0\n".len()
+        )
+    );
+    let out = get(&serve, "/", &["-o", "/dev/null", "-w", "%{json}", "--http2"]).await;
+    let json: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(
+        (json["http_code"].as_u64(), json["http_version"].as_str()),
+        (Some(200), Some("2"))
+    );
+    assert_eq!(json["remote_port"], serve.addr.port());
+    let (connect, total) = (
+        json["time_appconnect"].as_f64().unwrap(),
+        json["time_total"].as_f64().unwrap(),
+    );
+    assert!(connect > 0.0 && total >= connect, "{json}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn include_head_and_dump_header_show_the_response_head() {
+    let serve = Serve::start();
+    let out = get(&serve, "/hello", &["-i", "--http2"]).await;
+    let text = stdout(&out);
+    assert!(
+        text.starts_with("HTTP/2 200\r\n") && text.contains("x-early-data: 0\r\n"),
+        "{text}"
+    );
+    assert!(text.ends_with("\r\n\r\nh3fleet origin: GET /hello\n"), "{text}");
+    let head = get(&serve, "/hello", &["-I", "--http3-only"]).await;
+    assert!(stdout(&head).starts_with("HTTP/3 200\r\n"), "{}", stdout(&head));
+    let seen = serve.requests(2).await;
+    assert_eq!(seen[1]["method"], "HEAD");
+    let dir = tempfile::tempdir().unwrap();
+    let dump = dir.path().join("head.txt");
+    let out = get(&serve, "/hello", &["-D", dump.to_str().unwrap()]).await;
+    assert_eq!(stdout(&out), "h3fleet origin: GET /hello\n");
+    assert!(std::fs::read_to_string(&dump).unwrap().contains(" 200\r\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_auth_and_headers_are_sent_as_curl_sends_them() {
+    let serve = Serve::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("data.txt");
+    std::fs::write(&file, "a=1\nb=2\n").unwrap();
+    let at_file = format!("@{}", file.display());
+    let echo = |out: Output| serde_json::from_slice::<Value>(&out.stdout).unwrap();
+    let form = echo(
+        get(
+            &serve,
+            "/echo",
+            &[
+                "-d",
+                &at_file,
+                "-d",
+                "c=3",
+                "-u",
+                "alice:pw",
+                "-A",
+                "agent/1",
+                "-e",
+                "https://ref.example/",
+            ],
+        )
+        .await,
+    );
+    assert_eq!(
+        (form["method"].as_str(), form["body"].as_str()),
+        (Some("POST"), Some("a=1b=2&c=3"))
+    );
+    assert_eq!(
+        form["headers"]["content-type"],
+        "application/x-www-form-urlencoded"
+    );
+    assert_eq!(form["headers"]["authorization"], "Basic YWxpY2U6cHc=");
+    assert_eq!(form["headers"]["user-agent"], "agent/1");
+    assert_eq!(form["headers"]["referer"], "https://ref.example/");
+    let binary = echo(
+        get(
+            &serve,
+            "/echo",
+            &["--data-binary", &at_file, "-H", "content-type: text/plain"],
+        )
+        .await,
+    );
+    assert_eq!(binary["body"], "a=1\nb=2\n");
+    assert_eq!(binary["headers"]["content-type"], "text/plain");
+    let json = echo(get(&serve, "/echo", &["--json", "{\"k\":1}", "-X", "PUT"]).await);
+    assert_eq!(
+        (json["method"].as_str(), json["body"].as_str()),
+        (Some("PUT"), Some("{\"k\":1}"))
+    );
+    assert_eq!(json["headers"]["content-type"], "application/json");
+    assert_eq!(json["headers"]["accept"], "application/json");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_codes_follow_curls() {
+    let serve = Serve::start();
+    let fail = get(&serve, "/status/404", &["-f"]).await;
+    assert_eq!(
+        (code(&fail), stdout(&fail).as_str()),
+        (22, ""),
+        "-f: 22 and no body"
+    );
+    assert_eq!(
+        code(&get(&serve, "/status/404", &[]).await),
+        0,
+        "without -f an error status is an answer"
+    );
+    assert_eq!(
+        code(&get(&serve, "/redirect/3", &["-L", "--max-redirs", "1"]).await),
+        47
+    );
+    assert_eq!(code(&get(&serve, "/slow", &["-m", "0.1"]).await), 28);
+    let silent = get(&serve, "/status/500", &["-f", "-s"]).await;
+    assert_eq!(
+        (code(&silent), silent.stderr.is_empty()),
+        (22, true),
+        "-s: no message"
+    );
+
+    let h3fleet = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_h3fleet"))
+            .args(args)
+            .args(["--cache", "none"])
+            .output()
+            .unwrap()
+    };
+    assert_eq!(code(&h3fleet(&["get", "not a url"])), 3);
+    let dns = support::dns::DnsServer::start("fleet.test.", &[]).await;
+    let addr = dns.addr().to_string();
+    assert_eq!(
+        code(&h3fleet(&["get", "https://missing.fleet.test/", "--dns", &addr])),
+        6
+    );
+    let closed = support::free_port(None).to_string();
+    let refused = h3fleet(&["get", &format!("https://127.0.0.1:{closed}/"), "--http2"]);
+    assert_eq!(code(&refused), 7, "{}", String::from_utf8_lossy(&refused.stderr));
+    let port = serve.addr.port().to_string();
+    let resolve = format!("localhost:{port}:127.0.0.1");
+    let untrusted = h3fleet(&[
+        "get",
+        &format!("https://localhost:{port}/"),
+        "--http2",
+        "--resolve",
+        &resolve,
+    ]);
+    assert_eq!(
+        code(&untrusted),
+        60,
+        "{}",
+        String::from_utf8_lossy(&untrusted.stderr)
+    );
+    let plain = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let plain_port = plain.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in plain.incoming().take(1) {
+            use std::io::Write as _;
+            let _ = stream.unwrap().write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n");
+        }
+    });
+    let not_tls = h3fleet(&["get", &format!("https://127.0.0.1:{plain_port}/"), "--http1.1"]);
+    assert_eq!(code(&not_tls), 35, "{}", String::from_utf8_lossy(&not_tls.stderr));
+}
