@@ -123,13 +123,16 @@ pub enum Error {
         url: Box<url::Url>,
     },
     /// The response body is not what the caller asked to decode it as
-    /// ([`Response::json`](crate::Response::json)).
-    #[error("cannot decode the response body from {url} as JSON: {source}")]
+    /// ([`Response::json`](crate::Response::json)), or its
+    /// `Content-Encoding` (gzip, br, zstd, deflate) does not decode.
+    #[error("cannot decode the response body from {url} ({what}): {source}")]
     Decode {
         /// The URL that sent the body.
         url: Box<url::Url>,
+        /// `JSON`, or the content coding.
+        what: String,
         /// What the decoder said.
-        source: serde_json::Error,
+        source: BoxError,
     },
     /// A request body or query could not be encoded (a value
     /// `serde_json` or `serde_urlencoded` refuses).

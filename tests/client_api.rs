@@ -328,3 +328,78 @@ async fn redirects_change_methods_as_browsers_do_and_keep_credentials_on_their_o
     let found = send(hop("/echo", 302)).await;
     assert_eq!(found["method"], "GET", "302 turns POST into GET");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_content_coding_is_asked_for_and_decoded_as_it_streams() {
+    let origins = Origins::start();
+    let plain = h3fleet::server::plain_body();
+    for protocol in PROTOCOLS {
+        let (session, base) = origins.session(protocol, |b| b);
+        let echo: Value = session
+            .get(format!("{base}/echo"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            echo["headers"]["accept-encoding"], "gzip, br, zstd, deflate",
+            "{protocol:?}"
+        );
+        for coding in ["gzip", "br", "zstd", "deflate"] {
+            let response = session.get(format!("{base}/{coding}")).send().await.unwrap();
+            assert!(
+                response.headers().get("content-encoding").is_none(),
+                "{coding}: the coding header goes"
+            );
+            assert_eq!(response.content_length(), None, "{coding}");
+            assert_eq!(
+                response.text().await.unwrap(),
+                plain,
+                "{coding} over {protocol:?}"
+            );
+            let cut = session
+                .get(format!("{base}/corrupt/{coding}"))
+                .send()
+                .await
+                .unwrap();
+            let err = cut.bytes().await.unwrap_err();
+            assert!(
+                err.is_decode() && err.to_string().contains(coding),
+                "{coding}: {err}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_without_decoding_gets_the_coded_bytes() {
+    let origins = Origins::start();
+    let (session, base) = origins.session(HttpProtocol::Http2, |b| {
+        b.gzip(false).brotli(false).zstd(false).deflate(false)
+    });
+    let echo: Value = session
+        .get(format!("{base}/echo"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(echo["headers"]["accept-encoding"].is_null(), "{echo}");
+    let raw = session.get(format!("{base}/gzip")).send().await.unwrap();
+    assert_eq!(raw.headers()["content-encoding"], "gzip");
+    let bytes = raw.bytes().await.unwrap();
+    assert_eq!(&bytes[..2], &[0x1f, 0x8b], "the gzip magic, undecoded");
+    let (only_br, _) = origins.session(HttpProtocol::Http2, |b| b.gzip(false).zstd(false).deflate(false));
+    let echo: Value = only_br
+        .get(format!("{base}/echo"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(echo["headers"]["accept-encoding"], "br");
+}

@@ -209,3 +209,25 @@ async fn exit_codes_follow_curls() {
     let not_tls = h3fleet(&["get", &format!("https://127.0.0.1:{plain_port}/"), "--http1.1"]);
     assert_eq!(code(&not_tls), 35, "{}", String::from_utf8_lossy(&not_tls.stderr));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compressed_asks_for_and_decodes_bodies_as_curl() {
+    let serve = Serve::start();
+    let plain = h3fleet::server::plain_body();
+    for coding in ["gzip", "br", "zstd", "deflate"] {
+        let out = get(&serve, &format!("/{coding}"), &["--compressed"]).await;
+        assert!(
+            stdout(&out) == plain,
+            "{coding}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let echo = get(&serve, "/echo", &[]).await;
+    let echo: Value = serde_json::from_slice(&echo.stdout).unwrap();
+    assert!(
+        echo["headers"]["accept-encoding"].is_null(),
+        "without --compressed nothing is asked for"
+    );
+    let raw = get(&serve, "/gzip", &[]).await;
+    assert_eq!(&raw.stdout[..2], &[0x1f, 0x8b]);
+}

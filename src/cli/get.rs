@@ -128,6 +128,10 @@ pub(crate) struct GetArgs {
     /// for servers that accept a 0-RTT ticket once).
     #[arg(long, value_name = "POLICY", default_value = "shared", value_parser = ["shared", "single-use"])]
     ticket_reuse: String,
+    /// Ask for a compressed response (gzip, br, zstd, deflate) and decode
+    /// it, as curl's `--compressed`; without it none is asked for.
+    #[arg(long)]
+    compressed: bool,
     /// Follow redirects (as curl's `-L`; without it a redirect is the
     /// answer).
     #[arg(short = 'L', long = "location")]
@@ -181,6 +185,8 @@ fn session(args: &GetArgs) -> Result<Session, CliError> {
     if let Some(secs) = args.max_time {
         builder = builder.timeout(seconds_arg("--max-time", secs)?);
     }
+    let c = args.compressed;
+    builder = builder.gzip(c).brotli(c).zstd(c).deflate(c);
     if let Some(agent) = &args.user_agent {
         builder = builder.user_agent(agent.as_str());
     }

@@ -7,12 +7,14 @@
 //! (`x-early-data: 1`), which is how clients and tests can see that 0-RTT
 //! really carried the request.
 
+mod compress;
 mod h3;
 mod relay;
 mod respond;
 mod tcp;
 mod tls;
 
+pub use self::compress::plain_body;
 pub use self::h3::H3Origin;
 pub use self::relay::{LatencyRelay, TcpLatencyRelay};
 pub use self::respond::{OriginStats, RequestLog, RequestRecord};

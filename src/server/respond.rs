@@ -118,6 +118,8 @@ pub(crate) struct Reply {
     pub(crate) body: ReplyBody,
     /// A redirect's `Location`.
     pub(crate) location: Option<String>,
+    /// The body's `Content-Encoding`.
+    pub(crate) coding: Option<&'static str>,
 }
 
 impl Reply {
@@ -131,6 +133,9 @@ impl Reply {
     /// - `/redirect/N` answers `302` to `/redirect/N-1`, and `/redirect/0`
     ///   `200`; `/redirect-to?url=U&status=S` answers `S` (default 302)
     ///   with `Location: U`;
+    /// - `/gzip`, `/br`, `/zstd`, `/deflate` answer
+    ///   [`plain_body`](super::plain_body) in that coding, `/corrupt/{coding}`
+    ///   half of it;
     /// - `/echo` answers JSON with the request's method, path, query,
     ///   headers and body (as text); `/status/N` answers status `N`;
     /// - a `GET` gets a line naming method and path; anything else gets its
@@ -149,6 +154,7 @@ impl Reply {
         }
         let too_early = early && path == "/too-early";
         let location = redirect_location(head);
+        let compressed = super::compress::compressed(path);
         let (status, body) = if let Some((status, _)) = &location {
             (*status, ReplyBody::Full(Bytes::from_static(b"redirecting\n")))
         } else if too_early {
@@ -156,6 +162,8 @@ impl Reply {
                 StatusCode::TOO_EARLY,
                 ReplyBody::Full(Bytes::from_static(b"too early: send again after the handshake\n")),
             )
+        } else if let Some((_, body)) = &compressed {
+            (StatusCode::OK, ReplyBody::Full(body.clone()))
         } else if path == "/drip" {
             (StatusCode::OK, ReplyBody::Drip)
         } else if path == "/echo" {
@@ -178,6 +186,7 @@ impl Reply {
             head_delay: (!too_early && path == "/slow").then_some(SLOW_HEAD),
             body,
             location: location.map(|(_, to)| to),
+            coding: compressed.map(|(coding, _)| coding),
         }
     }
 
@@ -189,6 +198,9 @@ impl Reply {
         let mut headers = vec![("x-early-data", flag(self.early)), ("x-ech", flag(self.ech))];
         if let Some(location) = &self.location {
             headers.push(("location", location.clone()));
+        }
+        if let Some(coding) = self.coding {
+            headers.push(("content-encoding", coding.to_owned()));
         }
         if let ReplyBody::Full(bytes) = &self.body {
             headers.push(("content-length", bytes.len().to_string()));

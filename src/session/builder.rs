@@ -50,6 +50,7 @@ pub struct SessionBuilder {
     dns_server: Option<SocketAddr>,
     default_headers: Result<http::HeaderMap, Error>,
     redirect: super::redirect::Policy,
+    accepts: super::decode::Accepts,
 }
 
 impl std::fmt::Debug for SessionBuilder {
@@ -89,6 +90,7 @@ impl Default for SessionBuilder {
             dns_server: None,
             default_headers: Ok(http::HeaderMap::new()),
             redirect: super::redirect::Policy::default(),
+            accepts: super::decode::Accepts::default(),
         }
     }
 }
@@ -247,6 +249,34 @@ impl SessionBuilder {
     /// lists the hops, each with its own [`TlsInfo`](crate::TlsInfo).
     pub fn redirect(mut self, policy: super::redirect::Policy) -> Self {
         self.redirect = policy;
+        self
+    }
+
+    /// Ask for and decode gzip bodies (default: on when the `gzip` feature
+    /// is). As in reqwest, `Accept-Encoding` lists the codings on unless the
+    /// request sets it, and a decoded response loses its `Content-Encoding`
+    /// and `Content-Length` headers; a body that does not decode is an
+    /// [`Error::is_decode`](crate::Error::is_decode) error.
+    pub fn gzip(mut self, on: bool) -> Self {
+        self.accepts.gzip = on && cfg!(feature = "gzip");
+        self
+    }
+
+    /// Ask for and decode brotli (`br`) bodies (the `brotli` feature).
+    pub fn brotli(mut self, on: bool) -> Self {
+        self.accepts.brotli = on && cfg!(feature = "brotli");
+        self
+    }
+
+    /// Ask for and decode zstd bodies (the `zstd` feature).
+    pub fn zstd(mut self, on: bool) -> Self {
+        self.accepts.zstd = on && cfg!(feature = "zstd");
+        self
+    }
+
+    /// Ask for and decode deflate (zlib) bodies (the `deflate` feature).
+    pub fn deflate(mut self, on: bool) -> Self {
+        self.accepts.deflate = on && cfg!(feature = "deflate");
         self
     }
 
@@ -438,6 +468,7 @@ impl SessionBuilder {
                 close_timeout: self.close_timeout,
                 default_headers,
                 redirect: self.redirect,
+                accepts: self.accepts,
                 preset,
             }),
         })

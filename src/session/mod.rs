@@ -7,6 +7,7 @@
 //! dial or race) → [`Response`] with its [`TlsInfo`].
 
 mod builder;
+mod decode;
 pub(crate) mod redirect;
 mod request;
 mod response;
@@ -96,6 +97,8 @@ struct Inner {
     /// Sent with every request that does not set the name itself.
     default_headers: http::HeaderMap,
     redirect: redirect::Policy,
+    /// The content codings asked for and decoded.
+    accepts: decode::Accepts,
 }
 
 impl Session {
@@ -196,6 +199,10 @@ impl Session {
 
     pub(crate) fn early_data_policy(&self) -> EarlyDataPolicy {
         self.inner.early_data
+    }
+
+    pub(crate) fn accepts(&self) -> decode::Accepts {
+        self.inner.accepts
     }
 
     pub(crate) fn redirect_policy(&self) -> redirect::Policy {

@@ -265,6 +265,7 @@ impl RequestBuilder {
                 headers.insert(name.clone(), value.clone());
             }
         }
+        self.session.accepts().set_accept(&mut headers);
         if !headers.contains_key(USER_AGENT) {
             headers.insert(
                 USER_AGENT,
@@ -338,7 +339,7 @@ async fn follow(
         let Some((next_url, mut next)) =
             redirect::next(policy, hops.len(), &url, status, location, &request)?
         else {
-            return Ok(response.with_redirects(hops));
+            return Ok(response.with_redirects(hops).decoded(session.accepts()));
         };
         hops.push(Hop {
             url,

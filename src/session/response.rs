@@ -6,6 +6,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, StatusCode};
 
+use super::decode::{Accepts, Decoder};
 use super::redirect::Hop;
 use crate::cache::{TicketReuse, TicketSource};
 use crate::ech::{EchSource, EchStatus};
@@ -91,6 +92,8 @@ pub struct Response {
     /// When the request's time limit runs out for the body, and the limit.
     deadline: Option<(tokio::time::Instant, Duration)>,
     redirects: Vec<Hop>,
+    /// Decodes a compressed body, when the session does.
+    decoder: Option<Decoder>,
 }
 
 impl std::fmt::Debug for Response {
@@ -116,6 +119,7 @@ impl Response {
             body,
             deadline: None,
             redirects: Vec::new(),
+            decoder: None,
         }
     }
 
@@ -131,6 +135,13 @@ impl Response {
 
     pub(crate) fn with_redirects(mut self, hops: Vec<Hop>) -> Self {
         self.redirects = hops;
+        self
+    }
+
+    /// Decodes the body from here on if its coding is one `accepts` has;
+    /// `Content-Encoding` and `Content-Length` then go from the headers.
+    pub(crate) fn decoded(mut self, accepts: Accepts) -> Self {
+        self.decoder = accepts.decoder_for(&mut self.headers);
         self
     }
 
@@ -181,6 +192,36 @@ impl Response {
     ///
     /// The stream or the connection failed.
     pub async fn chunk(&mut self) -> Result<Option<Bytes>, Error> {
+        if self.decoder.is_none() {
+            return self.raw_chunk().await;
+        }
+        loop {
+            if let Some(piece) = self.decoder.as_mut().and_then(Decoder::ready) {
+                return Ok(Some(piece));
+            }
+            let raw = self.raw_chunk().await?;
+            let Some(decoder) = self.decoder.as_mut() else {
+                return Ok(raw);
+            };
+            let fed = match &raw {
+                Some(raw) => decoder.push(raw),
+                None => decoder.finish(),
+            };
+            if let Err(e) = fed {
+                return Err(Error::Decode {
+                    url: Box::new(self.url.clone()),
+                    what: decoder.coding().to_owned(),
+                    source: Box::new(e),
+                });
+            }
+            if raw.is_none() {
+                return Ok(decoder.ready());
+            }
+        }
+    }
+
+    /// The next piece of the body as it came off the wire.
+    async fn raw_chunk(&mut self) -> Result<Option<Bytes>, Error> {
         match self.deadline {
             Some((deadline, limit)) => tokio::time::timeout_at(deadline, self.body.next_chunk())
                 .await
@@ -245,7 +286,8 @@ impl Response {
         let body = self.bytes().await?;
         serde_json::from_slice(&body).map_err(|source| Error::Decode {
             url: Box::new(url),
-            source,
+            what: "JSON".to_owned(),
+            source: Box::new(source),
         })
     }
 
