@@ -166,4 +166,6 @@ pub use preset::{Preset, DEFAULT_PRESET, KNOWN_PRESETS};
 pub mod redirect {
     pub use crate::session::redirect::{Hop, Policy};
 }
-pub use session::{EarlyDataPolicy, IntoUrl, RequestBuilder, Response, Session, SessionBuilder, TlsInfo};
+pub use session::{
+    EarlyDataPolicy, IntoUrl, RequestBuilder, Response, ResponseFuture, Session, SessionBuilder, TlsInfo,
+};

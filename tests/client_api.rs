@@ -403,3 +403,41 @@ async fn a_session_without_decoding_gets_the_coded_bytes() {
         .unwrap();
     assert_eq!(echo["headers"]["accept-encoding"], "br");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tower_middleware_stacks_on_a_session() {
+    use tower::{Service as _, ServiceBuilder, ServiceExt as _};
+    let origins = Origins::start();
+    for protocol in PROTOCOLS {
+        let (session, base) = origins.session(protocol, |b| b);
+        let mut service = ServiceBuilder::new()
+            .timeout(std::time::Duration::from_secs(5))
+            .concurrency_limit(2)
+            .map_request(|mut request: http::Request<Vec<u8>>| {
+                request
+                    .headers_mut()
+                    .insert("x-layer", HeaderValue::from_static("mapped"));
+                request
+            })
+            .service(session.clone());
+        let request = http::Request::post(format!("{base}/echo"))
+            .body(b"from tower".to_vec())
+            .unwrap();
+        let response = service.ready().await.unwrap().call(request).await.unwrap();
+        let echo: Value = response.json().await.unwrap();
+        assert_eq!(
+            (echo["body"].as_str(), echo["headers"]["x-layer"].as_str()),
+            (Some("from tower"), Some("mapped"))
+        );
+        let by_ref = (&session).oneshot(
+            http::Request::get(format!("{base}/status/418"))
+                .body(Vec::<u8>::new())
+                .unwrap(),
+        );
+        assert_eq!(
+            by_ref.await.unwrap().status(),
+            StatusCode::IM_A_TEAPOT,
+            "{protocol:?}"
+        );
+    }
+}

@@ -11,6 +11,7 @@ mod decode;
 pub(crate) mod redirect;
 mod request;
 mod response;
+mod service;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +22,7 @@ use tracing::Instrument;
 pub use builder::SessionBuilder;
 pub use request::{EarlyDataPolicy, IntoUrl, RequestBuilder};
 pub use response::{Response, TlsInfo};
+pub use service::ResponseFuture;
 
 use crate::cache::{CircuitBreaker, PersistableSessionCache, Protocol, TicketCaches};
 use crate::error::Error;
