@@ -231,3 +231,38 @@ async fn compressed_asks_for_and_decodes_bodies_as_curl() {
     let raw = get(&serve, "/gzip", &[]).await;
     assert_eq!(&raw.stdout[..2], &[0x1f, 0x8b]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sslkeylogfile_gets_the_secrets_of_quic_and_tcp_connections_in_a_private_file() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let serve = Serve::start();
+    let dir = tempfile::tempdir().unwrap();
+    for (flag, file) in [("--http3-only", "quic.keys"), ("--http2", "tcp.keys")] {
+        let path = dir.path().join(file);
+        let port = serve.addr.port();
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_h3fleet"))
+            .args([
+                "get",
+                &format!("https://localhost:{port}/"),
+                flag,
+                "-o",
+                "/dev/null",
+            ])
+            .args(["--cache", "none", "--cacert", &serve.cert])
+            .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
+            .env("SSLKEYLOGFILE", &path)
+            .output()
+            .await
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let log = std::fs::read_to_string(&path).unwrap();
+        for label in ["CLIENT_HANDSHAKE_TRAFFIC_SECRET ", "SERVER_TRAFFIC_SECRET_0 "] {
+            assert!(
+                log.lines().any(|l| l.starts_with(label)),
+                "{flag}: no {label} in {log}"
+            );
+        }
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{flag}");
+    }
+}

@@ -185,6 +185,8 @@ fn session(args: &GetArgs) -> Result<Session, CliError> {
     if let Some(secs) = args.max_time {
         builder = builder.timeout(seconds_arg("--max-time", secs)?);
     }
+    // curl honours SSLKEYLOGFILE whenever it is set.
+    builder = builder.tls_sslkeylogfile(true);
     let c = args.compressed;
     builder = builder.gzip(c).brotli(c).zstd(c).deflate(c);
     if let Some(agent) = &args.user_agent {

@@ -28,7 +28,7 @@ use crate::error::Error;
 use crate::preset::Preset;
 use crate::quic::QuicClientConfig;
 use crate::tls::early_data::RetryFresh;
-use crate::tls::{EchRejection, TcpClientConfig, TicketSink};
+use crate::tls::{EchRejection, KeyLog, TcpClientConfig, TicketSink};
 
 /// How a session connects: what its builder decided.
 pub(crate) struct ConnectorSettings {
@@ -45,6 +45,8 @@ pub(crate) struct ConnectorSettings {
     pub(crate) head_start: Duration,
     pub(crate) caches: TicketCaches,
     pub(crate) ech: Arc<EchCache>,
+    /// Honour `SSLKEYLOGFILE`.
+    pub(crate) sslkeylogfile: bool,
 }
 
 /// Opens the connections of one session.
@@ -547,12 +549,19 @@ pub(crate) async fn resend_if_too_early(opened: Opened, request: &PreparedReques
 /// The QUIC and TCP client contexts of a session: the preset's ALPN for
 /// QUIC, the mode's for TCP, the same roots for both.
 fn tls_configs(settings: &ConnectorSettings) -> Result<(QuicClientConfig, TcpClientConfig), Error> {
+    let keylog = if settings.sslkeylogfile {
+        KeyLog::from_env()?
+    } else {
+        None
+    };
     let mut tls = QuicClientConfig::builder()
         .alpn_protocols(settings.preset.alpn().iter().copied())
-        .system_roots(settings.system_roots);
+        .system_roots(settings.system_roots)
+        .keylog(keylog.clone());
     let mut tcp_tls = TcpClientConfig::builder()
         .alpn_protocols(settings.mode.tcp_alpn().iter().copied())
-        .system_roots(settings.system_roots);
+        .system_roots(settings.system_roots)
+        .keylog(keylog);
     for pem in &settings.roots_pem {
         tls = tls.add_root_certificates_pem(pem.clone());
         tcp_tls = tcp_tls.add_root_certificates_pem(pem.clone());

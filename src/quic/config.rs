@@ -192,6 +192,12 @@ impl QuicClientConfigBuilder {
         self
     }
 
+    /// Writes the connections' secrets to `keylog` (`SSLKEYLOGFILE`).
+    pub(crate) fn keylog(mut self, keylog: Option<crate::tls::KeyLog>) -> Self {
+        self.settings.set_keylog(keylog);
+        self
+    }
+
     /// Builds the configuration.
     ///
     /// # Errors

@@ -51,6 +51,7 @@ pub struct SessionBuilder {
     default_headers: Result<http::HeaderMap, Error>,
     redirect: super::redirect::Policy,
     accepts: super::decode::Accepts,
+    sslkeylogfile: bool,
 }
 
 impl std::fmt::Debug for SessionBuilder {
@@ -91,6 +92,7 @@ impl Default for SessionBuilder {
             default_headers: Ok(http::HeaderMap::new()),
             redirect: super::redirect::Policy::default(),
             accepts: super::decode::Accepts::default(),
+            sslkeylogfile: false,
         }
     }
 }
@@ -249,6 +251,17 @@ impl SessionBuilder {
     /// lists the hops, each with its own [`TlsInfo`](crate::TlsInfo).
     pub fn redirect(mut self, policy: super::redirect::Policy) -> Self {
         self.redirect = policy;
+        self
+    }
+
+    /// Writes every connection's TLS secrets (QUIC and TCP) to the file
+    /// `SSLKEYLOGFILE` names, in the NSS key log format Wireshark reads, as
+    /// reqwest's `tls_sslkeylogfile`. Default off; with it on and the
+    /// variable unset, nothing is written. Whoever can read that file can
+    /// decrypt the traffic: use it to debug, never in production. The file
+    /// is created readable by its owner only.
+    pub fn tls_sslkeylogfile(mut self, on: bool) -> Self {
+        self.sslkeylogfile = on;
         self
     }
 
@@ -454,6 +467,7 @@ impl SessionBuilder {
             head_start: self.head_start,
             caches: caches.clone(),
             ech,
+            sslkeylogfile: self.sslkeylogfile,
         })?;
         Ok(Session {
             inner: Arc::new(Inner {

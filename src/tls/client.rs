@@ -11,6 +11,7 @@ pub(crate) struct ClientSettings {
     alpn: Vec<Vec<u8>>,
     system_roots: bool,
     roots_pem: Vec<Vec<u8>>,
+    keylog: Option<super::KeyLog>,
 }
 
 impl ClientSettings {
@@ -20,6 +21,7 @@ impl ClientSettings {
             alpn: alpn_list(alpn),
             system_roots: true,
             roots_pem: Vec::new(),
+            keylog: None,
         }
     }
 
@@ -39,6 +41,10 @@ impl ClientSettings {
         self.system_roots = enabled;
     }
 
+    pub(crate) fn set_keylog(&mut self, keylog: Option<super::KeyLog>) {
+        self.keylog = keylog;
+    }
+
     /// Applies the settings to a client context: verify the peer against
     /// the roots, offer ALPN (at least one protocol), GREASE, and export
     /// every new session to the connection's ticket sink.
@@ -52,6 +58,9 @@ impl ClientSettings {
             .map_err(|e| TlsError::boring("cannot set ALPN", e))?;
         ctx.set_grease_enabled(true);
         tickets::export_new_sessions(ctx);
+        if let Some(keylog) = &self.keylog {
+            keylog.attach(ctx);
+        }
         Ok(())
     }
 }

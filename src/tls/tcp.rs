@@ -185,6 +185,12 @@ impl TcpClientConfigBuilder {
         self
     }
 
+    /// Writes the connections' secrets to `keylog` (`SSLKEYLOGFILE`).
+    pub(crate) fn keylog(mut self, keylog: Option<super::KeyLog>) -> Self {
+        self.settings.set_keylog(keylog);
+        self
+    }
+
     /// Builds the configuration.
     ///
     /// # Errors
