@@ -21,8 +21,9 @@ fn h3fleet(args: &[&str]) -> (bool, String, String) {
     (out.status.success(), text(&out.stdout), text(&out.stderr))
 }
 
-/// One `get` against `serve` that stores its tickets in `cache`.
-fn get(serve: &Serve, cache: &str, extra: &[&str]) {
+/// One `get` against `serve` that stores its tickets in `cache`; its
+/// `-w '%{json}'` report.
+fn get(serve: &Serve, cache: &str, extra: &[&str]) -> Value {
     let port = serve.addr.port().to_string();
     let url = format!("https://localhost:{port}/inspect");
     let resolve = format!("localhost:{port}:127.0.0.1");
@@ -43,6 +44,7 @@ fn get(serve: &Serve, cache: &str, extra: &[&str]) {
     args.extend(extra);
     let (ok, out, err) = h3fleet(&args);
     assert!(ok, "{out}{err}");
+    serde_json::from_str(&out).unwrap()
 }
 
 /// Every secret the backend holds in base64, as written there, for the
@@ -200,30 +202,7 @@ fn sealed_entries_show_their_key_id_and_open_only_with_the_keys() {
         .find(|r| r["kind"] == "pool")
         .unwrap_or_else(|| panic!("{pools}"));
     assert_eq!(pool["sealed_with"], id.as_str(), "{pool}");
-    let port = serve.addr.port().to_string();
-    let (url, resolve) = (
-        format!("https://localhost:{port}/"),
-        format!("localhost:{port}:127.0.0.1"),
-    );
-    let mut args = vec![
-        "get",
-        &url,
-        "-w",
-        "%{json}",
-        "-o",
-        "/dev/null",
-        "--http3-only",
-        "--cache",
-        &cache,
-        "--cacert",
-        &serve.cert,
-        "--resolve",
-        &resolve,
-    ];
-    args.extend(keyed);
-    let (ok, out, err) = h3fleet(&args);
-    assert!(ok, "{err}");
-    let report: Value = serde_json::from_str(&out).unwrap();
+    let report = get(&serve, &cache, &keyed);
     assert_eq!(
         (report["resumed"].as_bool(), report["ticket_source"].as_str()),
         (Some(true), Some("backend")),

@@ -129,6 +129,54 @@ pub enum ParsedKey {
     },
 }
 
+impl ParsedKey {
+    /// `ticket`, `pool` or `ech`: what the key holds.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Session { .. } => "ticket",
+            Self::Pool { .. } => "pool",
+            Self::Ech { .. } => "ech",
+        }
+    }
+
+    /// The session identifier (none for an ECH key).
+    pub fn identifier(&self) -> Option<&str> {
+        match self {
+            Self::Session { id, .. } | Self::Pool { id, .. } => id.as_deref(),
+            Self::Ech { .. } => None,
+        }
+    }
+
+    /// The preset's canonical name.
+    pub fn preset(&self) -> &str {
+        match self {
+            Self::Session { preset, .. } | Self::Pool { preset, .. } | Self::Ech { preset, .. } => preset,
+        }
+    }
+
+    /// The protocol (none for an ECH key: configs serve every protocol).
+    pub fn protocol(&self) -> Option<Protocol> {
+        match self {
+            Self::Session { protocol, .. } | Self::Pool { protocol, .. } => Some(*protocol),
+            Self::Ech { .. } => None,
+        }
+    }
+
+    /// The host, as the key holds it.
+    pub fn host(&self) -> &str {
+        match self {
+            Self::Session { host, .. } | Self::Pool { host, .. } | Self::Ech { host, .. } => host,
+        }
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        match self {
+            Self::Session { port, .. } | Self::Pool { port, .. } | Self::Ech { port, .. } => *port,
+        }
+    }
+}
+
 /// Builds and parses keys under one prefix.
 ///
 /// # Example

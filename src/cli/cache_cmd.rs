@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use clap::Subcommand;
-use h3fleet::cache::{backend_from_uri, KeyFormat, ParsedKey, TlsSessionState};
+use h3fleet::cache::{backend_from_uri, KeyFormat, TlsSessionState};
 
 use super::cache_inspect as inspect;
 use super::{default_cache_uri, CliError};
@@ -154,30 +154,26 @@ pub(crate) async fn run(cmd: CacheCommand) -> Result<(), CliError> {
 
 /// `cache parse-key`: prints the fields a key names.
 fn parse_key(key: &str, prefix: String) -> Result<(), CliError> {
-    match KeyFormat::with_prefix(prefix)?.parse(key)? {
-        ParsedKey::Session {
-            id,
-            preset,
-            protocol,
-            host,
-            port,
-        } => println!(
-            "session  identifier={}  preset={preset}  protocol={protocol}  host={host}  port={port}",
-            id.as_deref().unwrap_or("-")
+    let parsed = KeyFormat::with_prefix(prefix)?.parse(key)?;
+    match parsed.protocol() {
+        Some(protocol) => println!(
+            "{}  identifier={}  preset={}  protocol={protocol}  host={}  port={}",
+            if parsed.kind() == "pool" {
+                "pool"
+            } else {
+                "session"
+            },
+            parsed.identifier().unwrap_or("-"),
+            parsed.preset(),
+            parsed.host(),
+            parsed.port()
         ),
-        ParsedKey::Pool {
-            id,
-            preset,
-            protocol,
-            host,
-            port,
-        } => println!(
-            "pool  identifier={}  preset={preset}  protocol={protocol}  host={host}  port={port}",
-            id.as_deref().unwrap_or("-")
+        None => println!(
+            "ech  preset={}  host={}  port={}",
+            parsed.preset(),
+            parsed.host(),
+            parsed.port()
         ),
-        ParsedKey::Ech { preset, host, port } => {
-            println!("ech  preset={preset}  host={host}  port={port}")
-        }
     }
     Ok(())
 }

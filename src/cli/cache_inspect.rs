@@ -46,45 +46,14 @@ pub(crate) struct Row {
 
 /// The parts of a key, as a row begins.
 fn row_of(key: &str, parsed: &ParsedKey) -> Row {
-    let (kind, id, preset, protocol, host, port) = match parsed {
-        ParsedKey::Session {
-            id,
-            preset,
-            protocol,
-            host,
-            port,
-        } => (
-            "ticket",
-            id.clone(),
-            preset,
-            Some(protocol.to_string()),
-            host,
-            *port,
-        ),
-        ParsedKey::Pool {
-            id,
-            preset,
-            protocol,
-            host,
-            port,
-        } => (
-            "pool",
-            id.clone(),
-            preset,
-            Some(protocol.to_string()),
-            host,
-            *port,
-        ),
-        ParsedKey::Ech { preset, host, port } => ("ech", None, preset, None, host, *port),
-    };
     Row {
         key: key.to_owned(),
-        kind,
-        protocol,
-        preset: preset.clone(),
-        identifier: id,
-        host: host.clone(),
-        port,
+        kind: parsed.kind(),
+        protocol: parsed.protocol().map(|p| p.to_string()),
+        preset: parsed.preset().to_owned(),
+        identifier: parsed.identifier().map(str::to_owned),
+        host: parsed.host().to_owned(),
+        port: parsed.port(),
         pool_size: None,
         age_secs: None,
         remaining_secs: None,
@@ -156,7 +125,7 @@ pub(crate) async fn keys_of(
         .into_iter()
         .filter(|k| match (&wanted, format.parse(k)) {
             (None, Ok(_)) => true,
-            (Some(h), Ok(parsed)) => row_of(k, &parsed).host == *h,
+            (Some(h), Ok(parsed)) => parsed.host() == h,
             (_, Err(_)) => false,
         })
         .collect())

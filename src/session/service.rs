@@ -33,6 +33,11 @@ impl Session {
     }
 }
 
+/// One call of either service: the request sent on `session`.
+fn serve<B: Into<Bytes> + Send + 'static>(session: Session, request: http::Request<B>) -> ResponseFuture {
+    Box::pin(async move { session.execute_request(request).await })
+}
+
 /// Sessions are always ready: connections are opened per request.
 impl<B> tower_service::Service<http::Request<B>> for Session
 where
@@ -47,8 +52,7 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> ResponseFuture {
-        let session = self.clone();
-        Box::pin(async move { session.execute_request(request).await })
+        serve(self.clone(), request)
     }
 }
 
@@ -65,7 +69,6 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> ResponseFuture {
-        let session = (*self).clone();
-        Box::pin(async move { session.execute_request(request).await })
+        serve((*self).clone(), request)
     }
 }
