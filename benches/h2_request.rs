@@ -106,6 +106,11 @@ fn warm_h2_on(c: &mut Criterion, name: &str, rt: tokio::runtime::Runtime) {
         .add_root_certificate_pem(pki.ca_pem.as_bytes())
         .resolve("localhost", port, &["127.0.0.1".parse().unwrap()])
         .http2_only()
+        // The plain clients send no Accept-Encoding: the same bytes on the wire.
+        .gzip(false)
+        .brotli(false)
+        .zstd(false)
+        .deflate(false)
         .build()
         .unwrap();
     rt.block_on(async { session.get(&url).send().await.unwrap().bytes().await.unwrap() });

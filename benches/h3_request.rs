@@ -47,7 +47,12 @@ fn session_for(pki: &TestPki, port: u16, backend: Option<Arc<dyn SessionCacheBac
     let mut builder = Session::builder()
         .system_roots(false)
         .add_root_certificate_pem(pki.ca_pem.as_bytes())
-        .resolve("localhost", port, &["127.0.0.1".parse().unwrap()]);
+        .resolve("localhost", port, &["127.0.0.1".parse().unwrap()])
+        // The raw h3-quinn client sends no Accept-Encoding: the same bytes on the wire.
+        .gzip(false)
+        .brotli(false)
+        .zstd(false)
+        .deflate(false);
     if let Some(backend) = backend {
         builder = builder.session_cache(backend, None);
     }

@@ -16,6 +16,27 @@ use http::HeaderMap;
 /// Compressed bytes given to a decoder at once.
 const FEED: usize = 4096;
 
+/// `Accept-Encoding` for each set of codings, indexed by gzip (bit 0),
+/// br (1), zstd (2) and deflate (3).
+const ACCEPT_VALUES: [&str; 16] = [
+    "",
+    "gzip",
+    "br",
+    "gzip, br",
+    "zstd",
+    "gzip, zstd",
+    "br, zstd",
+    "gzip, br, zstd",
+    "deflate",
+    "gzip, deflate",
+    "br, deflate",
+    "gzip, br, deflate",
+    "zstd, deflate",
+    "gzip, zstd, deflate",
+    "br, zstd, deflate",
+    "gzip, br, zstd, deflate",
+];
+
 /// Which content codings a session asks for and decodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Accepts {
@@ -38,18 +59,14 @@ impl Default for Accepts {
 }
 
 impl Accepts {
-    /// The `Accept-Encoding` value, or `None` when nothing is accepted.
+    /// The `Accept-Encoding` value, or `None` when nothing is accepted:
+    /// one of [`ACCEPT_VALUES`], so a request pays no allocation for it.
     fn header(self) -> Option<HeaderValue> {
-        let names: Vec<&str> = [
-            (self.gzip, "gzip"),
-            (self.brotli, "br"),
-            (self.zstd, "zstd"),
-            (self.deflate, "deflate"),
-        ]
-        .into_iter()
-        .filter_map(|(on, name)| on.then_some(name))
-        .collect();
-        (!names.is_empty()).then(|| HeaderValue::from_str(&names.join(", ")).ok())?
+        let index = usize::from(self.gzip)
+            | usize::from(self.brotli) << 1
+            | usize::from(self.zstd) << 2
+            | usize::from(self.deflate) << 3;
+        (index != 0).then(|| HeaderValue::from_static(ACCEPT_VALUES[index]))
     }
 
     /// Adds `Accept-Encoding` to a request that has none.
