@@ -70,18 +70,22 @@ fn certs(pki: &TestPki) -> [Vec<u8>; 2] {
 }
 
 /// A real and an impostor PKI whose certificates have the same DER lengths
-/// (ECDSA signatures vary by a byte or two), so one can be put in place of
-/// the other inside a serialised session.
+/// (ECDSA signatures and serials vary by a byte or two), so one can be put
+/// in place of the other inside a serialised session. Any two of a batch
+/// that match will do: waiting for a match to one fixed PKI fails now and
+/// then when that one's lengths happen to be rare.
 fn matching_pkis() -> (TestPki, TestPki) {
-    let real = TestPki::new();
     let lengths = |pki: &TestPki| certs(pki).map(|c| c.len());
-    for _ in 0..500 {
-        let impostor = TestPki::new();
-        if lengths(&impostor) == lengths(&real) {
-            return (real, impostor);
+    let mut seen: std::collections::HashMap<[usize; 2], TestPki> = std::collections::HashMap::new();
+    for _ in 0..2000 {
+        let pki = TestPki::new();
+        let key = lengths(&pki);
+        if let Some(real) = seen.remove(&key) {
+            return (real, pki);
         }
+        seen.insert(key, pki);
     }
-    panic!("no impostor certificates of the real ones' lengths in 500 tries");
+    panic!("no two of 2000 test PKIs have certificates of the same lengths");
 }
 
 /// What an attacker with write access stores: the impostor's session (its
