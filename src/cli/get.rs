@@ -23,47 +23,62 @@ pub(crate) struct GetArgs {
     /// embedded SQLite file under the user's cache directory). Prefer the
     /// environment for a URI with a password: argv is visible to every
     /// local user.
-    #[arg(long, env = "H3FLEET_CACHE", hide_env_values = true)]
+    #[arg(
+        help_heading = "Fleet cache",
+        long,
+        env = "H3FLEET_CACHE",
+        hide_env_values = true
+    )]
     cache: Option<String>,
     /// Seal the cache's values with the keys in FILE (lines `ID BASE64KEY`,
     /// the first seals; `h3fleet cache keygen` makes one).
-    #[arg(long, value_name = "FILE", env = "H3FLEET_CACHE_KEYS_FILE")]
+    #[arg(
+        help_heading = "Fleet cache",
+        long,
+        value_name = "FILE",
+        env = "H3FLEET_CACHE_KEYS_FILE"
+    )]
     cache_keys: Option<PathBuf>,
     /// Client profile; its name is part of every cache key.
-    #[arg(long, default_value = h3fleet::DEFAULT_PRESET)]
+    #[arg(help_heading = "Fleet cache", long, default_value = h3fleet::DEFAULT_PRESET)]
     preset: String,
     /// Session identifier: tickets are shared only between equal identifiers.
-    #[arg(long)]
+    #[arg(help_heading = "Fleet cache", long)]
     id: Option<String>,
     /// Trust only the roots in this PEM file (instead of the system's).
-    #[arg(long)]
+    #[arg(help_heading = "TLS", long)]
     cacert: Vec<PathBuf>,
     /// Connect to ADDR for HOST:PORT (like curl). Repeatable.
-    #[arg(long, value_name = "HOST:PORT:ADDR")]
+    #[arg(help_heading = "Connection", long, value_name = "HOST:PORT:ADDR")]
     resolve: Vec<String>,
     /// Look names up at this DNS server (ADDR or ADDR:PORT).
-    #[arg(long, value_name = "ADDR")]
+    #[arg(help_heading = "Connection", long, value_name = "ADDR")]
     dns: Option<String>,
     /// The request method (default GET, or POST with -d).
-    #[arg(short = 'X', long = "request", value_name = "METHOD")]
+    #[arg(
+        help_heading = "Request",
+        short = 'X',
+        long = "request",
+        value_name = "METHOD"
+    )]
     method: Option<String>,
     /// A request header, `Name: value`. Repeatable.
-    #[arg(short = 'H', long = "header", value_name = "K: V")]
+    #[arg(help_heading = "Request", short = 'H', long = "header", value_name = "K: V")]
     headers: Vec<String>,
     /// The request body, as curl's `-d`: `@FILE` reads a file (without its
     /// newlines), and the type is `application/x-www-form-urlencoded`
     /// unless `-H` says otherwise. Repeatable: joined with `&`.
-    #[arg(short = 'd', long = "data", value_name = "DATA")]
+    #[arg(help_heading = "Request", short = 'd', long = "data", value_name = "DATA")]
     data: Vec<String>,
     /// The request body as given (`@FILE` read as it is).
-    #[arg(long = "data-binary", value_name = "DATA")]
+    #[arg(help_heading = "Request", long = "data-binary", value_name = "DATA")]
     data_binary: Vec<String>,
     /// A JSON body (`@FILE` reads a file), with `Content-Type` and
     /// `Accept: application/json`, as curl's `--json`.
-    #[arg(long = "json", value_name = "DATA")]
+    #[arg(help_heading = "Request", long = "json", value_name = "DATA")]
     json_body: Vec<String>,
     /// Write the body to FILE instead of stdout.
-    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    #[arg(help_heading = "Output", short = 'o', long = "output", value_name = "FILE")]
     output: Option<PathBuf>,
     /// Print FORMAT after the transfer: curl's `%{http_code}`,
     /// `%{time_total}`, `%{time_connect}`, `%{time_appconnect}`,
@@ -72,72 +87,118 @@ pub(crate) struct GetArgs {
     /// `%{remote_port}`, h3fleet's `%{resumed}`, `%{early_data}`,
     /// `%{ticket_source}`, `%{ticket_reuse}`, `%{ech}`, `%{ech_source}`,
     /// and `%{json}` (all of them as one JSON object).
-    #[arg(short = 'w', long = "write-out", value_name = "FORMAT")]
+    #[arg(
+        help_heading = "Output",
+        short = 'w',
+        long = "write-out",
+        value_name = "FORMAT"
+    )]
     write_out: Option<String>,
     /// Include the response status line and headers in the output.
-    #[arg(short = 'i', long = "include")]
+    #[arg(help_heading = "Output", short = 'i', long = "include")]
     include: bool,
     /// Send a HEAD request and print the response headers.
-    #[arg(short = 'I', long = "head")]
+    #[arg(help_heading = "Request", short = 'I', long = "head")]
     head: bool,
     /// Write the response status line and headers to FILE (`-`: stdout).
-    #[arg(short = 'D', long = "dump-header", value_name = "FILE")]
+    #[arg(
+        help_heading = "Output",
+        short = 'D',
+        long = "dump-header",
+        value_name = "FILE"
+    )]
     dump_header: Option<PathBuf>,
     /// Fail (exit 22, no body) when the server answers 400 or more.
-    #[arg(short = 'f', long = "fail")]
+    #[arg(help_heading = "Output", short = 'f', long = "fail")]
     fail: bool,
     /// No error messages (unless `-S`).
-    #[arg(short = 's', long = "silent")]
+    #[arg(help_heading = "Output", short = 's', long = "silent")]
     silent: bool,
     /// With `-s`, still print an error message when the transfer fails.
-    #[arg(short = 'S', long = "show-error")]
+    #[arg(help_heading = "Output", short = 'S', long = "show-error")]
     show_error: bool,
     /// `USER:PASSWORD` for HTTP basic authentication.
-    #[arg(short = 'u', long = "user", value_name = "USER:PASSWORD")]
+    #[arg(
+        help_heading = "Request",
+        short = 'u',
+        long = "user",
+        value_name = "USER:PASSWORD"
+    )]
     user: Option<String>,
     /// The `User-Agent` header.
-    #[arg(short = 'A', long = "user-agent", value_name = "NAME")]
+    #[arg(
+        help_heading = "Request",
+        short = 'A',
+        long = "user-agent",
+        value_name = "NAME"
+    )]
     user_agent: Option<String>,
     /// The `Referer` header.
-    #[arg(short = 'e', long = "referer", value_name = "URL")]
+    #[arg(help_heading = "Request", short = 'e', long = "referer", value_name = "URL")]
     referer: Option<String>,
     /// The longest connecting may take, in seconds.
-    #[arg(long = "connect-timeout", value_name = "SECONDS")]
+    #[arg(help_heading = "Connection", long = "connect-timeout", value_name = "SECONDS")]
     connect_timeout: Option<f64>,
+    /// Connect from this local IP address (curl's `--interface`, an
+    /// address only).
+    #[arg(help_heading = "Connection", long, value_name = "ADDR")]
+    interface: Option<IpAddr>,
+    /// TCP keepalive idle time, in seconds (curl's default 60).
+    #[arg(help_heading = "Connection", long = "keepalive-time", value_name = "SECONDS", default_value_t = 60,
+        value_parser = clap::value_parser!(u64).range(1..))]
+    keepalive_time: u64,
+    /// No TCP keepalive probes.
+    #[arg(help_heading = "Connection", long = "no-keepalive")]
+    no_keepalive: bool,
     /// The longest the whole transfer may take, in seconds.
-    #[arg(short = 'm', long = "max-time", value_name = "SECONDS")]
+    #[arg(
+        help_heading = "Connection",
+        short = 'm',
+        long = "max-time",
+        value_name = "SECONDS"
+    )]
     max_time: Option<f64>,
     /// HTTP/3, falling back to TCP if QUIC does not answer (as curl's).
-    #[arg(long, group = "version")]
+    #[arg(help_heading = "Protocol", long, group = "version")]
     http3: bool,
     /// HTTP/3 over QUIC only.
-    #[arg(long = "http3-only", group = "version")]
+    #[arg(help_heading = "Protocol", long = "http3-only", group = "version")]
     http3_only: bool,
     /// HTTP/2 over TLS over TCP only.
-    #[arg(long, group = "version")]
+    #[arg(help_heading = "Protocol", long, group = "version")]
     http2: bool,
     /// HTTP/1.1 over TLS over TCP only (`--http1` also works).
-    #[arg(long = "http1.1", alias = "http1", group = "version")]
+    #[arg(
+        help_heading = "Protocol",
+        long = "http1.1",
+        alias = "http1",
+        group = "version"
+    )]
     http1: bool,
     /// Encrypted Client Hello: `auto` (ECH when the origin publishes a
     /// config, else GREASE), `require` (fail without a config) or `off`.
-    #[arg(long, value_name = "POLICY", default_value = "auto", value_parser = ["auto", "require", "off"])]
+    #[arg(help_heading = "TLS", long, value_name = "POLICY", default_value = "auto", value_parser = ["auto", "require", "off"])]
     ech: String,
     /// `shared` (every connection offers the origin's one ticket) or
     /// `single-use` (each takes a ticket of its own from the fleet's pool,
     /// for servers that accept a 0-RTT ticket once).
-    #[arg(long, value_name = "POLICY", default_value = "shared", value_parser = ["shared", "single-use"])]
+    #[arg(help_heading = "Fleet cache", long, value_name = "POLICY", default_value = "shared", value_parser = ["shared", "single-use"])]
     ticket_reuse: String,
     /// Ask for a compressed response (gzip, br, zstd, deflate) and decode
     /// it, as curl's `--compressed`; without it none is asked for.
-    #[arg(long)]
+    #[arg(help_heading = "Request", long)]
     compressed: bool,
     /// Follow redirects (as curl's `-L`; without it a redirect is the
     /// answer).
-    #[arg(short = 'L', long = "location")]
+    #[arg(help_heading = "Request", short = 'L', long = "location")]
     location: bool,
     /// With `-L`, the most redirects followed (curl's default 50).
-    #[arg(long = "max-redirs", value_name = "NUM", default_value_t = 50)]
+    #[arg(
+        help_heading = "Request",
+        long = "max-redirs",
+        value_name = "NUM",
+        default_value_t = 50
+    )]
     max_redirs: usize,
 }
 
@@ -179,12 +240,7 @@ fn session(args: &GetArgs) -> Result<Session, CliError> {
     } else {
         Policy::none()
     });
-    if let Some(secs) = args.connect_timeout {
-        builder = builder.connect_timeout(seconds_arg("--connect-timeout", secs)?);
-    }
-    if let Some(secs) = args.max_time {
-        builder = builder.timeout(seconds_arg("--max-time", secs)?);
-    }
+    builder = connection(builder, args)?;
     // curl honours SSLKEYLOGFILE whenever it is set.
     builder = builder.tls_sslkeylogfile(true);
     let c = args.compressed;
@@ -200,13 +256,30 @@ fn session(args: &GetArgs) -> Result<Session, CliError> {
             builder = builder.add_root_certificate_pem(pem);
         }
     }
+    Ok(builder.build()?)
+}
+
+/// Where and how connections go: `--resolve`, `--dns`, `--interface`,
+/// keepalive and the time limits.
+fn connection(
+    mut builder: h3fleet::SessionBuilder,
+    args: &GetArgs,
+) -> Result<h3fleet::SessionBuilder, CliError> {
     for spec in &args.resolve {
         builder = builder.resolve_spec(spec);
     }
     if let Some(dns) = &args.dns {
         builder = builder.dns_server(parse_dns(dns)?);
     }
-    Ok(builder.build()?)
+    builder = builder.local_address(args.interface);
+    builder = builder.tcp_keepalive((!args.no_keepalive).then(|| Duration::from_secs(args.keepalive_time)));
+    if let Some(secs) = args.connect_timeout {
+        builder = builder.connect_timeout(seconds_arg("--connect-timeout", secs)?);
+    }
+    if let Some(secs) = args.max_time {
+        builder = builder.timeout(seconds_arg("--max-time", secs)?);
+    }
+    Ok(builder)
 }
 
 /// The backend, keys and identifier `--cache`, `--cache-keys` and `--id`

@@ -17,6 +17,7 @@ use tokio::sync::OnceCell;
 
 use super::conn::{Conn, Connected, EarlyData, OfferedTicket, OnReady, ResponseBody, SharedReady, Tickets};
 use super::ech_offer::EchChoice;
+use super::eyeballs::SocketOptions;
 use super::h3::{Dial, H3Connection};
 use super::select::{Open, Plan, ProtocolMemory};
 use super::tcp::{TcpConnection, TcpDial};
@@ -47,6 +48,9 @@ pub(crate) struct ConnectorSettings {
     pub(crate) ech: Arc<EchCache>,
     /// Honour `SSLKEYLOGFILE`.
     pub(crate) sslkeylogfile: bool,
+    /// The local address and keepalive of every TCP socket (the local
+    /// address binds QUIC sockets too).
+    pub(crate) socket: SocketOptions,
 }
 
 /// Opens the connections of one session.
@@ -63,6 +67,7 @@ pub(crate) struct Connector {
     tls: QuicClientConfig,
     tcp_tls: TcpClientConfig,
     transport: Arc<quinn::TransportConfig>,
+    socket: SocketOptions,
     v4: OnceCell<quinn::Endpoint>,
     v6: OnceCell<quinn::Endpoint>,
 }
@@ -147,6 +152,7 @@ impl Connector {
             tls,
             tcp_tls,
             transport: Arc::new(transport(&settings.preset)?),
+            socket: settings.socket,
             v4: OnceCell::new(),
             v6: OnceCell::new(),
         })
@@ -506,6 +512,7 @@ impl Connector {
             origin: target.origin.clone(),
             server_name: target.server_name.clone(),
             addrs: target.addrs.clone(),
+            socket: self.socket.clone(),
             tls: self.tcp_tls.clone(),
             resume: target.hit.as_ref().map(|h| h.session.clone()),
             sink: Arc::clone(&target.sink),
@@ -520,9 +527,13 @@ impl Connector {
     }
 
     async fn endpoint(&self, addr: &SocketAddr) -> Result<quinn::Endpoint, Error> {
-        let (cell, bind) = match addr {
+        let (cell, any) = match addr {
             SocketAddr::V4(_) => (&self.v4, SocketAddr::from(([0, 0, 0, 0], 0))),
             SocketAddr::V6(_) => (&self.v6, SocketAddr::from(([0u16; 8], 0))),
+        };
+        let bind = match self.socket.local_address {
+            Some(local) if local.is_ipv4() == addr.is_ipv4() => SocketAddr::new(local, 0),
+            _ => any,
         };
         cell.get_or_try_init(|| async { quinn::Endpoint::client(bind).map_err(Error::Socket) })
             .await

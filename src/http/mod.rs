@@ -4,6 +4,7 @@
 //!   (resolving the target, choosing ECH, the ticket to offer), the h3 and
 //!   TCP dials, the retry after an ECH rejection and the resend after
 //!   `425 Too Early`, each written once.
+//! - [`eyeballs`]: TCP to the first of a name's addresses to answer.
 //! - [`race`]: QUIC against TCP for an origin whose protocol is not known.
 //! - [`select`]: what the session has learned of each origin's protocols
 //!   (Alt-Svc, DNS HTTPS records, races) and the plan for a request.
@@ -13,6 +14,7 @@
 pub(crate) mod conn;
 pub(crate) mod connect;
 pub(crate) mod ech_offer;
+pub(crate) mod eyeballs;
 pub(crate) mod h3;
 pub(crate) mod pool;
 pub(crate) mod race;

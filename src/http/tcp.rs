@@ -9,10 +9,10 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
 use super::conn::{EarlyData, EchOffered, Handshake, OfferedTicket, Tickets};
+use super::eyeballs::{self, SocketOptions};
 use super::PreparedRequest;
 use crate::cache::CachedSession;
 use crate::error::Error;
@@ -74,8 +74,9 @@ pub(crate) struct TcpDial {
     /// `host:port`, for messages and the `Host` header.
     pub(crate) origin: String,
     pub(crate) server_name: String,
-    /// Tried in order until one accepts the TCP connection.
+    /// Tried Happy Eyeballs style until one accepts the TCP connection.
     pub(crate) addrs: Vec<std::net::SocketAddr>,
+    pub(crate) socket: SocketOptions,
     pub(crate) tls: TcpClientConfig,
     pub(crate) resume: Option<CachedSession>,
     pub(crate) sink: TicketSink,
@@ -103,10 +104,8 @@ impl TcpConnection {
     /// Connects, runs the TLS handshake and starts HTTP/2 or HTTP/1.1.
     pub(crate) async fn open(dial: TcpDial) -> Result<Arc<Self>, Error> {
         let started = Instant::now();
-        let tcp = connect_any(&dial.origin, &dial.addrs).await?;
+        let tcp = eyeballs::connect(&dial.origin, &dial.addrs, &dial.socket, eyeballs::STAGGER).await?;
         let remote_addr = tcp.peer_addr().ok();
-        // Requests are small writes that must not wait for Nagle.
-        let _ = tcp.set_nodelay(true);
         let early = Arc::new(EarlyDataReport::default());
         let ech = match (&dial.ech, dial.ech_offered.grease) {
             (Some(list), _) => EchOffer::Config(list),
@@ -268,28 +267,6 @@ impl Drop for TcpConnection {
     fn drop(&mut self) {
         self.task.abort();
     }
-}
-
-/// Connects to the first address that accepts; the error is the last one's.
-async fn connect_any(origin: &str, addrs: &[std::net::SocketAddr]) -> Result<TcpStream, Error> {
-    let mut last = None;
-    for addr in addrs {
-        match TcpStream::connect(addr).await {
-            Ok(tcp) => return Ok(tcp),
-            Err(source) => {
-                tracing::debug!(%origin, %addr, error = %source, "TCP connect failed; trying the next address");
-                last = Some(Error::Tcp {
-                    origin: origin.to_owned(),
-                    addr: *addr,
-                    source,
-                });
-            }
-        }
-    }
-    Err(last.unwrap_or_else(|| Error::Url {
-        url: origin.to_owned(),
-        reason: "no address".to_owned(),
-    }))
 }
 
 /// Starts HTTP/2 if ALPN chose `h2`, else HTTP/1.1, on the TLS stream.

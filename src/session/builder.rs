@@ -15,6 +15,7 @@ use crate::cache::{
 use crate::ech::{self, EchCache, EchPolicy};
 use crate::error::Error;
 use crate::http::connect::{Connector, ConnectorSettings};
+use crate::http::eyeballs::SocketOptions;
 use crate::http::pool::Pool;
 use crate::http::HttpProtocol;
 use crate::preset::Preset;
@@ -52,6 +53,7 @@ pub struct SessionBuilder {
     redirect: super::redirect::Policy,
     accepts: super::decode::Accepts,
     sslkeylogfile: bool,
+    socket: SocketOptions,
 }
 
 impl std::fmt::Debug for SessionBuilder {
@@ -93,6 +95,7 @@ impl Default for SessionBuilder {
             redirect: super::redirect::Policy::default(),
             accepts: super::decode::Accepts::default(),
             sslkeylogfile: false,
+            socket: SocketOptions::default(),
         }
     }
 }
@@ -378,6 +381,23 @@ impl SessionBuilder {
         self
     }
 
+    /// Binds every socket to this local address before connecting, like
+    /// reqwest's `local_address` and curl's `--interface`. Addresses of
+    /// the other family are then not tried over TCP. Default none (the
+    /// system chooses).
+    pub fn local_address<T: Into<Option<IpAddr>>>(mut self, addr: T) -> Self {
+        self.socket.local_address = addr.into();
+        self
+    }
+
+    /// Turns on TCP keepalive with this idle time before the first probe,
+    /// like reqwest's `tcp_keepalive` (whole seconds, at least one). Default
+    /// none (off). QUIC has its own keep-alive and ignores this.
+    pub fn tcp_keepalive<D: Into<Option<Duration>>>(mut self, idle: D) -> Self {
+        self.socket.keepalive = idle.into();
+        self
+    }
+
     /// How long an unused connection stays open for reuse. Default 90 s.
     pub fn idle_timeout(mut self, limit: Duration) -> Self {
         self.idle_timeout = limit;
@@ -468,6 +488,7 @@ impl SessionBuilder {
             caches: caches.clone(),
             ech,
             sslkeylogfile: self.sslkeylogfile,
+            socket: self.socket,
         })?;
         Ok(Session {
             inner: Arc::new(Inner {

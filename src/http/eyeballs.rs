@@ -1,0 +1,203 @@
+//! Opening a TCP connection to a name with several addresses, Happy
+//! Eyeballs style (RFC 8305): the addresses are interleaved by family, and
+//! a new attempt starts every [`STAGGER`] (or as soon as the previous one
+//! fails) while the earlier ones keep running; the first to connect wins
+//! and the others are dropped.
+//!
+//! Why: trying addresses one after the other lets a dead first address
+//! (a black-holed IPv6 route, a host that is down) cost the whole connect
+//! timeout. With a stagger it costs at most the stagger.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+use crate::error::Error;
+
+/// How long one attempt runs alone before the next address is tried too
+/// (RFC 8305 section 5 recommends 250 ms).
+pub(crate) const STAGGER: Duration = Duration::from_millis(250);
+
+/// What every TCP socket of a session is set up with.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SocketOptions {
+    /// The local address to bind before connecting; addresses of the
+    /// other family are then not tried.
+    pub(crate) local_address: Option<IpAddr>,
+    /// TCP keepalive: the idle time before the first probe.
+    pub(crate) keepalive: Option<Duration>,
+}
+
+impl SocketOptions {
+    fn socket_for(&self, addr: &SocketAddr) -> std::io::Result<TcpSocket> {
+        let socket = match addr {
+            SocketAddr::V4(_) => TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => TcpSocket::new_v6()?,
+        };
+        if let Some(ip) = self.local_address {
+            socket.bind(SocketAddr::new(ip, 0))?;
+        }
+        Ok(socket)
+    }
+
+    /// Settings applied once connected.
+    fn apply(&self, tcp: &TcpStream) -> std::io::Result<()> {
+        // Requests are small writes that must not wait for Nagle.
+        tcp.set_nodelay(true)?;
+        if let Some(idle) = self.keepalive {
+            // The kernel counts whole seconds, and refuses zero.
+            let keepalive = socket2::TcpKeepalive::new().with_time(idle.max(Duration::from_secs(1)));
+            socket2::SockRef::from(tcp).set_tcp_keepalive(&keepalive)?;
+        }
+        Ok(())
+    }
+
+    /// The addresses worth trying, in the order they are tried: the family
+    /// of the first one first, then alternating (RFC 8305 section 4), and
+    /// only the local address's family when one is bound.
+    pub(crate) fn order(&self, addrs: &[SocketAddr]) -> Vec<SocketAddr> {
+        let usable = |a: &&SocketAddr| match self.local_address {
+            Some(local) => local.is_ipv4() == a.is_ipv4(),
+            None => true,
+        };
+        let Some(first) = addrs.iter().find(usable) else {
+            return Vec::new();
+        };
+        let (mut lead, mut other): (Vec<&SocketAddr>, Vec<&SocketAddr>) = addrs
+            .iter()
+            .filter(usable)
+            .partition(|a| a.is_ipv4() == first.is_ipv4());
+        lead.reverse();
+        other.reverse();
+        let mut ordered = Vec::with_capacity(lead.len() + other.len());
+        while let Some(a) = lead.pop() {
+            ordered.push(*a);
+            if let Some(b) = other.pop() {
+                ordered.push(*b);
+            }
+        }
+        ordered.extend(other.into_iter().rev().copied());
+        ordered
+    }
+}
+
+async fn attempt(options: &SocketOptions, addr: SocketAddr) -> (SocketAddr, std::io::Result<TcpStream>) {
+    let connected = async {
+        let tcp = options.socket_for(&addr)?.connect(addr).await?;
+        options.apply(&tcp)?;
+        Ok(tcp)
+    };
+    (addr, connected.await)
+}
+
+/// Connects to one of `addrs` (see the module's documentation); the error,
+/// when none connects, is the last attempt's.
+pub(crate) async fn connect(
+    origin: &str,
+    addrs: &[SocketAddr],
+    options: &SocketOptions,
+    stagger: Duration,
+) -> Result<TcpStream, Error> {
+    let ordered = options.order(addrs);
+    let mut waiting = ordered.iter();
+    let mut running = FuturesUnordered::new();
+    let mut last = None;
+    if let Some(addr) = waiting.next() {
+        running.push(attempt(options, *addr));
+    }
+    while !running.is_empty() {
+        let start_next = tokio::select! {
+            Some((addr, outcome)) = running.next() => match outcome {
+                Ok(tcp) => return Ok(tcp),
+                Err(source) => {
+                    tracing::debug!(%origin, %addr, error = %source, "TCP connect failed");
+                    last = Some(Error::Tcp { origin: origin.to_owned(), addr, source });
+                    true
+                }
+            },
+            () = tokio::time::sleep(stagger), if waiting.len() > 0 => true,
+        };
+        if start_next {
+            if let Some(addr) = waiting.next() {
+                running.push(attempt(options, *addr));
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::Url {
+        url: origin.to_owned(),
+        reason: match options.local_address {
+            Some(local) => format!("no address of the local address {local}'s family"),
+            None => "no address".to_owned(),
+        },
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn families_alternate_starting_with_the_first_address() {
+        let addrs = [
+            addr("[::1]:1"),
+            addr("[::2]:1"),
+            addr("[::3]:1"),
+            addr("10.0.0.1:1"),
+        ];
+        let ordered = SocketOptions::default().order(&addrs);
+        let expected = [addrs[0], addrs[3], addrs[1], addrs[2]];
+        assert_eq!(ordered, expected);
+    }
+
+    #[test]
+    fn a_bound_local_address_keeps_only_its_family() {
+        let addrs = [addr("[::1]:1"), addr("10.0.0.1:1"), addr("10.0.0.2:1")];
+        let options = SocketOptions {
+            local_address: Some(IpAddr::from([127, 0, 0, 1])),
+            keepalive: None,
+        };
+        assert_eq!(options.order(&addrs), [addrs[1], addrs[2]]);
+    }
+
+    /// A listener on `ip:port` whose accept queue is full and never
+    /// drained: the kernel drops further SYNs, so a connect to it hangs as
+    /// to a black-holed address. The returned sockets keep it so.
+    async fn black_hole(ip: [u8; 4], port: u16) -> (tokio::net::TcpListener, Vec<TcpStream>) {
+        let at = SocketAddr::from((ip, port));
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.bind(at).unwrap();
+        let listener = socket.listen(0).unwrap();
+        let mut fillers = Vec::new();
+        for _ in 0..4 {
+            let connecting = TcpStream::connect(at);
+            if let Ok(Ok(tcp)) = tokio::time::timeout(Duration::from_millis(200), connecting).await {
+                fillers.push(tcp);
+            }
+        }
+        (listener, fillers)
+    }
+
+    #[tokio::test]
+    async fn a_dead_first_address_costs_only_the_stagger() {
+        let live = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = live.local_addr().unwrap().port();
+        let _dead_socket = black_hole([127, 0, 0, 2], port).await;
+        let dead = SocketAddr::from(([127, 0, 0, 2], port));
+        let options = SocketOptions::default();
+        // The dead address really is dead: alone, it does not connect.
+        let alone =
+            tokio::time::timeout(Duration::from_secs(1), connect("t", &[dead], &options, STAGGER)).await;
+        assert!(alone.is_err(), "the black hole answered: {alone:?}");
+        let both = [dead, live.local_addr().unwrap()];
+        let raced =
+            tokio::time::timeout(Duration::from_secs(1), connect("t", &both, &options, STAGGER)).await;
+        let tcp = raced.expect("the live address within a second").unwrap();
+        assert_eq!(tcp.peer_addr().unwrap(), both[1]);
+    }
+}
