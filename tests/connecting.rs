@@ -132,7 +132,17 @@ async fn tcp_keepalive_arms_the_kernels_keepalive_timer_only_when_asked() {
             .build()
             .unwrap();
         let (peer, _tcp, waiting) = first_connection(session, &listener).await;
-        let timer = kernel_timer(peer);
+        // The client sets its options just after connecting, and may have a
+        // retransmission timer running until its first bytes are acked:
+        // give the expected timer a moment to show.
+        let mut timer = kernel_timer(peer);
+        for _ in 0..40 {
+            if timer.as_deref() == Some(expected) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            timer = kernel_timer(peer);
+        }
         waiting.abort();
         assert_eq!(timer.as_deref(), Some(expected), "keepalive {keepalive:?}");
     }

@@ -145,12 +145,14 @@ pub(crate) fn curl_exit_code(e: &(dyn std::error::Error + 'static)) -> u8 {
     let Some(e) = e.downcast_ref::<h3fleet::Error>() else {
         return 1;
     };
-    // BoringSSL names a chain it could not verify; QUIC carries it as the
-    // bad_certificate or unknown_ca alert.
+    // BoringSSL names a chain it could not verify (over QUIC h3fleet's
+    // crypto layer says "certificate verification: ..."); a server's alert
+    // is bad_certificate or unknown_ca.
     let text = format!("{e} {:?}", e);
     let untrusted = [
         "CERTIFICATE_VERIFY_FAILED",
         "certificate verify failed",
+        "certificate verification:",
         "UnknownCa",
         "unknown_ca",
         "BadCertificate",
