@@ -441,3 +441,86 @@ async fn tower_middleware_stacks_on_a_session() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_certificates_are_accepted_only_when_asked_and_never_reach_the_backend() {
+    let origins = Origins::start();
+    let backend: std::sync::Arc<dyn h3fleet::cache::SessionCacheBackend> =
+        std::sync::Arc::new(h3fleet::cache::MemoryBackend::new());
+    for protocol in PROTOCOLS {
+        let port = match protocol {
+            HttpProtocol::Http3 => origins.h3.local_addr().unwrap().port(),
+            _ => origins.tcp.local_addr().port(),
+        };
+        let url = format!("https://localhost:{port}/");
+        // Trusting nothing, a verifying session refuses the origin...
+        let verifying = Session::builder()
+            .system_roots(false)
+            .protocol(protocol)
+            .session_cache(std::sync::Arc::clone(&backend), None)
+            .build()
+            .unwrap();
+        let refused = verifying.get(&url).send().await.unwrap_err();
+        assert!(refused.is_tls(), "{protocol:?}: {refused}");
+        // ...and one that verifies nothing talks to it, twice...
+        let careless = Session::builder()
+            .system_roots(false)
+            .protocol(protocol)
+            .danger_accept_invalid_certs(true)
+            .session_cache(std::sync::Arc::clone(&backend), None)
+            .build()
+            .unwrap();
+        for _ in 0..2 {
+            let response = careless.get(&url).send().await.unwrap();
+            assert!(response.status().is_success(), "{protocol:?}");
+            response.bytes().await.unwrap();
+        }
+        assert!(careless.close().await);
+    }
+    // ...without a single session reaching the fleet's store.
+    assert_eq!(backend.list_keys("", 100).await.unwrap(), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_timeout_bounds_each_silence_not_the_whole_response() {
+    use std::time::Duration;
+    let origins = Origins::start();
+    for protocol in PROTOCOLS {
+        // `/drip` sends five lines 100 ms apart: 500 ms in all, no gap of
+        // 250 ms. Twice: on the new connection, then on the pooled one.
+        let (session, base) = origins.session(protocol, |b| b.read_timeout(Duration::from_millis(250)));
+        for _ in 0..2 {
+            let body = session
+                .get(format!("{base}/drip"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await;
+            assert_eq!(body.unwrap().lines().count(), 5, "{protocol:?}");
+        }
+        // `/slow` holds its head back 300 ms: on a new connection and on
+        // an open one.
+        let (session, base) = origins.session(protocol, |b| b.read_timeout(Duration::from_millis(100)));
+        for attempt in ["new connection", "pooled connection"] {
+            let stalled = session.get(format!("{base}/slow")).send().await.unwrap_err();
+            assert!(stalled.is_timeout(), "{protocol:?}, {attempt}: {stalled}");
+            session
+                .get(format!("{base}/"))
+                .send()
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
+        }
+        // A gap of 100 ms in the body is too long for 30 ms.
+        let (session, base) = origins.session(protocol, |b| b.read_timeout(Duration::from_millis(30)));
+        let response = session.get(format!("{base}/drip")).send().await;
+        let failed = match response {
+            Ok(response) => response.bytes().await.unwrap_err(),
+            Err(e) => e,
+        };
+        assert!(failed.is_timeout(), "{protocol:?}: {failed}");
+    }
+}

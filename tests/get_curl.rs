@@ -266,3 +266,64 @@ async fn sslkeylogfile_gets_the_secrets_of_quic_and_tcp_connections_in_a_private
         assert_eq!(mode, 0o600, "{flag}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insecure_accepts_a_certificate_nobody_trusts_and_leaves_the_cache_alone() {
+    let serve = Serve::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = format!("sqlite:{}", dir.path().join("cache.db").display());
+    let port = serve.addr.port();
+    let h3fleet = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_h3fleet"))
+            .args(args)
+            .args(["--cache", &cache])
+            .output()
+            .unwrap()
+    };
+    let url = format!("https://localhost:{port}/");
+    let resolve = format!("localhost:{port}:127.0.0.1");
+    for version in ["--http3-only", "--http2"] {
+        let refused = h3fleet(&["get", &url, version, "--resolve", &resolve]);
+        assert_eq!(code(&refused), 60, "{version} without -k");
+        let out = h3fleet(&["get", &url, version, "--resolve", &resolve, "-k"]);
+        assert_eq!(
+            code(&out),
+            0,
+            "{version}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout(&out).starts_with("h3fleet origin: GET /"),
+            "{}",
+            stdout(&out)
+        );
+    }
+    let entries = || {
+        let listed = h3fleet(&["cache", "ls"]);
+        assert!(
+            listed.status.success(),
+            "{}",
+            String::from_utf8_lossy(&listed.stderr)
+        );
+        // The first line is the table's header.
+        stdout(&listed).lines().skip(1).count()
+    };
+    assert_eq!(entries(), 0, "-k wrote to the cache");
+    // The same run, verifying, does write: the listing sees entries.
+    let verified = h3fleet(&[
+        "get",
+        &url,
+        "--http2",
+        "--resolve",
+        &resolve,
+        "--cacert",
+        &serve.cert,
+    ]);
+    assert_eq!(
+        code(&verified),
+        0,
+        "{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    assert!(entries() >= 1, "a verified run left no entry to list");
+}

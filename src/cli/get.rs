@@ -48,6 +48,10 @@ pub(crate) struct GetArgs {
     /// Trust only the roots in this PEM file (instead of the system's).
     #[arg(help_heading = "TLS", long)]
     cacert: Vec<PathBuf>,
+    /// Accept any certificate, verifying none (curl's `-k`). The fleet's
+    /// cache is then not used at all: nothing is read from it or written.
+    #[arg(help_heading = "TLS", short = 'k', long)]
+    insecure: bool,
     /// Connect to ADDR for HOST:PORT (like curl). Repeatable.
     #[arg(help_heading = "Connection", long, value_name = "HOST:PORT:ADDR")]
     resolve: Vec<String>,
@@ -248,7 +252,7 @@ fn session(args: &GetArgs) -> Result<Session, CliError> {
     if let Some(agent) = &args.user_agent {
         builder = builder.user_agent(agent.as_str());
     }
-    builder = with_cache(builder, args)?;
+    builder = with_cache(builder, args)?.danger_accept_invalid_certs(args.insecure);
     if !args.cacert.is_empty() {
         builder = builder.system_roots(false);
         for path in &args.cacert {
@@ -289,7 +293,8 @@ fn with_cache(
     args: &GetArgs,
 ) -> Result<h3fleet::SessionBuilder, CliError> {
     let uri = args.cache.clone().unwrap_or_else(super::default_cache_uri);
-    if uri != "none" {
+    // Under -k the session would refuse the backend anyway: say nothing.
+    if uri != "none" && !args.insecure {
         let on_error: ErrorCallback =
             Arc::new(|op, key, e| tracing::warn!("session cache {op} of {key} failed: {e}"));
         builder = builder.session_cache(backend_from_uri(&uri)?, Some(on_error));

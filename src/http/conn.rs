@@ -301,6 +301,23 @@ impl ResponseBody {
     }
 }
 
+/// `read`, failing if it waits longer than `limit` (the session's
+/// `read_timeout`) for the peer.
+pub(crate) async fn read_within<T>(
+    limit: Option<std::time::Duration>,
+    read: impl std::future::Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    match limit {
+        Some(limit) => tokio::time::timeout(limit, read)
+            .await
+            .map_err(|_| Error::Timeout {
+                what: "a read from the server",
+                after: limit,
+            })?,
+        None => read.await,
+    }
+}
+
 /// Told when a new connection is established (handshake complete, or TLS
 /// early data under way), so a connect timeout covers connecting only and
 /// never the wait for the first response.

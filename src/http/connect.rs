@@ -48,6 +48,8 @@ pub(crate) struct ConnectorSettings {
     pub(crate) ech: Arc<EchCache>,
     /// Honour `SSLKEYLOGFILE`.
     pub(crate) sslkeylogfile: bool,
+    /// Verify no certificate.
+    pub(crate) accept_invalid_certs: bool,
     /// The local address and keepalive of every TCP socket (the local
     /// address binds QUIC sockets too).
     pub(crate) socket: SocketOptions,
@@ -568,10 +570,12 @@ fn tls_configs(settings: &ConnectorSettings) -> Result<(QuicClientConfig, TcpCli
     let mut tls = QuicClientConfig::builder()
         .alpn_protocols(settings.preset.alpn().iter().copied())
         .system_roots(settings.system_roots)
+        .danger_accept_invalid_certs(settings.accept_invalid_certs)
         .keylog(keylog.clone());
     let mut tcp_tls = TcpClientConfig::builder()
         .alpn_protocols(settings.mode.tcp_alpn().iter().copied())
         .system_roots(settings.system_roots)
+        .danger_accept_invalid_certs(settings.accept_invalid_certs)
         .keylog(keylog);
     for pem in &settings.roots_pem {
         tls = tls.add_root_certificates_pem(pem.clone());

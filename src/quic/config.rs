@@ -192,6 +192,14 @@ impl QuicClientConfigBuilder {
         self
     }
 
+    /// Accepts any certificate, unverified: anyone on the path can then
+    /// read and change the traffic. Default false. For tests against
+    /// servers with certificates nobody trusts.
+    pub fn danger_accept_invalid_certs(mut self, accept: bool) -> Self {
+        self.settings.set_verify_peer(!accept);
+        self
+    }
+
     /// Writes the connections' secrets to `keylog` (`SSLKEYLOGFILE`).
     pub(crate) fn keylog(mut self, keylog: Option<crate::tls::KeyLog>) -> Self {
         self.settings.set_keylog(keylog);

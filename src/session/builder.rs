@@ -45,6 +45,7 @@ pub struct SessionBuilder {
     early_data: EarlyDataPolicy,
     connect_timeout: Duration,
     timeout: Option<Duration>,
+    read_timeout: Option<Duration>,
     idle_timeout: Duration,
     close_timeout: Duration,
     overrides: Vec<String>,
@@ -53,6 +54,7 @@ pub struct SessionBuilder {
     redirect: super::redirect::Policy,
     accepts: super::decode::Accepts,
     sslkeylogfile: bool,
+    accept_invalid_certs: bool,
     socket: SocketOptions,
 }
 
@@ -87,6 +89,7 @@ impl Default for SessionBuilder {
             early_data: EarlyDataPolicy::default(),
             connect_timeout: Duration::from_secs(10),
             timeout: None,
+            read_timeout: None,
             idle_timeout: Duration::from_secs(90),
             close_timeout: Duration::from_secs(2),
             overrides: Vec::new(),
@@ -95,6 +98,7 @@ impl Default for SessionBuilder {
             redirect: super::redirect::Policy::default(),
             accepts: super::decode::Accepts::default(),
             sslkeylogfile: false,
+            accept_invalid_certs: false,
             socket: SocketOptions::default(),
         }
     }
@@ -268,6 +272,21 @@ impl SessionBuilder {
         self
     }
 
+    /// Accepts any certificate, verifying none, like reqwest's
+    /// `danger_accept_invalid_certs` and curl's `-k`: anyone on the path
+    /// can then read and change the traffic. Default false.
+    ///
+    /// Such a session never touches the fleet's cache: the backend given
+    /// to [`session_cache`](Self::session_cache) is not used (with a
+    /// warning), so a session won from a server nobody verified is never
+    /// written where verifying replicas would find it, and nothing a
+    /// verifying replica stored is read. Its tickets stay in its own
+    /// memory, offered only where their chain verifies.
+    pub fn danger_accept_invalid_certs(mut self, accept: bool) -> Self {
+        self.accept_invalid_certs = accept;
+        self
+    }
+
     /// Ask for and decode gzip bodies (default: on when the `gzip` feature
     /// is). As in reqwest, `Accept-Encoding` lists the codings on unless the
     /// request sets it, and a decoded response loses its `Content-Encoding`
@@ -398,6 +417,16 @@ impl SessionBuilder {
         self
     }
 
+    /// The longest the server may stay silent, as reqwest's `read_timeout`:
+    /// from a connection established (or a request sent on an open one) to
+    /// the response head, and then between two pieces of the body; each
+    /// read restarts it. Default none. A stalled server is an
+    /// [`Error::is_timeout`](crate::Error::is_timeout) error.
+    pub fn read_timeout(mut self, limit: Duration) -> Self {
+        self.read_timeout = Some(limit);
+        self
+    }
+
     /// How long an unused connection stays open for reuse. Default 90 s.
     pub fn idle_timeout(mut self, limit: Duration) -> Self {
         self.idle_timeout = limit;
@@ -445,6 +474,22 @@ impl SessionBuilder {
         })
     }
 
+    /// Refuses a malformed ECH config; sets the backend aside under
+    /// `danger_accept_invalid_certs`, else warns if its values go unsealed.
+    fn check_backend_and_ech(&mut self, options: &CacheOptions) -> Result<(), Error> {
+        for ((host, port), list) in &self.ech_configs {
+            ech::validate_ech_config_list(list)
+                .map_err(|e| Error::Config(format!("the ECH config for {host}:{port}: {e}")))?;
+        }
+        if self.accept_invalid_certs && self.backend.take().is_some() {
+            tracing::warn!("danger_accept_invalid_certs: the session cache backend is not used");
+        }
+        if let Some((backend, _)) = &self.backend {
+            warn_if_unsealed(backend.name(), options.cache_keys.is_some());
+        }
+        Ok(())
+    }
+
     /// Builds the session.
     ///
     /// # Errors
@@ -452,17 +497,11 @@ impl SessionBuilder {
     /// An unknown preset, an unreadable root certificate, a malformed
     /// override or ECH config, an invalid key prefix, an invalid default
     /// header or user agent.
-    pub fn build(self) -> Result<Session, Error> {
+    pub fn build(mut self) -> Result<Session, Error> {
         let options = self.cache_options()?;
+        self.check_backend_and_ech(&options)?;
         let preset = self.preset?;
         let default_headers = self.default_headers?;
-        for ((host, port), list) in &self.ech_configs {
-            ech::validate_ech_config_list(list)
-                .map_err(|e| Error::Config(format!("the ECH config for {host}:{port}: {e}")))?;
-        }
-        if let Some((backend, _)) = &self.backend {
-            warn_if_unsealed(backend.name(), options.cache_keys.is_some());
-        }
         let caches = TicketCaches::new(&options);
         let ech = Arc::new(EchCache::new(preset.name(), &options));
         let breaker = self.breaker.map(|mut config| {
@@ -488,6 +527,7 @@ impl SessionBuilder {
             caches: caches.clone(),
             ech,
             sslkeylogfile: self.sslkeylogfile,
+            accept_invalid_certs: self.accept_invalid_certs,
             socket: self.socket,
         })?;
         Ok(Session {
@@ -500,6 +540,7 @@ impl SessionBuilder {
                 early_data: self.early_data,
                 connect_timeout: self.connect_timeout,
                 timeout: self.timeout,
+                read_timeout: self.read_timeout,
                 close_timeout: self.close_timeout,
                 default_headers,
                 redirect: self.redirect,

@@ -26,7 +26,7 @@ pub use service::ResponseFuture;
 
 use crate::cache::{CircuitBreaker, PersistableSessionCache, Protocol, TicketCaches};
 use crate::error::Error;
-use crate::http::conn::{Connected, OnReady};
+use crate::http::conn::{read_within, Connected, OnReady};
 use crate::http::connect::{url_error, Connector, NewConnection, Opened};
 use crate::http::ech_offer::EchChoice;
 use crate::http::pool::{Opening, Pool, PoolKey};
@@ -95,6 +95,7 @@ struct Inner {
     early_data: EarlyDataPolicy,
     connect_timeout: Duration,
     timeout: Option<Duration>,
+    read_timeout: Option<Duration>,
     close_timeout: Duration,
     /// Sent with every request that does not set the name itself.
     default_headers: http::HeaderMap,
@@ -219,6 +220,10 @@ impl Session {
         self.inner.timeout
     }
 
+    pub(crate) fn read_timeout(&self) -> Option<Duration> {
+        self.inner.read_timeout
+    }
+
     /// Carries one request: the plan, a pooled connection or a new one.
     async fn execute(&self, request: PreparedRequest, url: url::Url) -> Result<Response, Error> {
         let host = url
@@ -256,7 +261,7 @@ impl Session {
             .iter()
             .find_map(|p| self.inner.pool.checkout(&origin.key(*p)).filter(Conn::is_idle));
         let Some(conn) = pooled else { return Ok(Err(url)) };
-        match conn.exchange(request).await {
+        match read_within(self.inner.read_timeout, conn.exchange(request)).await {
             Ok((head, body)) => {
                 self.learn(origin, &conn, &head.headers);
                 Ok(Ok(Response::new(url, head, body, true)))
@@ -295,7 +300,8 @@ impl Session {
                     // it when it is ready, or open our own if it failed.
                     if let Ok(Some(conn)) = opened.wait_for(Option::is_some).await.map(|c| c.clone()) {
                         if conn.is_usable() {
-                            let (head, body) = conn.exchange(request).await?;
+                            let (head, body) =
+                                read_within(self.inner.read_timeout, conn.exchange(request)).await?;
                             return Ok(Response::new(url, head, body, true));
                         }
                     }
@@ -343,12 +349,18 @@ impl Session {
         let span = tracing::debug_span!("connect", host = %new.host, port = new.port);
         let limit = self.inner.connect_timeout;
         let setup = self.inner.connector.open(plan.open, new).instrument(span);
+        // Once connected, the wait for the first answer is a read.
+        let answered = read_within(self.inner.read_timeout, async {
+            connected.wait().await;
+            std::future::pending::<Result<(), Error>>().await
+        });
         tokio::select! {
             opened = setup => opened,
             () = connected.expired(limit) => Err(Error::Timeout {
                 what: "connecting",
                 after: limit,
             }),
+            Err(e) = answered => Err(e),
         }
     }
 

@@ -288,18 +288,22 @@ impl RequestBuilder {
         let limit = self.timeout.or(self.session.default_timeout());
         let work = follow(&self.session, request, url, rule).instrument(span);
         // A limit past the end of time is no limit.
-        let Some((limit, deadline)) =
-            limit.and_then(|l| tokio::time::Instant::now().checked_add(l).map(|d| (l, d)))
-        else {
-            return work.await;
-        };
-        let mut response = tokio::time::timeout_at(deadline, work)
-            .await
-            .map_err(|_| Error::Timeout {
-                what: "the request",
-                after: limit,
-            })??;
-        response.set_deadline(deadline, limit);
+        let mut response =
+            match limit.and_then(|l| tokio::time::Instant::now().checked_add(l).map(|d| (l, d))) {
+                None => work.await?,
+                Some((limit, deadline)) => {
+                    let mut response =
+                        tokio::time::timeout_at(deadline, work)
+                            .await
+                            .map_err(|_| Error::Timeout {
+                                what: "the request",
+                                after: limit,
+                            })??;
+                    response.set_deadline(deadline, limit);
+                    response
+                }
+            };
+        response.set_read_timeout(self.session.read_timeout());
         Ok(response)
     }
 }

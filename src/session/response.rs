@@ -91,6 +91,8 @@ pub struct Response {
     body: ResponseBody,
     /// When the request's time limit runs out for the body, and the limit.
     deadline: Option<(tokio::time::Instant, Duration)>,
+    /// The longest one read of the body may wait.
+    read_timeout: Option<Duration>,
     redirects: Vec<Hop>,
     /// Decodes a compressed body, when the session does.
     decoder: Option<Decoder>,
@@ -118,6 +120,7 @@ impl Response {
             tls: TlsInfo::of(body.conn(), reused),
             body,
             deadline: None,
+            read_timeout: None,
             redirects: Vec::new(),
             decoder: None,
         }
@@ -154,6 +157,10 @@ impl Response {
 
     pub(crate) fn set_deadline(&mut self, deadline: tokio::time::Instant, limit: Duration) {
         self.deadline = Some((deadline, limit));
+    }
+
+    pub(crate) fn set_read_timeout(&mut self, limit: Option<Duration>) {
+        self.read_timeout = limit;
     }
 
     /// The status code.
@@ -222,14 +229,17 @@ impl Response {
 
     /// The next piece of the body as it came off the wire.
     async fn raw_chunk(&mut self) -> Result<Option<Bytes>, Error> {
+        let read = crate::http::conn::read_within(self.read_timeout, self.body.next_chunk());
         match self.deadline {
-            Some((deadline, limit)) => tokio::time::timeout_at(deadline, self.body.next_chunk())
-                .await
-                .map_err(|_| Error::Timeout {
-                    what: "the request",
-                    after: limit,
-                })?,
-            None => self.body.next_chunk().await,
+            Some((deadline, limit)) => {
+                tokio::time::timeout_at(deadline, read)
+                    .await
+                    .map_err(|_| Error::Timeout {
+                        what: "the request",
+                        after: limit,
+                    })?
+            }
+            None => read.await,
         }
     }
 

@@ -12,6 +12,8 @@ pub(crate) struct ClientSettings {
     system_roots: bool,
     roots_pem: Vec<Vec<u8>>,
     keylog: Option<super::KeyLog>,
+    /// False only under `danger_accept_invalid_certs`.
+    verify_peer: bool,
 }
 
 impl ClientSettings {
@@ -22,6 +24,7 @@ impl ClientSettings {
             system_roots: true,
             roots_pem: Vec::new(),
             keylog: None,
+            verify_peer: true,
         }
     }
 
@@ -41,6 +44,11 @@ impl ClientSettings {
         self.system_roots = enabled;
     }
 
+    /// Whether the peer's certificate is verified (default true).
+    pub(crate) fn set_verify_peer(&mut self, verify: bool) {
+        self.verify_peer = verify;
+    }
+
     pub(crate) fn set_keylog(&mut self, keylog: Option<super::KeyLog>) {
         self.keylog = keylog;
     }
@@ -52,7 +60,11 @@ impl ClientSettings {
         if self.alpn.is_empty() {
             return Err(TlsError::new("offer at least one ALPN protocol"));
         }
-        ctx.set_verify(SslVerifyMode::PEER);
+        ctx.set_verify(if self.verify_peer {
+            SslVerifyMode::PEER
+        } else {
+            SslVerifyMode::NONE
+        });
         load_roots(ctx, self.system_roots, &self.roots_pem)?;
         ctx.set_alpn_protos(&alpn_wire(&self.alpn)?)
             .map_err(|e| TlsError::boring("cannot set ALPN", e))?;

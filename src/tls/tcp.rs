@@ -185,6 +185,12 @@ impl TcpClientConfigBuilder {
         self
     }
 
+    /// Accepts any certificate (see `SessionBuilder::danger_accept_invalid_certs`).
+    pub(crate) fn danger_accept_invalid_certs(mut self, accept: bool) -> Self {
+        self.settings.set_verify_peer(!accept);
+        self
+    }
+
     /// Writes the connections' secrets to `keylog` (`SSLKEYLOGFILE`).
     pub(crate) fn keylog(mut self, keylog: Option<super::KeyLog>) -> Self {
         self.settings.set_keylog(keylog);
