@@ -164,40 +164,4 @@ mod tests {
         };
         assert_eq!(options.order(&addrs), [addrs[1], addrs[2]]);
     }
-
-    /// A listener on `ip:port` whose accept queue is full and never
-    /// drained: the kernel drops further SYNs, so a connect to it hangs as
-    /// to a black-holed address. The returned sockets keep it so.
-    async fn black_hole(ip: [u8; 4], port: u16) -> (tokio::net::TcpListener, Vec<TcpStream>) {
-        let at = SocketAddr::from((ip, port));
-        let socket = TcpSocket::new_v4().unwrap();
-        socket.bind(at).unwrap();
-        let listener = socket.listen(0).unwrap();
-        let mut fillers = Vec::new();
-        for _ in 0..4 {
-            let connecting = TcpStream::connect(at);
-            if let Ok(Ok(tcp)) = tokio::time::timeout(Duration::from_millis(200), connecting).await {
-                fillers.push(tcp);
-            }
-        }
-        (listener, fillers)
-    }
-
-    #[tokio::test]
-    async fn a_dead_first_address_costs_only_the_stagger() {
-        let live = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = live.local_addr().unwrap().port();
-        let _dead_socket = black_hole([127, 0, 0, 2], port).await;
-        let dead = SocketAddr::from(([127, 0, 0, 2], port));
-        let options = SocketOptions::default();
-        // The dead address really is dead: alone, it does not connect.
-        let alone =
-            tokio::time::timeout(Duration::from_secs(1), connect("t", &[dead], &options, STAGGER)).await;
-        assert!(alone.is_err(), "the black hole answered: {alone:?}");
-        let both = [dead, live.local_addr().unwrap()];
-        let raced =
-            tokio::time::timeout(Duration::from_secs(1), connect("t", &both, &options, STAGGER)).await;
-        let tcp = raced.expect("the live address within a second").unwrap();
-        assert_eq!(tcp.peer_addr().unwrap(), both[1]);
-    }
 }
