@@ -524,3 +524,28 @@ async fn read_timeout_bounds_each_silence_not_the_whole_response() {
         assert!(failed.is_timeout(), "{protocol:?}: {failed}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_timeout_starts_counting_once_connected() {
+    use std::time::Duration;
+    let origins = Origins::start();
+    // 200 ms a round trip: connecting takes one (and more), the answer one
+    // more. A 300 ms read timeout covers the answer, not both.
+    let relay =
+        h3fleet::server::LatencyRelay::start(origins.h3.local_addr().unwrap(), Duration::from_millis(200))
+            .await
+            .unwrap();
+    let port = relay.addr().port();
+    let (session, _) = origins.session(HttpProtocol::Http3, |b| {
+        b.read_timeout(Duration::from_millis(300))
+            .resolve("localhost", port, &["127.0.0.1".parse().unwrap()])
+    });
+    let started = std::time::Instant::now();
+    let response = session.get(format!("https://localhost:{port}/")).send().await;
+    let took = started.elapsed();
+    assert!(response.is_ok(), "after {took:?}: {:?}", response.err());
+    assert!(
+        took > Duration::from_millis(300),
+        "the relay added no delay: {took:?}"
+    );
+}

@@ -349,11 +349,16 @@ impl Session {
         let span = tracing::debug_span!("connect", host = %new.host, port = new.port);
         let limit = self.inner.connect_timeout;
         let setup = self.inner.connector.open(plan.open, new).instrument(span);
-        // Once connected, the wait for the first answer is a read.
-        let answered = read_within(self.inner.read_timeout, async {
+        // Once connected, the wait for the first answer is a read: its
+        // clock starts then, not before.
+        let answered = async {
             connected.wait().await;
-            std::future::pending::<Result<(), Error>>().await
-        });
+            read_within(
+                self.inner.read_timeout,
+                std::future::pending::<Result<(), Error>>(),
+            )
+            .await
+        };
         tokio::select! {
             opened = setup => opened,
             () = connected.expired(limit) => Err(Error::Timeout {
