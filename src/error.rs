@@ -26,6 +26,16 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// The URL's scheme is not one the session requests: not `https://` or
+    /// `http://`, or `http://` under
+    /// [`https_only`](crate::SessionBuilder::https_only).
+    #[error("{url:?}: {reason}")]
+    Scheme {
+        /// The URL as given.
+        url: String,
+        /// Why its scheme is refused.
+        reason: &'static str,
+    },
     /// No preset has this name.
     #[error(transparent)]
     UnknownPreset(#[from] crate::preset::UnknownPresetError),
@@ -218,9 +228,9 @@ impl Error {
         matches!(self, Self::Http { .. })
     }
 
-    /// True when the URL could not be requested.
+    /// True when the URL could not be requested (including for its scheme).
     pub fn is_url(&self) -> bool {
-        matches!(self, Self::Url { .. })
+        matches!(self, Self::Url { .. } | Self::Scheme { .. })
     }
 
     /// True when a [`SessionBuilder`](crate::SessionBuilder) setting or a

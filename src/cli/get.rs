@@ -17,7 +17,7 @@ use super::{get_request, CliError};
 
 #[derive(Debug, Args)]
 pub(crate) struct GetArgs {
-    /// The https:// URL to request.
+    /// The URL to request: `https://`, or `http://` for plain HTTP/1.1.
     url: String,
     /// Session-cache backend URI, or `none` for memory only (default: the
     /// embedded SQLite file under the user's cache directory). Prefer the
@@ -165,6 +165,11 @@ pub(crate) struct GetArgs {
     /// HTTP/3, falling back to TCP if QUIC does not answer (as curl's).
     #[arg(help_heading = "Protocol", long, group = "version")]
     http3: bool,
+    /// The schemes allowed, as curl's `--proto`: `=https` (only https),
+    /// `-http`, `+http,+https`; a URL or redirect outside them fails with
+    /// exit code 1.
+    #[arg(help_heading = "Protocol", long, value_name = "PROTOCOLS")]
+    proto: Option<String>,
     /// HTTP/3 over QUIC only.
     #[arg(help_heading = "Protocol", long = "http3-only", group = "version")]
     http3_only: bool,
@@ -245,6 +250,7 @@ fn session(args: &GetArgs) -> Result<Session, CliError> {
         Policy::none()
     });
     builder = connection(builder, args)?;
+    builder = builder.https_only(!get_request::Protocols::parse(args.proto.as_deref())?.http);
     // curl honours SSLKEYLOGFILE whenever it is set.
     builder = builder.tls_sslkeylogfile(true);
     let c = args.compressed;
@@ -314,8 +320,9 @@ fn seconds_arg(flag: &str, secs: f64) -> Result<Duration, CliError> {
 }
 
 pub(crate) async fn run(args: GetArgs) -> Result<(), CliError> {
+    let protocols = get_request::Protocols::parse(args.proto.as_deref())?;
     let session = session(&args)?;
-    let request = get_request::build(&session, &args.request_args())?;
+    let request = get_request::build(&session, &args.request_args(protocols))?;
     let started = Instant::now();
     let outcome = exchange(request, &args, started).await;
     let total = started.elapsed();
@@ -337,7 +344,7 @@ pub(crate) async fn run(args: GetArgs) -> Result<(), CliError> {
 
 impl GetArgs {
     /// The parts of the arguments that make the request.
-    fn request_args(&self) -> get_request::RequestArgs<'_> {
+    fn request_args(&self, protocols: get_request::Protocols) -> get_request::RequestArgs<'_> {
         get_request::RequestArgs {
             url: &self.url,
             method: self.method.as_deref(),
@@ -348,6 +355,7 @@ impl GetArgs {
             json: &self.json_body,
             user: self.user.as_deref(),
             referer: self.referer.as_deref(),
+            protocols,
         }
     }
 
@@ -445,7 +453,12 @@ fn report_of(response: &Response, args: &GetArgs, starttransfer: Duration) -> Ge
         num_redirects: response.redirects().len(),
         handshake_ms: millis(tls.handshake_time),
         time_connect: connect,
-        time_appconnect: connect,
+        // curl's `time_appconnect` is 0 where there is no TLS.
+        time_appconnect: if response.url().scheme() == "http" {
+            0.0
+        } else {
+            connect
+        },
         time_starttransfer: write_out::seconds(starttransfer),
         remote_ip: remote.map(|a| a.ip().to_string()).unwrap_or_default(),
         remote_port: remote.map_or(0, |a| a.port()),

@@ -1,5 +1,6 @@
 //! The request `h3fleet get` sends, from curl's flags: method, headers,
-//! `-d`/`--data-binary`/`--json` bodies (with `@FILE`), `-u`, `-e`, `-I`.
+//! `-d`/`--data-binary`/`--json` bodies (with `@FILE`), `-u`, `-e`, `-I`,
+//! and the schemes `--proto` allows.
 
 use h3fleet::{RequestBuilder, Session};
 
@@ -16,6 +17,61 @@ pub(crate) struct RequestArgs<'a> {
     pub(crate) json: &'a [String],
     pub(crate) user: Option<&'a str>,
     pub(crate) referer: Option<&'a str>,
+    pub(crate) protocols: Protocols,
+}
+
+/// The schemes a `get` may request, from curl's `--proto` list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Protocols {
+    pub(crate) http: bool,
+    pub(crate) https: bool,
+}
+
+impl Protocols {
+    /// curl's syntax: comma-separated names, each `+` (add, the default),
+    /// `-` (remove) or `=` (only these so far), `all` for both. Names curl
+    /// knows but h3fleet does not speak (ftp, ...) change nothing.
+    pub(crate) fn parse(spec: Option<&str>) -> Result<Self, CliError> {
+        let mut allowed = Self {
+            http: true,
+            https: true,
+        };
+        let Some(spec) = spec else { return Ok(allowed) };
+        for token in spec.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            let (op, name) = match token.as_bytes()[0] {
+                b'+' | b'-' | b'=' => (token.as_bytes()[0], &token[1..]),
+                _ => (b'+', token),
+            };
+            if op == b'=' {
+                allowed = Self {
+                    http: false,
+                    https: false,
+                };
+            }
+            let on = op != b'-';
+            match name.to_ascii_lowercase().as_str() {
+                "all" => allowed = Self { http: on, https: on },
+                "http" => allowed.http = on,
+                "https" => allowed.https = on,
+                "" => return Err(format!("--proto {spec:?}: empty protocol name").into()),
+                _ => {}
+            }
+        }
+        Ok(allowed)
+    }
+
+    /// Refuses `url` if its scheme is left out (an `http://` one is refused
+    /// by the session's `https_only`, redirects included).
+    pub(crate) fn check(self, url: &str) -> Result<(), CliError> {
+        let https = url.get(..8).is_some_and(|s| s.eq_ignore_ascii_case("https://"));
+        if https && !self.https {
+            return Err(Box::new(h3fleet::Error::Scheme {
+                url: url.to_owned(),
+                reason: "https refused by --proto",
+            }));
+        }
+        Ok(())
+    }
 }
 
 /// The body and the content type curl would give it.
@@ -74,6 +130,7 @@ fn body(args: &RequestArgs<'_>) -> Result<Option<Body>, CliError> {
 
 /// The request the flags describe.
 pub(crate) fn build(session: &Session, args: &RequestArgs<'_>) -> Result<RequestBuilder, CliError> {
+    args.protocols.check(args.url)?;
     let body = body(args)?;
     let method = match args.method {
         Some(m) => http::Method::from_bytes(m.to_ascii_uppercase().as_bytes())
@@ -111,4 +168,34 @@ pub(crate) fn build(session: &Session, args: &RequestArgs<'_>) -> Result<Request
         request = request.body(body.bytes);
     }
     Ok(request)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Protocols;
+
+    fn parse(spec: &str) -> (bool, bool) {
+        let p = Protocols::parse(Some(spec)).unwrap();
+        (p.http, p.https)
+    }
+
+    #[test]
+    fn proto_lists_read_as_curl_reads_them() {
+        assert_eq!(parse("=https"), (false, true));
+        assert_eq!(parse("-http"), (false, true));
+        assert_eq!(parse("-all,+http"), (true, false));
+        assert_eq!(parse("=http,https"), (true, true));
+        assert_eq!(parse("+ftp"), (true, true));
+        assert!(Protocols::parse(Some("=")).is_err());
+    }
+
+    #[test]
+    fn a_scheme_left_out_is_refused() {
+        let only_http = Protocols {
+            http: true,
+            https: false,
+        };
+        assert!(only_http.check("HTTPS://example.com/").is_err());
+        assert!(only_http.check("http://example.com/").is_ok());
+    }
 }

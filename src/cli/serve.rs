@@ -1,5 +1,6 @@
 //! `h3fleet serve`: a local origin with tickets and 0-RTT: HTTP/3 on UDP and
-//! HTTP/2 + HTTP/1.1 on TCP, on the same port.
+//! HTTP/2 + HTTP/1.1 on TCP, on the same port; plain HTTP/1.1 on another
+//! if asked.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -50,6 +51,10 @@ pub(crate) struct ServeArgs {
     /// `localhost`.
     #[arg(long = "name", value_name = "DNSNAME")]
     names: Vec<String>,
+    /// Also serve the same paths in plain HTTP/1.1 (no TLS) on this
+    /// address, for `http://` URLs (port 0 picks one).
+    #[arg(long, value_name = "ADDR")]
+    http_listen: Option<SocketAddr>,
 }
 
 /// Which listeners to start, and with what.
@@ -63,16 +68,19 @@ pub(crate) struct Listeners {
     /// tickets a fleet can each use many times) instead of rustls (whose
     /// 0-RTT tickets are single-use).
     pub(crate) boring_quic: bool,
+    /// Plain HTTP/1.1 on this address too.
+    pub(crate) plain: Option<SocketAddr>,
 }
 
 impl Listeners {
-    /// HTTP/3 and TCP, no ECH, HTTP/3 on rustls.
+    /// HTTP/3 and TCP, no ECH, HTTP/3 on rustls, no plain HTTP.
     pub(crate) fn both() -> Self {
         Self {
             http3: true,
             tcp: true,
             ech_public_name: None,
             boring_quic: false,
+            plain: None,
         }
     }
 }
@@ -81,6 +89,8 @@ impl Listeners {
 pub(crate) struct Started {
     pub(crate) h3: Option<H3Origin>,
     pub(crate) tcp: Option<TcpOrigin>,
+    /// Plain HTTP/1.1, if asked for.
+    pub(crate) plain: Option<TcpOrigin>,
     pub(crate) addr: SocketAddr,
     pub(crate) cert: PathBuf,
     /// With ECH: the ECHConfigList clients need.
@@ -93,8 +103,8 @@ impl Started {
         if let Some(h3) = &self.h3 {
             h3.set_request_log(Some(Arc::clone(&log)));
         }
-        if let Some(tcp) = &self.tcp {
-            tcp.set_request_log(Some(log));
+        for tcp in self.tcp.iter().chain(&self.plain) {
+            tcp.set_request_log(Some(Arc::clone(&log)));
         }
     }
 
@@ -102,7 +112,7 @@ impl Started {
         if let Some(h3) = &self.h3 {
             h3.close();
         }
-        if let Some(tcp) = &self.tcp {
+        for tcp in self.tcp.iter().chain(&self.plain) {
             tcp.close();
         }
     }
@@ -216,9 +226,11 @@ pub(crate) fn start(
         None => std::env::temp_dir().join(format!("h3fleet-serve-{}.pem", addr.port())),
     };
     std::fs::write(&path, tls.cert.cert_pem.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
+    let plain = listeners.plain.map(TcpOrigin::bind_plain).transpose()?;
     Ok(Started {
         h3,
         tcp,
+        plain,
         addr,
         cert: path,
         ech_config_list: tls.ech.map(|keys| keys.config_list().to_vec()),
@@ -231,6 +243,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
         tcp: !args.no_tcp,
         ech_public_name: args.ech.then(|| args.ech_public_name.clone()),
         boring_quic: false,
+        plain: args.http_listen,
     };
     let started = start(args.listen, &args.names, args.cert_out.as_deref(), &listeners)?;
     if let (Some(path), Some(list)) = (&args.ech_config_out, &started.ech_config_list) {
@@ -244,6 +257,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
             "http3": listeners.http3,
             "tcp": listeners.tcp,
             "ech_public_name": listeners.ech_public_name,
+            "http_listen": started.plain.as_ref().map(|p| p.local_addr().to_string()),
         })
     );
     std::io::stdout().flush()?;

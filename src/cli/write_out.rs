@@ -161,6 +161,9 @@ pub(crate) fn curl_exit_code(e: &(dyn std::error::Error + 'static)) -> u8 {
     .any(|needle| text.contains(needle));
     if e.is_timeout() {
         28
+    } else if matches!(e, h3fleet::Error::Scheme { .. }) {
+        // CURLE_UNSUPPORTED_PROTOCOL, also for a protocol `--proto` left out.
+        1
     } else if e.is_url() {
         3
     } else if e.is_dns() {

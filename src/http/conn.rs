@@ -179,6 +179,14 @@ impl Conn {
         }
     }
 
+    /// The connection runs over TLS (all but those of `http://` URLs).
+    pub(crate) fn is_tls(&self) -> bool {
+        match self {
+            Self::H3(_) => true,
+            Self::Tcp(c) => c.tls,
+        }
+    }
+
     /// The protocol the connection speaks.
     pub(crate) fn protocol(&self) -> Protocol {
         match self {

@@ -528,6 +528,17 @@ impl Connector {
         .await
     }
 
+    /// Opens a plain HTTP/1.1 connection for an `http://` URL.
+    pub(crate) async fn open_plain(&self, host: &str, port: u16) -> Result<Conn, Error> {
+        let addrs = self.resolver.resolve(host, port).await?;
+        if addrs.is_empty() {
+            return Err(url_error(host, "no address"));
+        }
+        let origin = format!("{host}:{port}");
+        let conn = TcpConnection::open_plain(origin, &addrs, &self.socket).await?;
+        Ok(Conn::Tcp(conn))
+    }
+
     async fn endpoint(&self, addr: &SocketAddr) -> Result<quinn::Endpoint, Error> {
         let (cell, any) = match addr {
             SocketAddr::V4(_) => (&self.v4, SocketAddr::from(([0, 0, 0, 0], 0))),

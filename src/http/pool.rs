@@ -1,5 +1,7 @@
-//! Open connections, one per origin (and session identifier), reused for
-//! many requests until they close or sit idle too long.
+//! Open connections, reused for many requests until they close or sit
+//! idle too long: one per origin (and session identifier) for HTTP/3 and
+//! HTTP/2, which carry many requests at once; for HTTP/1.1, which carries
+//! one at a time, as many as `max_per_key`.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -27,7 +29,9 @@ struct Entry {
 /// The connection pool of a session.
 pub(crate) struct Pool {
     idle_timeout: Duration,
-    entries: Mutex<HashMap<PoolKey, Entry>>,
+    /// The most connections kept per key (0: none is reused).
+    max_per_key: usize,
+    entries: Mutex<HashMap<PoolKey, Vec<Entry>>>,
     /// Connections being opened: later requests to the same origin wait for
     /// them instead of opening their own (one handshake, one ticket used).
     connecting: Mutex<HashMap<PoolKey, watch::Receiver<Option<Conn>>>>,
@@ -68,15 +72,17 @@ impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pool")
             .field("idle_timeout", &self.idle_timeout)
+            .field("max_per_key", &self.max_per_key)
             .field("open", &self.len())
             .finish()
     }
 }
 
 impl Pool {
-    pub(crate) fn new(idle_timeout: Duration) -> Self {
+    pub(crate) fn new(idle_timeout: Duration, max_per_key: usize) -> Self {
         Self {
             idle_timeout,
+            max_per_key,
             entries: Mutex::new(HashMap::new()),
             connecting: Mutex::new(HashMap::new()),
         }
@@ -97,45 +103,60 @@ impl Pool {
         })
     }
 
-    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<PoolKey, Entry>> {
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<PoolKey, Vec<Entry>>> {
         crate::sync::lock(&self.entries)
     }
 
-    /// An open connection for `key`, if one is open and not idle too long.
-    /// Closed and idle connections found on the way are dropped (closing
-    /// them once no response still reads from them).
+    /// An open connection for `key` that can take a request now, if one is
+    /// open and has not been idle too long. Closed and idle connections
+    /// found on the way are dropped (closing them once no response still
+    /// reads from them).
     pub(crate) fn checkout(&self, key: &PoolKey) -> Option<Conn> {
         let now = Instant::now();
         let mut entries = self.entries();
-        entries.retain(|_, e| e.conn.is_usable() && now.duration_since(e.last_used) < self.idle_timeout);
-        let entry = entries.get_mut(key)?;
+        entries.retain(|_, list| {
+            list.retain(|e| e.conn.is_usable() && now.duration_since(e.last_used) < self.idle_timeout);
+            !list.is_empty()
+        });
+        let entry = entries.get_mut(key)?.iter_mut().find(|e| e.conn.is_idle())?;
         entry.last_used = now;
         Some(entry.conn.clone())
     }
 
-    /// Keeps `conn` for `key`, under the protocol it speaks (replacing an
-    /// older one).
+    /// Keeps `conn` for `key`, under the protocol it speaks: beside the
+    /// others for HTTP/1.1 while there are fewer than the limit, else in
+    /// place of the one before it.
     pub(crate) fn insert(&self, key: PoolKey, conn: Conn) {
-        let key = PoolKey {
-            protocol: conn.protocol(),
-            ..key
+        if self.max_per_key == 0 {
+            return;
+        }
+        let protocol = conn.protocol();
+        let key = PoolKey { protocol, ..key };
+        let entry = Entry {
+            conn,
+            last_used: Instant::now(),
         };
-        self.entries().insert(
-            key,
-            Entry {
-                conn,
-                last_used: Instant::now(),
-            },
-        );
+        let mut entries = self.entries();
+        let list = entries.entry(key).or_default();
+        list.retain(|e| e.conn.is_usable());
+        if protocol != Protocol::H1 {
+            list.clear();
+        }
+        if list.len() < self.max_per_key {
+            list.push(entry);
+        }
     }
 
     /// Removes and returns every connection.
     pub(crate) fn drain(&self) -> Vec<Conn> {
-        self.entries().drain().map(|(_, e)| e.conn).collect()
+        self.entries()
+            .drain()
+            .flat_map(|(_, list)| list.into_iter().map(|e| e.conn))
+            .collect()
     }
 
     /// The number of connections held.
     pub(crate) fn len(&self) -> usize {
-        self.entries().len()
+        self.entries().values().map(Vec::len).sum()
     }
 }

@@ -1,5 +1,6 @@
 //! One TCP connection with TLS on BoringSSL, speaking HTTP/2 or HTTP/1.1
-//! (hyper), whichever ALPN chose.
+//! (hyper), whichever ALPN chose; or, for an `http://` URL, plain
+//! HTTP/1.1 with no TLS at all.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -50,6 +51,8 @@ pub(crate) struct TcpConnection {
     sender: Sender,
     task: JoinHandle<()>,
     pub(crate) http: TcpHttp,
+    /// False for the plain HTTP/1.1 of an `http://` URL.
+    pub(crate) tls: bool,
     /// What was known when the connection opened: with early data, the
     /// handshake is still running and `resumed` and `alpn` are predictions.
     opened: Handshake,
@@ -145,19 +148,55 @@ impl TcpConnection {
         let origin = dial.origin;
         let (http, sender, task) = start_http(TokioIo::new(tls), alpn.as_deref(), &origin).await?;
         tracing::debug!(%origin, ?http, ?handshake, "TCP connection ready");
-        let host_header = http::HeaderValue::from_str(&origin)
-            .map_err(|e| Error::Header(format!("host {origin:?}: {e}")))?;
         Ok(Arc::new(Self {
+            host_header: host_header(&origin, 443)?,
             origin,
-            host_header,
             sender,
             task,
             http,
+            tls: true,
             opened: handshake,
             started,
             offered_early,
             early,
             tickets: dial.tickets,
+        }))
+    }
+
+    /// Connects for an `http://` URL: HTTP/1.1 in the clear. No ticket,
+    /// no early data, no ECH: nothing of it reaches any cache.
+    pub(crate) async fn open_plain(
+        origin: String,
+        addrs: &[std::net::SocketAddr],
+        socket: &SocketOptions,
+    ) -> Result<Arc<Self>, Error> {
+        let started = Instant::now();
+        let tcp = eyeballs::connect(&origin, addrs, socket, eyeballs::STAGGER).await?;
+        let handshake = Handshake {
+            resumed: false,
+            early_data: EarlyData::NotAttempted,
+            ticket: OfferedTicket::default(),
+            // No TLS: the connection is ready once TCP is.
+            duration: started.elapsed(),
+            alpn: None,
+            ech_accepted: false,
+            ech_offered: EchOffered::default(),
+            remote_addr: tcp.peer_addr().ok(),
+        };
+        let (http, sender, task) = start_http(TokioIo::new(tcp), None, &origin).await?;
+        tracing::debug!(%origin, "plain HTTP/1.1 connection ready");
+        Ok(Arc::new(Self {
+            host_header: host_header(&origin, 80)?,
+            origin,
+            sender,
+            task,
+            http,
+            tls: false,
+            opened: handshake,
+            started,
+            offered_early: false,
+            early: Arc::new(EarlyDataReport::default()),
+            tickets: Arc::new(Tickets::default()),
         }))
     }
 
@@ -267,6 +306,14 @@ impl Drop for TcpConnection {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// The `Host` header for `origin` (`host:port`): without the port when
+/// it is the scheme's default, as curl and browsers send it.
+fn host_header(origin: &str, default_port: u16) -> Result<http::HeaderValue, Error> {
+    let suffix = format!(":{default_port}");
+    let value = origin.strip_suffix(&suffix).unwrap_or(origin);
+    http::HeaderValue::from_str(value).map_err(|e| Error::Header(format!("host {origin:?}: {e}")))
 }
 
 /// Starts HTTP/2 if ALPN chose `h2`, else HTTP/1.1, on the TLS stream.

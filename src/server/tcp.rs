@@ -1,5 +1,5 @@
 //! The TCP side of the origin: HTTP/2 and HTTP/1.1 (hyper) over BoringSSL
-//! TLS with tickets and early data.
+//! TLS with tickets and early data, or plain HTTP/1.1 without TLS.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -38,6 +38,8 @@ use crate::tls::{ServerTls, TcpServerConfig};
 ///   same `/too-early`, `/drip` and `/slow` paths.
 /// - With [`set_alt_svc`](Self::set_alt_svc), every response advertises
 ///   HTTP/3 (`Alt-Svc: h3=":PORT"`), so clients learn to use it.
+/// - [`bind_plain`](Self::bind_plain) serves the same paths in plain
+///   HTTP/1.1, for `http://` URLs.
 /// - Stopping ([`close`](Self::close) or drop) ends every connection.
 pub struct TcpOrigin {
     addr: SocketAddr,
@@ -66,6 +68,20 @@ impl TcpOrigin {
     ///
     /// The socket cannot be bound.
     pub fn bind(addr: SocketAddr, tls: TcpServerConfig) -> Result<Self, ServerError> {
+        Self::listen(addr, Some(tls))
+    }
+
+    /// Listens on `addr` for plain HTTP/1.1, no TLS. Must be called within
+    /// a Tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// The socket cannot be bound.
+    pub fn bind_plain(addr: SocketAddr) -> Result<Self, ServerError> {
+        Self::listen(addr, None)
+    }
+
+    fn listen(addr: SocketAddr, tls: Option<TcpServerConfig>) -> Result<Self, ServerError> {
         let bind_error = |source| ServerError::Bind { addr, source };
         let std_listener = std::net::TcpListener::bind(addr).map_err(bind_error)?;
         std_listener.set_nonblocking(true).map_err(bind_error)?;
@@ -123,7 +139,7 @@ impl Drop for TcpOrigin {
     }
 }
 
-async fn accept_loop(listener: TcpListener, tls: TcpServerConfig, shared: Arc<Shared>) {
+async fn accept_loop(listener: TcpListener, tls: Option<TcpServerConfig>, shared: Arc<Shared>) {
     // Connection tasks live in the set, so they end with this task.
     let mut connections = JoinSet::new();
     loop {
@@ -139,8 +155,14 @@ async fn accept_loop(listener: TcpListener, tls: TcpServerConfig, shared: Arc<Sh
     }
 }
 
-async fn serve_connection(tcp: TcpStream, tls: TcpServerConfig, shared: Arc<Shared>) {
+async fn serve_connection(tcp: TcpStream, tls: Option<TcpServerConfig>, shared: Arc<Shared>) {
     let _ = tcp.set_nodelay(true);
+    let Some(tls) = tls else {
+        shared.stats.connections.fetch_add(1, Ordering::Relaxed);
+        let handler = Handler::new(&shared, None, "http/1.1");
+        let served = serve_http(TokioIo::new(tcp), false, handler).await;
+        return count_close(&shared, served);
+    };
     let stream = match tls.accept(tcp).await {
         Ok(stream) => stream,
         Err(e) => {
@@ -152,21 +174,26 @@ async fn serve_connection(tcp: TcpStream, tls: TcpServerConfig, shared: Arc<Shar
     shared.stats.connections.fetch_add(1, Ordering::Relaxed);
     let facts = stream.tls();
     let h2 = facts.alpn() == Some(b"h2");
-    let handler = Handler {
-        shared: Arc::clone(&shared),
-        tls: facts,
-        protocol: if h2 { "h2" } else { "http/1.1" },
-        seen: Arc::new(AtomicU64::new(0)),
-    };
+    let handler = Handler::new(&shared, Some(facts), if h2 { "h2" } else { "http/1.1" });
+    let served = serve_http(TokioIo::new(stream), h2, handler).await;
+    count_close(&shared, served);
+}
+
+async fn serve_http<S>(io: TokioIo<S>, h2: bool, handler: Handler) -> Result<(), hyper::Error>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let service = service_fn(move |request| handler.clone().handle(request));
-    let io = TokioIo::new(stream);
-    let served = if h2 {
+    if h2 {
         http2::Builder::new(TokioExecutor::new())
             .serve_connection(io, service)
             .await
     } else {
         http1::Builder::new().serve_connection(io, service).await
-    };
+    }
+}
+
+fn count_close(shared: &Shared, served: Result<(), hyper::Error>) {
     let counter = match served {
         Ok(()) => &shared.stats.clean_closes,
         Err(e) => {
@@ -180,19 +207,33 @@ async fn serve_connection(tcp: TcpStream, tls: TcpServerConfig, shared: Arc<Shar
 #[derive(Clone)]
 struct Handler {
     shared: Arc<Shared>,
-    tls: Arc<ServerTls>,
+    /// `None` on a plain HTTP/1.1 connection.
+    tls: Option<Arc<ServerTls>>,
     protocol: &'static str,
     /// Requests seen on this connection so far.
     seen: Arc<AtomicU64>,
 }
 
 impl Handler {
+    fn new(shared: &Arc<Shared>, tls: Option<Arc<ServerTls>>, protocol: &'static str) -> Self {
+        Self {
+            shared: Arc::clone(shared),
+            tls,
+            protocol,
+            seen: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
     async fn handle(self, request: Request<Incoming>) -> Result<Response<OriginBody>, Infallible> {
         let first = self.seen.fetch_add(1, Ordering::SeqCst) == 0;
         // Still in early data: the request came before the client's Finished.
         // Or: the connection carried early data, which a client spends on its
         // first request.
-        let early = self.tls.in_early_data() || (first && self.tls.early_bytes() > 0);
+        let early = self
+            .tls
+            .as_ref()
+            .is_some_and(|tls| tls.in_early_data() || (first && tls.early_bytes() > 0));
+        let ech = self.tls.as_ref().is_some_and(|tls| tls.ech_accepted());
         let (head, body) = request.into_parts();
         let body = match Limited::new(body, MAX_BODY).collect().await {
             Ok(collected) => collected.to_bytes(),
@@ -201,7 +242,7 @@ impl Handler {
                 Bytes::new()
             }
         };
-        let reply = Reply::to(&head, body, early, self.tls.ech_accepted(), &self.shared.stats);
+        let reply = Reply::to(&head, body, early, ech, &self.shared.stats);
         if let Some(wait) = reply.head_delay {
             tokio::time::sleep(wait).await;
         }
@@ -223,9 +264,12 @@ impl Handler {
             method: head.method.to_string(),
             path: head.uri.path().to_owned(),
             early_data: early,
-            resumed: self.tls.resumed(),
-            ech: self.tls.ech_accepted(),
-            server_name: self.tls.server_name().map(str::to_owned),
+            resumed: self.tls.as_ref().is_some_and(|tls| tls.resumed()),
+            ech,
+            server_name: self
+                .tls
+                .as_ref()
+                .and_then(|tls| tls.server_name().map(str::to_owned)),
             status: status.as_u16(),
         });
         Ok(response

@@ -47,6 +47,8 @@ pub struct SessionBuilder {
     timeout: Option<Duration>,
     read_timeout: Option<Duration>,
     idle_timeout: Duration,
+    max_idle_per_host: usize,
+    https_only: bool,
     close_timeout: Duration,
     overrides: Vec<String>,
     dns_server: Option<SocketAddr>,
@@ -91,6 +93,8 @@ impl Default for SessionBuilder {
             timeout: None,
             read_timeout: None,
             idle_timeout: Duration::from_secs(90),
+            max_idle_per_host: usize::MAX,
+            https_only: false,
             close_timeout: Duration::from_secs(2),
             overrides: Vec::new(),
             dns_server: None,
@@ -433,6 +437,32 @@ impl SessionBuilder {
         self
     }
 
+    /// reqwest's name for [`idle_timeout`](Self::idle_timeout); `None`
+    /// keeps unused connections until the server closes them.
+    pub fn pool_idle_timeout<D: Into<Option<Duration>>>(self, limit: D) -> Self {
+        self.idle_timeout(limit.into().unwrap_or(Duration::MAX))
+    }
+
+    /// The most connections kept open for reuse per origin, as reqwest's
+    /// `pool_max_idle_per_host`. An HTTP/3 or HTTP/2 connection carries
+    /// every request to its origin at once, so this bounds the HTTP/1.1
+    /// connections that concurrent requests opened. `0` turns reuse off:
+    /// each request opens (and resumes) a connection of its own. Default
+    /// no limit.
+    pub fn pool_max_idle_per_host(mut self, max: usize) -> Self {
+        self.max_idle_per_host = max;
+        self
+    }
+
+    /// Refuses `http://` URLs, the first one and any a redirect leads to,
+    /// as reqwest's `https_only`. Default off: an `http://` URL is fetched
+    /// over plain HTTP/1.1 (no TLS, so nothing is cached and nothing goes
+    /// early).
+    pub fn https_only(mut self, enabled: bool) -> Self {
+        self.https_only = enabled;
+        self
+    }
+
     /// The longest [`Session::close`] waits for tickets and backend writes.
     /// Default 2 s.
     pub fn close_timeout(mut self, limit: Duration) -> Self {
@@ -536,7 +566,9 @@ impl SessionBuilder {
                 breaker,
                 caches,
                 connector,
-                pool: Pool::new(self.idle_timeout),
+                pool: Pool::new(self.idle_timeout, self.max_idle_per_host),
+                plain: Pool::new(self.idle_timeout, self.max_idle_per_host),
+                https_only: self.https_only,
                 early_data: self.early_data,
                 connect_timeout: self.connect_timeout,
                 timeout: self.timeout,

@@ -92,6 +92,10 @@ struct Inner {
     breaker: Option<Arc<CircuitBreaker>>,
     connector: Connector,
     pool: Pool,
+    /// Plain HTTP/1.1 connections for `http://` URLs, apart from the TLS
+    /// ones (an origin may answer both on one port number of two hosts).
+    plain: Pool,
+    https_only: bool,
     early_data: EarlyDataPolicy,
     connect_timeout: Duration,
     timeout: Option<Duration>,
@@ -181,7 +185,8 @@ impl Session {
                 d.saturating_duration_since(tokio::time::Instant::now())
             })
         };
-        let conns = self.inner.pool.drain();
+        let mut conns = self.inner.pool.drain();
+        conns.extend(self.inner.plain.drain());
         let mut complete = true;
         for conn in &conns {
             if conn.tickets().count() == 0 && conn.is_usable() {
@@ -224,6 +229,10 @@ impl Session {
         self.inner.read_timeout
     }
 
+    pub(crate) fn https_only(&self) -> bool {
+        self.inner.https_only
+    }
+
     /// Carries one request: the plan, a pooled connection or a new one.
     async fn execute(&self, request: PreparedRequest, url: url::Url) -> Result<Response, Error> {
         let host = url
@@ -231,6 +240,9 @@ impl Session {
             .ok_or_else(|| url_error(url.as_str(), "no host"))?
             .to_owned();
         let port = url.port_or_known_default().unwrap_or(443);
+        if url.scheme() == "http" {
+            return self.execute_plain(request, url, host, port).await;
+        }
         let connector = &self.inner.connector;
         let ech = connector.choose_ech_early(&host, port).await?;
         let plan = connector.plan(&host, port);
@@ -239,28 +251,67 @@ impl Session {
             host,
             port,
         };
-        let url = match self.try_pooled(&plan, &origin, &request, url).await? {
+        let keys = plan.pooled.iter().map(|p| origin.key(*p));
+        let url = match self
+            .try_pooled(&self.inner.pool, &origin, keys, &request, url)
+            .await?
+        {
             Ok(response) => return Ok(response),
             Err(url) => url,
         };
         self.open_new(plan, origin, ech, &request, url).await
     }
 
-    /// A request on an open connection, if the pool has one that is idle.
-    /// `Err(url)` hands the URL back when a new connection is needed.
+    /// An `http://` request: HTTP/1.1 in the clear, whatever the protocol
+    /// setting, on an idle connection of its own pool or a new one. No
+    /// ticket, ECH config or protocol belief comes from it or goes to it.
+    async fn execute_plain(
+        &self,
+        request: PreparedRequest,
+        url: url::Url,
+        host: String,
+        port: u16,
+    ) -> Result<Response, Error> {
+        let origin = Origin {
+            identifier: None,
+            host,
+            port,
+        };
+        let key = origin.key(Protocol::H1);
+        let pool = &self.inner.plain;
+        let keys = std::iter::once(key.clone());
+        let url = match self.try_pooled(pool, &origin, keys, &request, url).await? {
+            Ok(response) => return Ok(response),
+            Err(url) => url,
+        };
+        let limit = self.inner.connect_timeout;
+        let dial = self.inner.connector.open_plain(&origin.host, port);
+        let conn = tokio::time::timeout(limit, dial)
+            .await
+            .map_err(|_| Error::Timeout {
+                what: "connecting",
+                after: limit,
+            })??;
+        pool.insert(key, conn.clone());
+        let (head, body) = read_within(self.inner.read_timeout, conn.exchange(&request)).await?;
+        Ok(Response::new(url, head, body, false))
+    }
+
+    /// A request on an open connection, if `pool` has one that is idle
+    /// under one of `keys`. `Err(url)` hands the URL back when a new
+    /// connection is needed.
     async fn try_pooled(
         &self,
-        plan: &Plan,
+        pool: &Pool,
         origin: &Origin,
+        mut keys: impl Iterator<Item = PoolKey>,
         request: &PreparedRequest,
         url: url::Url,
     ) -> Result<Result<Response, url::Url>, Error> {
         // An HTTP/1.1 connection still busy with another exchange is left to it.
-        let pooled = plan
-            .pooled
-            .iter()
-            .find_map(|p| self.inner.pool.checkout(&origin.key(*p)).filter(Conn::is_idle));
-        let Some(conn) = pooled else { return Ok(Err(url)) };
+        let Some(conn) = keys.find_map(|key| pool.checkout(&key)) else {
+            return Ok(Err(url));
+        };
         match read_within(self.inner.read_timeout, conn.exchange(request)).await {
             Ok((head, body)) => {
                 self.learn(origin, &conn, &head.headers);
@@ -369,9 +420,9 @@ impl Session {
         }
     }
 
-    /// Notes an `Alt-Svc` advertisement on a TCP response.
+    /// Notes an `Alt-Svc` advertisement on a TLS-over-TCP response.
     fn learn(&self, origin: &Origin, conn: &Conn, headers: &HeaderMap) {
-        if self.inner.mode != HttpProtocol::Auto || matches!(conn, Conn::H3(_)) {
+        if self.inner.mode != HttpProtocol::Auto || matches!(conn, Conn::H3(_)) || !conn.is_tls() {
             return;
         }
         if let Some(value) = headers.get(http::header::ALT_SVC).and_then(|v| v.to_str().ok()) {

@@ -254,7 +254,7 @@ impl RequestBuilder {
     ///
     /// A bad URL or header, a failed lookup or connection, a time limit.
     pub async fn send(self) -> Result<Response, Error> {
-        let url = check_url(self.url?)?;
+        let url = check_url(self.url?, self.session.https_only())?;
         let uri: http::Uri = url
             .as_str()
             .parse()
@@ -308,7 +308,6 @@ impl RequestBuilder {
     }
 }
 
-/// The URL of a request: `https://` with a host, without its fragment.
 /// Whether a request (or a redirected one) may go as early data.
 #[derive(Debug, Clone, Copy)]
 struct EarlyRule {
@@ -352,7 +351,7 @@ async fn follow(
         });
         // The redirect's own body is not wanted; dropping it frees the stream.
         drop(response);
-        url = check_url(next_url)?;
+        url = check_url(next_url, session.https_only())?;
         next.replay_safe = rule.proof(&next.method, next.body.len());
         request = next;
     }
@@ -376,9 +375,20 @@ pub(crate) fn replace_headers(into: &mut HeaderMap, from: HeaderMap) {
     }
 }
 
-fn check_url(mut url: url::Url) -> Result<url::Url, Error> {
-    if url.scheme() != "https" {
-        return Err(url_error(url.as_str(), "only https:// URLs can be requested"));
+/// The URL of a request: `https://` (or `http://` unless the session is
+/// `https_only`) with a host, without its fragment.
+fn check_url(mut url: url::Url, https_only: bool) -> Result<url::Url, Error> {
+    let refused = match url.scheme() {
+        "https" => None,
+        "http" if !https_only => None,
+        "http" => Some("http:// refused: the session is https_only"),
+        _ => Some("only https:// and http:// URLs can be requested"),
+    };
+    if let Some(reason) = refused {
+        return Err(Error::Scheme {
+            url: url.into(),
+            reason,
+        });
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err(url_error(url.as_str(), "no host"));
@@ -388,8 +398,8 @@ fn check_url(mut url: url::Url) -> Result<url::Url, Error> {
 }
 
 #[cfg(test)]
-fn parse_url(raw: &str) -> Result<url::Url, Error> {
-    check_url(raw.into_url()?)
+fn parse_url(raw: &str, https_only: bool) -> Result<url::Url, Error> {
+    check_url(raw.into_url()?, https_only)
 }
 
 #[cfg(test)]
@@ -397,10 +407,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_https_urls_with_a_host_are_accepted() {
-        assert!(parse_url("https://example.com/a#frag").is_ok_and(|u| u.fragment().is_none()));
-        assert!(parse_url("http://example.com/").is_err());
-        assert!(parse_url("not a url").is_err());
-        assert!(parse_url("https://user@/").is_err());
+    fn http_and_https_urls_with_a_host_are_accepted() {
+        assert!(parse_url("https://example.com/a#frag", false).is_ok_and(|u| u.fragment().is_none()));
+        assert!(parse_url("http://example.com/", false).is_ok());
+        assert!(parse_url("ftp://example.com/", false).is_err());
+        assert!(parse_url("not a url", false).is_err());
+        assert!(parse_url("https://user@/", false).is_err());
+    }
+
+    #[test]
+    fn https_only_refuses_http_urls() {
+        assert!(parse_url("https://example.com/", true).is_ok());
+        assert!(parse_url("http://example.com/", true).is_err_and(|e| e.is_url()));
     }
 }

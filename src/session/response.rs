@@ -183,6 +183,12 @@ impl Response {
         self.version
     }
 
+    /// The HTTP version the response came over, by reqwest's name (the
+    /// same as [`protocol`](Self::protocol)).
+    pub fn version(&self) -> http::Version {
+        self.version
+    }
+
     /// The address of the server this response came from.
     pub fn remote_addr(&self) -> Option<std::net::SocketAddr> {
         self.body.conn().handshake().remote_addr
