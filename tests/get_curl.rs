@@ -327,3 +327,42 @@ async fn insecure_accepts_a_certificate_nobody_trusts_and_leaves_the_cache_alone
     );
     assert!(entries() >= 1, "a verified run left no entry to list");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verbose_shows_each_hops_heads_and_tls_on_stderr_but_no_credentials() {
+    let serve = Serve::start();
+    let out = get(
+        &serve,
+        "/redirect/1",
+        &["-L", "-v", "-u", "bob:hunter2", "-H", "x-trace: on", "--http2"],
+    )
+    .await;
+    assert_eq!(code(&out), 0);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let port = serve.addr.port();
+    for line in [
+        format!("* Connected to localhost (127.0.0.1) port {port}"),
+        "* Session: full handshake, no ticket offered, early data not attempted".to_owned(),
+        "> GET /redirect/1 HTTP/2".to_owned(),
+        format!("> Host: localhost:{port}"),
+        "> x-trace: on".to_owned(),
+        "> authorization: [redacted]".to_owned(),
+        "< HTTP/2 302".to_owned(),
+        "< location: /redirect/0".to_owned(),
+        "* Re-using existing HTTP/2 connection with host localhost".to_owned(),
+        "> GET /redirect/0 HTTP/2".to_owned(),
+        "< HTTP/2 200".to_owned(),
+    ] {
+        assert!(err.lines().any(|l| l == line), "no {line:?} in:\n{err}");
+    }
+    // The password, and its base64 in the header, stay out of it.
+    assert!(
+        !err.contains("hunter2") && !err.contains("Ym9iOmh1bnRlcjI"),
+        "{err}"
+    );
+    // `-v` is curl's trace, not the debug log; the body alone is on stdout.
+    assert!(!err.contains("DEBUG"), "{err}");
+    assert_eq!(stdout(&out), "h3fleet origin: GET /redirect/0\n");
+    let debug = get(&serve, "/", &["-vv", "--http2"]).await;
+    assert!(String::from_utf8_lossy(&debug.stderr).contains("DEBUG"));
+}

@@ -88,6 +88,16 @@ async fn an_independent_server_is_fetched_over_plain_http1() {
     let response = session.get(python.url("/file.txt")).send().await.unwrap();
     assert_eq!(response.version(), http::Version::HTTP_11);
     assert_eq!(response.status(), 200);
+    // The request as it went: the session's User-Agent among its headers.
+    let sent = response.request();
+    assert_eq!(
+        (&sent.method, sent.version),
+        (&http::Method::GET, http::Version::HTTP_11)
+    );
+    assert!(sent.headers[header::USER_AGENT]
+        .to_str()
+        .unwrap()
+        .starts_with("h3fleet/"));
     assert!(!response.tls().resumed);
     assert_eq!(response.text().await.unwrap(), FILE_BODY);
     let missing = session.get(python.url("/nothing-here")).send().await.unwrap();

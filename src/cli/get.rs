@@ -319,12 +319,12 @@ fn seconds_arg(flag: &str, secs: f64) -> Result<Duration, CliError> {
         .map_err(|_| format!("{flag} {secs}: expected seconds, 0 or more").into())
 }
 
-pub(crate) async fn run(args: GetArgs) -> Result<(), CliError> {
+pub(crate) async fn run(args: GetArgs, verbose: bool) -> Result<(), CliError> {
     let protocols = get_request::Protocols::parse(args.proto.as_deref())?;
     let session = session(&args)?;
     let request = get_request::build(&session, &args.request_args(protocols))?;
     let started = Instant::now();
-    let outcome = exchange(request, &args, started).await;
+    let outcome = exchange(request, &args, started, verbose).await;
     let total = started.elapsed();
     // Keep the tickets this run won, even when the request failed late.
     session.close().await;
@@ -371,9 +371,15 @@ async fn exchange(
     request: h3fleet::RequestBuilder,
     args: &GetArgs,
     started: Instant,
+    verbose: bool,
 ) -> Result<GetReport, CliError> {
     let mut response: Response = request.send().await?;
     let starttransfer = started.elapsed();
+    if verbose {
+        let mut err = std::io::stderr().lock();
+        err.write_all(super::verbose::text(&response).as_bytes())?;
+        err.flush()?;
+    }
     let head = head_text(&response);
     if let Some(path) = &args.dump_header {
         if path.as_os_str() == "-" {
@@ -405,11 +411,7 @@ async fn exchange(
 
 /// The status line and headers, as curl's `-i` prints them.
 fn head_text(response: &Response) -> String {
-    let version = match response.protocol() {
-        http::Version::HTTP_3 => "HTTP/3",
-        http::Version::HTTP_2 => "HTTP/2",
-        _ => "HTTP/1.1",
-    };
+    let version = super::verbose::label(response.protocol());
     let mut text = format!("{version} {}\r\n", response.status().as_u16());
     for (name, value) in response.headers() {
         text.push_str(&format!(

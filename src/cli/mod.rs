@@ -8,6 +8,7 @@ mod demo;
 mod get;
 mod get_request;
 mod serve;
+mod verbose;
 mod write_out;
 
 use std::path::PathBuf;
@@ -20,7 +21,8 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "h3fleet", version, about)]
 struct Cli {
-    /// Log more (-v: debug, -vv: trace). `RUST_LOG` overrides.
+    /// Log more (-v: debug, -vv: trace; for `get`, -v prints what curl's
+    /// -v does and -vv starts the debug log). `RUST_LOG` overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
     #[command(subcommand)]
@@ -54,7 +56,12 @@ enum Command {
 /// (curl's for `get`, else 1).
 pub(crate) fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.verbose);
+    // `get -v` is curl's -v, not a log level: the log starts at -vv.
+    let log_level = match &cli.command {
+        Command::Get(_) => cli.verbose.saturating_sub(1),
+        _ => cli.verbose,
+    };
+    init_tracing(log_level);
     let (curl_codes, quiet) = match &cli.command {
         Command::Get(args) => (true, args.quiet()),
         _ => (false, false),
@@ -68,7 +75,7 @@ pub(crate) fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Get(args) => get::run(*args).await,
+            Command::Get(args) => get::run(*args, cli.verbose > 0).await,
             Command::Serve(args) => serve::run(args).await,
             Command::Demo(args) => demo::run(args).await,
             Command::Cache(cmd) => cache_cmd::run(cmd).await,

@@ -205,12 +205,13 @@ impl Conn {
         }
     }
 
-    /// A request sent now would not wait behind another exchange (only an
-    /// HTTP/1.1 connection can be busy).
-    pub(crate) fn is_idle(&self) -> bool {
+    /// Takes the connection for one request if a request sent now would not
+    /// wait behind another exchange (only an HTTP/1.1 connection can be
+    /// busy; taking it marks it busy).
+    pub(crate) fn try_claim(&self) -> bool {
         match self {
             Self::H3(c) => c.is_open(),
-            Self::Tcp(c) => c.is_idle(),
+            Self::Tcp(c) => c.try_claim(),
         }
     }
 
@@ -291,7 +292,10 @@ impl ResponseBody {
                         Err(_) => continue,
                     },
                     Some(Err(e)) => break Err(conn.body_error(e)),
-                    None => break Ok(None),
+                    None => {
+                        conn.body_done();
+                        break Ok(None);
+                    }
                 }
             },
             _ => Ok(None),

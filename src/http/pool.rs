@@ -107,7 +107,8 @@ impl Pool {
         crate::sync::lock(&self.entries)
     }
 
-    /// An open connection for `key` that can take a request now, if one is
+    /// An open connection for `key` that can take a request now (taken for
+    /// it, if HTTP/1.1), if one is
     /// open and has not been idle too long. Closed and idle connections
     /// found on the way are dropped (closing them once no response still
     /// reads from them).
@@ -118,7 +119,7 @@ impl Pool {
             list.retain(|e| e.conn.is_usable() && now.duration_since(e.last_used) < self.idle_timeout);
             !list.is_empty()
         });
-        let entry = entries.get_mut(key)?.iter_mut().find(|e| e.conn.is_idle())?;
+        let entry = entries.get_mut(key)?.iter_mut().find(|e| e.conn.try_claim())?;
         entry.last_used = now;
         Some(entry.conn.clone())
     }
@@ -131,6 +132,12 @@ impl Pool {
             return;
         }
         let protocol = conn.protocol();
+        if let Conn::Tcp(tcp) = &conn {
+            // Its first request is the opener's, about to be sent.
+            if protocol == Protocol::H1 {
+                tcp.claim_new();
+            }
+        }
         let key = PoolKey { protocol, ..key };
         let entry = Entry {
             conn,

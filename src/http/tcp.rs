@@ -2,6 +2,7 @@
 //! (hyper), whichever ALPN chose; or, for an `http://` URL, plain
 //! HTTP/1.1 with no TLS at all.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -60,6 +61,10 @@ pub(crate) struct TcpConnection {
     offered_early: bool,
     early: Arc<EarlyDataReport>,
     pub(crate) tickets: Arc<Tickets>,
+    /// HTTP/1.1: an exchange is under way (sent, its body not yet read to
+    /// the end). hyper says it is ready for the next one a moment after
+    /// the last body byte arrives; this says so as soon as it does.
+    busy: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for TcpConnection {
@@ -160,6 +165,7 @@ impl TcpConnection {
             offered_early,
             early,
             tickets: dial.tickets,
+            busy: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
@@ -197,6 +203,7 @@ impl TcpConnection {
             offered_early: false,
             early: Arc::new(EarlyDataReport::default()),
             tickets: Arc::new(Tickets::default()),
+            busy: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
@@ -237,12 +244,30 @@ impl TcpConnection {
         }
     }
 
-    /// True if a request sent now would not wait for another exchange.
-    pub(crate) fn is_idle(&self) -> bool {
+    /// Takes the connection for one request if one sent now would not wait
+    /// for another exchange: on HTTP/2 if it can open a stream; on
+    /// HTTP/1.1 if nothing is being sent and the last body has been read
+    /// (or hyper says it is ready), marking it busy so that no other
+    /// request takes it too.
+    pub(crate) fn try_claim(&self) -> bool {
         match &self.sender {
             Sender::H2(s) => s.is_ready(),
-            Sender::H1(s) => s.try_lock().is_ok_and(|s| s.is_ready()),
+            Sender::H1(s) => {
+                let Ok(s) = s.try_lock() else { return false };
+                let was_busy = self.busy.swap(true, Ordering::SeqCst);
+                !s.is_closed() && (!was_busy || s.is_ready())
+            }
         }
+    }
+
+    /// Marks a new HTTP/1.1 connection taken by the request that opened it.
+    pub(crate) fn claim_new(&self) {
+        self.busy.store(true, Ordering::SeqCst);
+    }
+
+    /// The body of the exchange under way has been read to its end.
+    pub(crate) fn body_done(&self) {
+        self.busy.store(false, Ordering::SeqCst);
     }
 
     /// Sends `request` and waits for the response head.
@@ -282,6 +307,7 @@ impl TcpConnection {
             }
             Sender::H1(sender) => {
                 let mut sender = sender.lock().await;
+                self.busy.store(true, Ordering::SeqCst);
                 sender
                     .ready()
                     .await
@@ -289,7 +315,11 @@ impl TcpConnection {
                 sender.send_request(outgoing).await
             }
         };
-        sent.map_err(|e| http_error(&self.origin, self.http, e))
+        let head = sent.map_err(|e| http_error(&self.origin, self.http, e))?;
+        if hyper::body::Body::is_end_stream(head.body()) {
+            self.body_done();
+        }
+        Ok(head)
     }
 
     /// The error for a failure while reading a response body.

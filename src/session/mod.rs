@@ -234,7 +234,7 @@ impl Session {
     }
 
     /// Carries one request: the plan, a pooled connection or a new one.
-    async fn execute(&self, request: PreparedRequest, url: url::Url) -> Result<Response, Error> {
+    async fn execute(&self, request: &PreparedRequest, url: url::Url) -> Result<Response, Error> {
         let host = url
             .host_str()
             .ok_or_else(|| url_error(url.as_str(), "no host"))?
@@ -253,13 +253,13 @@ impl Session {
         };
         let keys = plan.pooled.iter().map(|p| origin.key(*p));
         let url = match self
-            .try_pooled(&self.inner.pool, &origin, keys, &request, url)
+            .try_pooled(&self.inner.pool, &origin, keys, request, url)
             .await?
         {
             Ok(response) => return Ok(response),
             Err(url) => url,
         };
-        self.open_new(plan, origin, ech, &request, url).await
+        self.open_new(plan, origin, ech, request, url).await
     }
 
     /// An `http://` request: HTTP/1.1 in the clear, whatever the protocol
@@ -267,7 +267,7 @@ impl Session {
     /// ticket, ECH config or protocol belief comes from it or goes to it.
     async fn execute_plain(
         &self,
-        request: PreparedRequest,
+        request: &PreparedRequest,
         url: url::Url,
         host: String,
         port: u16,
@@ -280,7 +280,7 @@ impl Session {
         let key = origin.key(Protocol::H1);
         let pool = &self.inner.plain;
         let keys = std::iter::once(key.clone());
-        let url = match self.try_pooled(pool, &origin, keys, &request, url).await? {
+        let url = match self.try_pooled(pool, &origin, keys, request, url).await? {
             Ok(response) => return Ok(response),
             Err(url) => url,
         };
@@ -293,7 +293,7 @@ impl Session {
                 after: limit,
             })??;
         pool.insert(key, conn.clone());
-        let (head, body) = read_within(self.inner.read_timeout, conn.exchange(&request)).await?;
+        let (head, body) = read_within(self.inner.read_timeout, conn.exchange(request)).await?;
         Ok(Response::new(url, head, body, false))
     }
 

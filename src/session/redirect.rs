@@ -62,6 +62,12 @@ pub struct Hop {
     pub status: StatusCode,
     /// What TLS did for that request.
     pub tls: TlsInfo,
+    /// The request as it went (as [`Response::request`](crate::Response::request)).
+    pub request: http::request::Parts,
+    /// The redirect's response headers (`Location` among them).
+    pub headers: http::HeaderMap,
+    /// The address of the server that answered.
+    pub remote_addr: Option<std::net::SocketAddr>,
 }
 
 /// Statuses that carry a `Location` to follow.

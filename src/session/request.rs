@@ -336,18 +336,22 @@ async fn follow(
 ) -> Result<Response, Error> {
     let mut hops = Vec::new();
     loop {
-        let response = session.execute(request.clone(), url.clone()).await?;
+        let response = session.execute(&request, url.clone()).await?;
         let (status, location) = (response.status(), response.headers().get(LOCATION));
         let policy = session.redirect_policy();
         let Some((next_url, mut next)) =
             redirect::next(policy, hops.len(), &url, status, location, &request)?
         else {
-            return Ok(response.with_redirects(hops).decoded(session.accepts()));
+            let sent = sent_head(request, response.protocol());
+            return Ok(response.with_redirects(hops, sent).decoded(session.accepts()));
         };
         hops.push(Hop {
             url,
             status,
             tls: response.tls().clone(),
+            request: sent_head(request, response.protocol()),
+            headers: response.headers().clone(),
+            remote_addr: response.remote_addr(),
         });
         // The redirect's own body is not wanted; dropping it frees the stream.
         drop(response);
@@ -355,6 +359,16 @@ async fn follow(
         next.replay_safe = rule.proof(&next.method, next.body.len());
         request = next;
     }
+}
+
+/// The head of `request` as it went, over `version`.
+fn sent_head(request: PreparedRequest, version: http::Version) -> http::request::Parts {
+    let (mut head, ()) = http::Request::new(()).into_parts();
+    head.method = request.method;
+    head.uri = request.uri;
+    head.version = version;
+    head.headers = request.headers;
+    head
 }
 
 /// Sets every header of `from` in `into`, each name's values replacing

@@ -94,6 +94,8 @@ pub struct Response {
     /// The longest one read of the body may wait.
     read_timeout: Option<Duration>,
     redirects: Vec<Hop>,
+    /// The request this answers, as it went.
+    request: Box<http::request::Parts>,
     /// Decodes a compressed body, when the session does.
     decoder: Option<Decoder>,
 }
@@ -122,6 +124,8 @@ impl Response {
             deadline: None,
             read_timeout: None,
             redirects: Vec::new(),
+            // Replaced by `with_redirects` before the caller sees it.
+            request: Box::new(http::Request::new(()).into_parts().0),
             decoder: None,
         }
     }
@@ -136,8 +140,9 @@ impl Response {
         response
     }
 
-    pub(crate) fn with_redirects(mut self, hops: Vec<Hop>) -> Self {
+    pub(crate) fn with_redirects(mut self, hops: Vec<Hop>, request: http::request::Parts) -> Self {
         self.redirects = hops;
+        *self.request = request;
         self
     }
 
@@ -153,6 +158,15 @@ impl Response {
     /// this final response's).
     pub fn redirects(&self) -> &[Hop] {
         &self.redirects
+    }
+
+    /// The request this response answers, as it went on the wire: its
+    /// method, URI and version, and every header it carried (the session's
+    /// default headers, `User-Agent` and `Accept-Encoding` included; not
+    /// `Host`, which HTTP/1.1 derives from the URI). After redirects, the
+    /// last hop's. What `h3fleet get -v` prints.
+    pub fn request(&self) -> &http::request::Parts {
+        &self.request
     }
 
     pub(crate) fn set_deadline(&mut self, deadline: tokio::time::Instant, limit: Duration) {
