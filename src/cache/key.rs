@@ -7,6 +7,12 @@
 //! {prefix}:pool:[{id}:]{preset}:{protocol}:{host}:{port}
 //! ```
 //!
+//! A session with a client certificate
+//! ([`SessionBuilder::identity`](crate::SessionBuilder::identity)) writes
+//! `{preset}@{fingerprint}` in the preset's place in `sessions` and `pool`
+//! keys (the first 32 hex digits of the certificate's SHA-256): resuming
+//! resumes the authentication, so those tickets belong to that certificate.
+//!
 //! A `pool` key holds the tickets of one origin under
 //! [`TicketReuse::SingleUse`](crate::cache::TicketReuse), each to be taken
 //! once; a `sessions` key holds the one ticket every replica shares.

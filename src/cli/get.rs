@@ -2,7 +2,7 @@
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -48,6 +48,14 @@ pub(crate) struct GetArgs {
     /// Trust only the roots in this PEM file (instead of the system's).
     #[arg(help_heading = "TLS", long)]
     cacert: Vec<PathBuf>,
+    /// Client certificate (PEM) for servers that ask for one, as curl's
+    /// `--cert`; its private key too, unless `--key` gives it. Its sessions
+    /// are cached apart from those of other certificates.
+    #[arg(help_heading = "TLS", short = 'E', long, value_name = "PEM")]
+    cert: Option<PathBuf>,
+    /// The private key of `--cert` (PEM).
+    #[arg(help_heading = "TLS", long, value_name = "PEM", requires = "cert")]
+    key: Option<PathBuf>,
     /// Accept any certificate, verifying none (curl's `-k`). The fleet's
     /// cache is then not used at all: nothing is read from it or written.
     #[arg(help_heading = "TLS", short = 'k', long)]
@@ -259,6 +267,9 @@ fn session(args: &GetArgs) -> Result<Session, CliError> {
         builder = builder.user_agent(agent.as_str());
     }
     builder = with_cache(builder, args)?.danger_accept_invalid_certs(args.insecure);
+    if let Some(cert) = &args.cert {
+        builder = builder.identity(identity(cert, args.key.as_deref())?);
+    }
     if !args.cacert.is_empty() {
         builder = builder.system_roots(false);
         for path in &args.cacert {
@@ -267,6 +278,20 @@ fn session(args: &GetArgs) -> Result<Session, CliError> {
         }
     }
     Ok(builder.build()?)
+}
+
+/// The client certificate of `--cert`, with its key from `--key` or from
+/// the same file.
+fn identity(cert: &Path, key: Option<&Path>) -> Result<h3fleet::tls::Identity, CliError> {
+    let problem = |flag: &str, path: &Path, e: &dyn std::fmt::Display| {
+        write_out::CertProblem(format!("{flag} {}: {e}", path.display()))
+    };
+    let mut pem = std::fs::read(cert).map_err(|e| problem("--cert", cert, &e))?;
+    if let Some(key) = key {
+        pem.push(b'\n');
+        pem.extend(std::fs::read(key).map_err(|e| problem("--key", key, &e))?);
+    }
+    Ok(h3fleet::tls::Identity::from_pem(&pem).map_err(|e| problem("--cert", cert, &e))?)
 }
 
 /// Where and how connections go: `--resolve`, `--dns`, `--interface`,

@@ -142,6 +142,10 @@ pub(crate) fn curl_exit_code(e: &(dyn std::error::Error + 'static)) -> u8 {
     if let Some(fail) = e.downcast_ref::<HttpFailure>() {
         return fail.code();
     }
+    if e.is::<CertProblem>() {
+        // CURLE_SSL_CERTPROBLEM.
+        return 58;
+    }
     let Some(e) = e.downcast_ref::<h3fleet::Error>() else {
         return 1;
     };
@@ -180,6 +184,11 @@ pub(crate) fn curl_exit_code(e: &(dyn std::error::Error + 'static)) -> u8 {
         1
     }
 }
+
+/// `--cert`/`--key` could not be read or do not match.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct CertProblem(pub(crate) String);
 
 /// `-f`: the server answered an error status.
 #[derive(Debug, thiserror::Error)]

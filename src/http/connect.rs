@@ -50,6 +50,8 @@ pub(crate) struct ConnectorSettings {
     pub(crate) sslkeylogfile: bool,
     /// Verify no certificate.
     pub(crate) accept_invalid_certs: bool,
+    /// The client certificate, if any.
+    pub(crate) identity: Option<crate::tls::Identity>,
     /// The local address and keepalive of every TCP socket (the local
     /// address binds QUIC sockets too).
     pub(crate) socket: SocketOptions,
@@ -582,11 +584,13 @@ fn tls_configs(settings: &ConnectorSettings) -> Result<(QuicClientConfig, TcpCli
         .alpn_protocols(settings.preset.alpn().iter().copied())
         .system_roots(settings.system_roots)
         .danger_accept_invalid_certs(settings.accept_invalid_certs)
+        .identity(settings.identity.clone())
         .keylog(keylog.clone());
     let mut tcp_tls = TcpClientConfig::builder()
         .alpn_protocols(settings.mode.tcp_alpn().iter().copied())
         .system_roots(settings.system_roots)
         .danger_accept_invalid_certs(settings.accept_invalid_certs)
+        .identity(settings.identity.clone())
         .keylog(keylog);
     for pem in &settings.roots_pem {
         tls = tls.add_root_certificates_pem(pem.clone());

@@ -200,6 +200,12 @@ impl QuicClientConfigBuilder {
         self
     }
 
+    /// Offers this client certificate to servers that ask for one.
+    pub fn identity(mut self, identity: Option<crate::tls::Identity>) -> Self {
+        self.settings.set_identity(identity);
+        self
+    }
+
     /// Writes the connections' secrets to `keylog` (`SSLKEYLOGFILE`).
     pub(crate) fn keylog(mut self, keylog: Option<crate::tls::KeyLog>) -> Self {
         self.settings.set_keylog(keylog);

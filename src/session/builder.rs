@@ -57,6 +57,7 @@ pub struct SessionBuilder {
     accepts: super::decode::Accepts,
     sslkeylogfile: bool,
     accept_invalid_certs: bool,
+    identity: Option<crate::tls::Identity>,
     socket: SocketOptions,
 }
 
@@ -103,6 +104,7 @@ impl Default for SessionBuilder {
             accepts: super::decode::Accepts::default(),
             sslkeylogfile: false,
             accept_invalid_certs: false,
+            identity: None,
             socket: SocketOptions::default(),
         }
     }
@@ -288,6 +290,21 @@ impl SessionBuilder {
     /// memory, offered only where their chain verifies.
     pub fn danger_accept_invalid_certs(mut self, accept: bool) -> Self {
         self.accept_invalid_certs = accept;
+        self
+    }
+
+    /// Offers this client certificate to servers that ask for one, as
+    /// reqwest's `identity` (read it with
+    /// [`Identity::from_pem`](crate::tls::Identity::from_pem)); QUIC and
+    /// TCP alike.
+    ///
+    /// Resuming a session resumes the authentication it was won with, so
+    /// the sessions of an identity are kept apart: their backend keys carry
+    /// the certificate's fingerprint after the preset
+    /// (`{preset}@{first 32 hex digits of its SHA-256}`), and a session
+    /// without an identity, or with another, never finds them.
+    pub fn identity(mut self, identity: crate::tls::Identity) -> Self {
+        self.identity = Some(identity);
         self
     }
 
@@ -540,7 +557,13 @@ impl SessionBuilder {
                 .get_or_insert_with(|| format!("{}:probe", self.key_prefix));
             config
         });
-        let breaker = attach_backend(self.backend, breaker, &caches, &ech, preset.name());
+        // Sessions won with a client certificate resume its authentication:
+        // their keys name it, so they are never offered without it.
+        let ticket_preset = match &self.identity {
+            Some(identity) => format!("{}@{}", preset.name(), identity.key_tag()),
+            None => preset.name().to_owned(),
+        };
+        let breaker = attach_backend(self.backend, breaker, &caches, &ech, &ticket_preset);
         if let Some(id) = &self.identifier {
             caches.set_session_identifier(id);
         }
@@ -558,6 +581,7 @@ impl SessionBuilder {
             ech,
             sslkeylogfile: self.sslkeylogfile,
             accept_invalid_certs: self.accept_invalid_certs,
+            identity: self.identity,
             socket: self.socket,
         })?;
         Ok(Session {

@@ -14,6 +14,8 @@ pub(crate) struct ClientSettings {
     keylog: Option<super::KeyLog>,
     /// False only under `danger_accept_invalid_certs`.
     verify_peer: bool,
+    /// The client certificate offered to servers that ask for one.
+    identity: Option<super::Identity>,
 }
 
 impl ClientSettings {
@@ -25,6 +27,7 @@ impl ClientSettings {
             roots_pem: Vec::new(),
             keylog: None,
             verify_peer: true,
+            identity: None,
         }
     }
 
@@ -47,6 +50,10 @@ impl ClientSettings {
     /// Whether the peer's certificate is verified (default true).
     pub(crate) fn set_verify_peer(&mut self, verify: bool) {
         self.verify_peer = verify;
+    }
+
+    pub(crate) fn set_identity(&mut self, identity: Option<super::Identity>) {
+        self.identity = identity;
     }
 
     pub(crate) fn set_keylog(&mut self, keylog: Option<super::KeyLog>) {
@@ -72,6 +79,9 @@ impl ClientSettings {
         tickets::export_new_sessions(ctx);
         if let Some(keylog) = &self.keylog {
             keylog.attach(ctx);
+        }
+        if let Some(identity) = &self.identity {
+            identity.apply(ctx)?;
         }
         Ok(())
     }

@@ -8,6 +8,7 @@ pub(crate) mod early_data;
 mod ech_keys;
 mod ech_rejection;
 pub(crate) mod ffi;
+mod identity;
 mod keylog;
 pub(crate) mod resume;
 mod roots;
@@ -22,6 +23,7 @@ pub(crate) use client::ClientSettings;
 #[cfg(feature = "server")]
 pub use ech_keys::EchKeys;
 pub(crate) use ech_rejection::EchRejection;
+pub use identity::Identity;
 pub(crate) use keylog::KeyLog;
 pub(crate) use tcp::TcpClientConfig;
 pub(crate) use tcp::{ConnectOptions, EchOffer};

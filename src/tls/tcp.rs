@@ -191,6 +191,12 @@ impl TcpClientConfigBuilder {
         self
     }
 
+    /// Offers this client certificate to servers that ask for one.
+    pub(crate) fn identity(mut self, identity: Option<super::Identity>) -> Self {
+        self.settings.set_identity(identity);
+        self
+    }
+
     /// Writes the connections' secrets to `keylog` (`SSLKEYLOGFILE`).
     pub(crate) fn keylog(mut self, keylog: Option<super::KeyLog>) -> Self {
         self.settings.set_keylog(keylog);

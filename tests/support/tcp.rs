@@ -24,7 +24,8 @@ pub enum Flavor {
     Tls12Only,
 }
 
-/// Answers every request with `tcp origin: {version} {method} {path}`.
+/// Answers every request with `tcp origin: {version} {method} {path}`
+/// (and, when it asks for client certificates, ` client-cert: yes|no`).
 pub struct TcpOrigin {
     addr: SocketAddr,
     connections: Arc<AtomicUsize>,
@@ -33,6 +34,12 @@ pub struct TcpOrigin {
 
 impl TcpOrigin {
     pub async fn start(pki: &TestPki, flavor: Flavor) -> Self {
+        Self::start_asking(pki, flavor, None).await
+    }
+
+    /// The same, asking every client for a certificate issued by
+    /// `client_ca` (PEM), and accepting those that send none.
+    pub async fn start_asking(pki: &TestPki, flavor: Flavor, client_ca: Option<&str>) -> Self {
         let chain = vec![CertificateDer::from_pem_slice(pki.cert_pem.as_bytes()).unwrap()];
         let key = PrivateKeyDer::from_pem_slice(pki.key_pem.as_bytes()).unwrap();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -40,12 +47,26 @@ impl TcpOrigin {
             Flavor::Modern => &[&rustls::version::TLS13],
             Flavor::Tls12Only => &[&rustls::version::TLS12],
         };
-        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
             .with_protocol_versions(versions)
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
             .unwrap();
+        let asks = client_ca.is_some();
+        let builder = match client_ca {
+            None => builder.with_no_client_auth(),
+            Some(ca) => {
+                let mut roots = rustls::RootCertStore::empty();
+                roots
+                    .add(CertificateDer::from_pem_slice(ca.as_bytes()).unwrap())
+                    .unwrap();
+                let verifier =
+                    rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
+                        .allow_unauthenticated()
+                        .build()
+                        .unwrap();
+                builder.with_client_cert_verifier(verifier)
+            }
+        };
+        let mut tls = builder.with_single_cert(chain, key).unwrap();
         tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -62,15 +83,23 @@ impl TcpOrigin {
                         return;
                     };
                     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-                    let service = service_fn(|request: hyper::Request<hyper::body::Incoming>| async move {
-                        let text = format!(
-                            "tcp origin: {:?} {} {}\n",
-                            request.version(),
-                            request.method(),
-                            request.uri().path()
-                        );
-                        Ok::<_, hyper::Error>(hyper::Response::new(Full::new(Bytes::from(text))))
-                    });
+                    // After a resumption rustls restores the certificate the
+                    // session was won with.
+                    let client = match (asks, tls.get_ref().1.peer_certificates()) {
+                        (false, _) => "",
+                        (true, Some(_)) => " client-cert: yes",
+                        (true, None) => " client-cert: no",
+                    };
+                    let service =
+                        service_fn(move |request: hyper::Request<hyper::body::Incoming>| async move {
+                            let text = format!(
+                                "tcp origin: {:?} {} {}{client}\n",
+                                request.version(),
+                                request.method(),
+                                request.uri().path()
+                            );
+                            Ok::<_, hyper::Error>(hyper::Response::new(Full::new(Bytes::from(text))))
+                        });
                     let io = TokioIo::new(tls);
                     let _ = if h2 {
                         hyper::server::conn::http2::Builder::new(TokioExecutor::new())
