@@ -85,6 +85,17 @@ pub(crate) struct GetArgs {
     /// The request body as given (`@FILE` read as it is).
     #[arg(help_heading = "Request", long = "data-binary", value_name = "DATA")]
     data_binary: Vec<String>,
+    /// Upload FILE (`-`: stdin) as the body of a PUT, as curl's `-T`: read
+    /// as it is sent, never whole in memory. A URL ending in `/` gets the
+    /// file's name appended.
+    #[arg(
+        help_heading = "Request",
+        short = 'T',
+        long = "upload-file",
+        value_name = "FILE",
+        conflicts_with_all = ["data", "data_binary", "json_body"]
+    )]
+    upload_file: Option<PathBuf>,
     /// A JSON body (`@FILE` reads a file), with `Content-Type` and
     /// `Accept: application/json`, as curl's `--json`.
     #[arg(help_heading = "Request", long = "json", value_name = "DATA")]
@@ -377,6 +388,7 @@ impl GetArgs {
             headers: &self.headers,
             data: &self.data,
             data_binary: &self.data_binary,
+            upload: self.upload_file.as_deref(),
             json: &self.json_body,
             user: self.user.as_deref(),
             referer: self.referer.as_deref(),

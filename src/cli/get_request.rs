@@ -14,6 +14,7 @@ pub(crate) struct RequestArgs<'a> {
     pub(crate) headers: &'a [String],
     pub(crate) data: &'a [String],
     pub(crate) data_binary: &'a [String],
+    pub(crate) upload: Option<&'a std::path::Path>,
     pub(crate) json: &'a [String],
     pub(crate) user: Option<&'a str>,
     pub(crate) referer: Option<&'a str>,
@@ -128,6 +129,35 @@ fn body(args: &RequestArgs<'_>) -> Result<Option<Body>, CliError> {
     }))
 }
 
+/// curl's `-T FILE` to a URL ending in `/`: the file's name is appended.
+fn upload_url(url: &str, path: &std::path::Path) -> String {
+    match path.file_name().and_then(|n| n.to_str()) {
+        Some(name) if url.ends_with('/') && path.as_os_str() != "-" => {
+            let encoded: String = url::form_urlencoded::byte_serialize(name.as_bytes()).collect();
+            format!("{url}{encoded}")
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// The body of `-T FILE` (`-`: stdin), read in pieces as it is sent.
+fn upload_body(path: &std::path::Path) -> Result<h3fleet::Body, CliError> {
+    const PIECE: usize = 64 * 1024;
+    let reader: Box<dyn tokio::io::AsyncRead + Send + Unpin> = if path.as_os_str() == "-" {
+        Box::new(tokio::io::stdin())
+    } else {
+        let file = std::fs::File::open(path).map_err(|e| format!("-T {}: {e}", path.display()))?;
+        Box::new(tokio::fs::File::from_std(file))
+    };
+    let pieces = futures_util::stream::try_unfold(reader, |mut reader| async move {
+        let mut buf = vec![0u8; PIECE];
+        let n = tokio::io::AsyncReadExt::read(&mut reader, &mut buf).await?;
+        buf.truncate(n);
+        Ok::<_, std::io::Error>((n > 0).then_some((buf, reader)))
+    });
+    Ok(h3fleet::Body::wrap_stream(pieces))
+}
+
 /// The request the flags describe.
 pub(crate) fn build(session: &Session, args: &RequestArgs<'_>) -> Result<RequestBuilder, CliError> {
     args.protocols.check(args.url)?;
@@ -136,10 +166,16 @@ pub(crate) fn build(session: &Session, args: &RequestArgs<'_>) -> Result<Request
         Some(m) => http::Method::from_bytes(m.to_ascii_uppercase().as_bytes())
             .map_err(|_| format!("-X {m:?} is not an HTTP method"))?,
         None if args.head => http::Method::HEAD,
+        None if args.upload.is_some() => http::Method::PUT,
         None if body.is_some() => http::Method::POST,
         None => http::Method::GET,
     };
-    let mut request = session.request(method, args.url);
+    let mut request = match args.upload {
+        Some(path) => session
+            .request(method, upload_url(args.url, path))
+            .body(upload_body(path)?),
+        None => session.request(method, args.url),
+    };
     let mut has_type = false;
     for header in args.headers {
         let (name, value) = header

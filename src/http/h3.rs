@@ -96,11 +96,11 @@ fn spawn_driver(mut driver: Driver, origin: String) -> JoinHandle<()> {
 async fn send_request(send: &mut SendRequest, request: &PreparedRequest) -> Result<RequestStream, BoxedH3> {
     let head = request.head().map_err(|e| BoxedH3(Box::new(e)))?;
     let mut stream = send.send_request(head).await.map_err(BoxedH3::from)?;
-    if !request.body.is_empty() {
-        stream
-            .send_data(request.body.clone())
-            .await
-            .map_err(BoxedH3::from)?;
+    let mut body = request.body.outgoing();
+    while let Some(frame) = http_body_util::BodyExt::frame(&mut body).await {
+        if let Ok(data) = frame.map_err(BoxedH3)?.into_data() {
+            stream.send_data(data).await.map_err(BoxedH3::from)?;
+        }
     }
     stream.finish().await.map_err(BoxedH3::from)?;
     Ok(stream)

@@ -11,6 +11,7 @@
 //! - [`h3`] (h3 over quinn) and [`tcp`] (hyper over BoringSSL): one
 //!   connection each; [`conn`] what they share; [`pool`] the open ones.
 
+pub(crate) mod body;
 pub(crate) mod conn;
 pub(crate) mod connect;
 pub(crate) mod ech_offer;
@@ -21,7 +22,6 @@ pub(crate) mod race;
 pub(crate) mod select;
 pub(crate) mod tcp;
 
-use bytes::Bytes;
 use http::{HeaderMap, Method};
 
 pub use conn::EarlyData;
@@ -70,15 +70,16 @@ impl HttpProtocol {
     }
 }
 
-/// A request ready to go on the wire, kept whole so it can be sent again
-/// after a 0-RTT rejection or a `425 Too Early`.
+/// A request ready to go on the wire, kept so it can be sent again after a
+/// 0-RTT rejection or a `425 Too Early` (a streamed body only while what
+/// was read of it is still kept: [`body`]).
 #[derive(Debug, Clone)]
 pub(crate) struct PreparedRequest {
     pub(crate) method: Method,
     /// Absolute `https://` URI (no fragment).
     pub(crate) uri: http::Uri,
     pub(crate) headers: HeaderMap,
-    pub(crate) body: Bytes,
+    pub(crate) body: body::RequestBody,
     /// Present when this request may ride in 0-RTT early data.
     pub(crate) replay_safe: Option<ReplaySafe>,
 }

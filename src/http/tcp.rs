@@ -6,13 +6,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::task::JoinHandle;
 
+use super::body::Outgoing;
 use super::conn::{EarlyData, EchOffered, Handshake, OfferedTicket, Tickets};
 use super::eyeballs::{self, SocketOptions};
 use super::PreparedRequest;
@@ -40,9 +39,9 @@ impl TcpHttp {
 }
 
 enum Sender {
-    H2(http2::SendRequest<Full<Bytes>>),
+    H2(http2::SendRequest<Outgoing>),
     /// HTTP/1.1 carries one exchange at a time.
-    H1(tokio::sync::Mutex<http1::SendRequest<Full<Bytes>>>),
+    H1(tokio::sync::Mutex<http1::SendRequest<Outgoing>>),
 }
 
 /// An open TLS-over-TCP connection.
@@ -288,7 +287,7 @@ impl TcpConnection {
             ),
         };
         let mut outgoing = builder
-            .body(Full::new(request.body.clone()))
+            .body(request.body.outgoing())
             .map_err(|e| http_error(&self.origin, self.http, e))?;
         *outgoing.headers_mut() = request.headers.clone();
         if self.http == TcpHttp::H1 {

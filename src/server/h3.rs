@@ -5,12 +5,11 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use http::{Request, Response};
 
 use super::respond::{
-    drip_chunk, LogSlot, OriginStats, Reply, ReplyBody, RequestLog, RequestRecord, DRIP_CHUNKS,
-    DRIP_INTERVAL, MAX_BODY,
+    drip_chunk, LogSlot, OriginStats, Reply, ReplyBody, RequestLog, RequestRecord, DRIP_CHUNKS, DRIP_INTERVAL,
 };
 use super::ServerError;
 use crate::quic::HandshakeData;
@@ -233,15 +232,17 @@ async fn answer<S>(
 where
     S: h3::quic::BidiStream<Bytes>,
 {
-    let mut body = BytesMut::new();
+    let mut received = super::body::Received::default();
     while let Some(mut chunk) = stream.recv_data().await? {
-        if body.len() + chunk.remaining() > MAX_BODY {
-            break;
+        while chunk.has_remaining() {
+            let piece = chunk.chunk();
+            let n = piece.len();
+            received.add(piece);
+            chunk.advance(n);
         }
-        body.extend_from_slice(&chunk.copy_to_bytes(chunk.remaining()));
     }
     let (head, ()) = request.into_parts();
-    let reply = Reply::to(&head, body.freeze(), early, ech, stats);
+    let reply = Reply::to(&head, received, early, ech, stats);
     if let Some(wait) = reply.head_delay {
         tokio::time::sleep(wait).await;
     }
@@ -258,6 +259,11 @@ where
                     tokio::time::sleep(DRIP_INTERVAL).await;
                 }
                 stream.send_data(drip_chunk(i)).await?;
+            }
+        }
+        ReplyBody::Stream(mut left) => {
+            while let Some(piece) = super::body::stream_piece(&mut left) {
+                stream.send_data(piece).await?;
             }
         }
     }

@@ -7,6 +7,7 @@
 //! (`x-early-data: 1`), which is how clients and tests can see that 0-RTT
 //! really carried the request.
 
+mod body;
 mod compress;
 mod h3;
 mod relay;

@@ -15,9 +15,6 @@ const SLOW_HEAD: Duration = Duration::from_millis(300);
 pub(crate) const DRIP_CHUNKS: usize = 5;
 pub(crate) const DRIP_INTERVAL: Duration = Duration::from_millis(100);
 
-/// The largest request body the origin reads (it echoes bodies back).
-pub(crate) const MAX_BODY: usize = 1 << 20;
-
 /// Counters of what the origin served.
 #[derive(Debug, Default)]
 pub struct OriginStats {
@@ -105,6 +102,9 @@ pub(crate) enum ReplyBody {
     Full(Bytes),
     /// [`DRIP_CHUNKS`] lines ([`drip_chunk`]), [`DRIP_INTERVAL`] apart.
     Drip,
+    /// `/stream/N`: this many bytes, made as they go
+    /// ([`stream_piece`](super::body::stream_piece)).
+    Stream(u64),
 }
 
 /// The origin's answer to one request.
@@ -137,17 +137,20 @@ impl Reply {
     ///   [`plain_body`](super::plain_body) in that coding, `/corrupt/{coding}`
     ///   half of it;
     /// - `/echo` answers JSON with the request's method, path, query,
-    ///   headers and body (as text); `/status/N` answers status `N`;
+    ///   headers and body (as text, its first MiB); `/status/N` answers
+    ///   status `N`; `/upload` answers `{"method", "bytes", "sha256"}` for a
+    ///   body of any size; `/stream/N` streams `N` bytes;
     /// - a `GET` gets a line naming method and path; anything else gets its
     ///   body back.
     pub(crate) fn to(
         head: &http::request::Parts,
-        body: Bytes,
+        received: super::body::Received,
         early: bool,
         ech: bool,
         stats: &OriginStats,
     ) -> Self {
         let (method, path) = (&head.method, head.uri.path());
+        let (body, total, sha256) = received.finish();
         stats.requests.fetch_add(1, Ordering::Relaxed);
         if early {
             stats.early_requests.fetch_add(1, Ordering::Relaxed);
@@ -168,6 +171,11 @@ impl Reply {
             (StatusCode::OK, ReplyBody::Drip)
         } else if path == "/echo" {
             (StatusCode::OK, ReplyBody::Full(echo(head, &body)))
+        } else if path == "/upload" {
+            let answer = serde_json::json!({ "method": method.as_str(), "bytes": total, "sha256": sha256 });
+            (StatusCode::OK, ReplyBody::Full(Bytes::from(answer.to_string())))
+        } else if let Some(n) = path.strip_prefix("/stream/").and_then(|n| n.parse().ok()) {
+            (StatusCode::OK, ReplyBody::Stream(n))
         } else if let Some(status) = path.strip_prefix("/status/").and_then(|n| n.parse().ok()) {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
             (status, ReplyBody::Full(Bytes::from(format!("status {status}\n"))))
@@ -202,8 +210,10 @@ impl Reply {
         if let Some(coding) = self.coding {
             headers.push(("content-encoding", coding.to_owned()));
         }
-        if let ReplyBody::Full(bytes) = &self.body {
-            headers.push(("content-length", bytes.len().to_string()));
+        match &self.body {
+            ReplyBody::Full(bytes) => headers.push(("content-length", bytes.len().to_string())),
+            ReplyBody::Stream(n) => headers.push(("content-length", n.to_string())),
+            ReplyBody::Drip => {}
         }
         headers
     }

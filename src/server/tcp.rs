@@ -11,7 +11,7 @@ use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::{Frame, Incoming};
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
@@ -20,8 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
 use super::respond::{
-    drip_chunk, LogSlot, OriginStats, Reply, ReplyBody, RequestLog, RequestRecord, DRIP_CHUNKS,
-    DRIP_INTERVAL, MAX_BODY,
+    drip_chunk, LogSlot, OriginStats, Reply, ReplyBody, RequestLog, RequestRecord, DRIP_CHUNKS, DRIP_INTERVAL,
 };
 use super::ServerError;
 use crate::tls::{ServerTls, TcpServerConfig};
@@ -234,15 +233,19 @@ impl Handler {
             .as_ref()
             .is_some_and(|tls| tls.in_early_data() || (first && tls.early_bytes() > 0));
         let ech = self.tls.as_ref().is_some_and(|tls| tls.ech_accepted());
-        let (head, body) = request.into_parts();
-        let body = match Limited::new(body, MAX_BODY).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(e) => {
-                tracing::debug!(error = %e, "origin could not read a request body");
-                Bytes::new()
+        let (head, mut body) = request.into_parts();
+        let mut received = super::body::Received::default();
+        while let Some(frame) = body.frame().await {
+            match frame.map(Frame::into_data) {
+                Ok(Ok(data)) => received.add(&data),
+                Ok(Err(_trailers)) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "origin could not read a request body");
+                    break;
+                }
             }
-        };
-        let reply = Reply::to(&head, body, early, ech, &self.shared.stats);
+        }
+        let reply = Reply::to(&head, received, early, ech, &self.shared.stats);
         if let Some(wait) = reply.head_delay {
             tokio::time::sleep(wait).await;
         }
@@ -258,6 +261,7 @@ impl Handler {
         let body = match reply.body {
             ReplyBody::Full(bytes) => OriginBody::Full(Some(bytes)),
             ReplyBody::Drip => OriginBody::Drip { next: 0, wait: None },
+            ReplyBody::Stream(left) => OriginBody::Stream(left),
         };
         self.shared.log.record(&RequestRecord {
             protocol: self.protocol,
@@ -278,9 +282,11 @@ impl Handler {
     }
 }
 
-/// A response body: whole, or `/drip`'s lines one by one.
+/// A response body: whole, `/drip`'s lines one by one, or `/stream/N`'s
+/// pieces (the bytes still to send).
 enum OriginBody {
     Full(Option<Bytes>),
+    Stream(u64),
     Drip {
         next: usize,
         wait: Option<Pin<Box<tokio::time::Sleep>>>,
@@ -297,6 +303,7 @@ impl hyper::body::Body for OriginBody {
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         match self.get_mut() {
             Self::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Self::Stream(left) => Poll::Ready(super::body::stream_piece(left).map(|b| Ok(Frame::data(b)))),
             Self::Drip { next, wait } => {
                 if *next >= DRIP_CHUNKS {
                     return Poll::Ready(None);

@@ -320,7 +320,7 @@ impl Session {
             // The pooled connection died under the request (the server
             // closed it while idle): a request that is safe to repeat goes
             // on a new connection, as reqwest does.
-            Err(e) if !conn.is_usable() && is_replay_safe(&request.method) => {
+            Err(e) if !conn.is_usable() && is_replay_safe(&request.method) && request.body.replayable() => {
                 tracing::debug!(error = %e, "pooled connection closed; retrying on a new one");
                 Ok(Err(url))
             }

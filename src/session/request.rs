@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, LOCATION, USER_AGENT};
 use http::{HeaderMap, Method};
 use tracing::Instrument;
@@ -11,6 +10,7 @@ use tracing::Instrument;
 use super::redirect::{self, Hop};
 use super::{Response, Session};
 use crate::error::Error;
+use crate::http::body::{Body, RequestBody};
 use crate::http::connect::url_error;
 use crate::http::PreparedRequest;
 use crate::replay::ReplaySafe;
@@ -39,7 +39,7 @@ pub struct RequestBuilder {
     method: Method,
     url: Result<url::Url, Error>,
     headers: Result<HeaderMap, Error>,
-    body: Bytes,
+    body: RequestBody,
     early_data: Option<bool>,
     timeout: Option<Duration>,
 }
@@ -97,7 +97,7 @@ impl RequestBuilder {
             method,
             url,
             headers: Ok(HeaderMap::new()),
-            body: Bytes::new(),
+            body: RequestBody::default(),
             early_data: None,
             timeout: None,
         }
@@ -214,7 +214,7 @@ impl RequestBuilder {
     fn encoded_body(mut self, encoded: Result<Vec<u8>, Error>, content_type: &'static str) -> Self {
         match encoded {
             Ok(body) => {
-                self.body = body.into();
+                self.body = RequestBody::Full(body.into());
                 if let Ok(headers) = &mut self.headers {
                     headers
                         .entry(CONTENT_TYPE)
@@ -226,9 +226,11 @@ impl RequestBuilder {
         self
     }
 
-    /// Sets the body.
-    pub fn body(mut self, body: impl Into<Bytes>) -> Self {
-        self.body = body.into();
+    /// Sets the body: bytes (`&str`, `String`, `Vec<u8>`, `Bytes`), or a
+    /// [`Body::wrap_stream`] read as it is sent. A streamed body never goes
+    /// as early data, even with [`early_data(true)`](Self::early_data).
+    pub fn body(mut self, body: impl Into<Body>) -> Self {
+        self.body = body.into().0;
         self
     }
 
@@ -276,7 +278,7 @@ impl RequestBuilder {
             policy: self.session.early_data_policy(),
             opted: self.early_data,
         };
-        let replay_safe = rule.proof(&self.method, self.body.len());
+        let replay_safe = rule.proof(&self.method, &self.body);
         let request = PreparedRequest {
             method: self.method,
             uri,
@@ -316,7 +318,9 @@ struct EarlyRule {
 }
 
 impl EarlyRule {
-    fn proof(self, method: &Method, body_len: usize) -> Option<ReplaySafe> {
+    fn proof(self, method: &Method, body: &RequestBody) -> Option<ReplaySafe> {
+        // A stream's length is unknown and its replay not assured.
+        let body_len = body.len()?;
         match (self.policy, self.opted) {
             (EarlyDataPolicy::Never, _) | (_, Some(false)) => None,
             (_, Some(true)) => Some(ReplaySafe::opted_in()),
@@ -339,9 +343,10 @@ async fn follow(
         let response = session.execute(&request, url.clone()).await?;
         let (status, location) = (response.status(), response.headers().get(LOCATION));
         let policy = session.redirect_policy();
-        let Some((next_url, mut next)) =
-            redirect::next(policy, hops.len(), &url, status, location, &request)?
-        else {
+        let next = redirect::next(policy, hops.len(), &url, status, location, &request)?;
+        // A redirect that keeps a streamed body too long to send again is
+        // the answer, as reqwest does with a body it cannot clone.
+        let Some((next_url, mut next)) = next.filter(|(_, n)| n.body.replayable()) else {
             let sent = sent_head(request, response.protocol());
             return Ok(response.with_redirects(hops, sent).decoded(session.accepts()));
         };
@@ -356,7 +361,7 @@ async fn follow(
         // The redirect's own body is not wanted; dropping it frees the stream.
         drop(response);
         url = check_url(next_url, session.https_only())?;
-        next.replay_safe = rule.proof(&next.method, next.body.len());
+        next.replay_safe = rule.proof(&next.method, &next.body);
         request = next;
     }
 }
