@@ -557,12 +557,7 @@ impl SessionBuilder {
                 .get_or_insert_with(|| format!("{}:probe", self.key_prefix));
             config
         });
-        // Sessions won with a client certificate resume its authentication:
-        // their keys name it, so they are never offered without it.
-        let ticket_preset = match &self.identity {
-            Some(identity) => format!("{}@{}", preset.name(), identity.key_tag()),
-            None => preset.name().to_owned(),
-        };
+        let ticket_preset = ticket_preset(&preset, self.identity.as_ref());
         let breaker = attach_backend(self.backend, breaker, &caches, &ech, &ticket_preset);
         if let Some(id) = &self.identifier {
             caches.set_session_identifier(id);
@@ -604,6 +599,16 @@ impl SessionBuilder {
                 preset,
             }),
         })
+    }
+}
+
+/// The preset component of ticket keys. Sessions won with a client
+/// certificate resume its authentication: their keys name it, so they are
+/// never offered without it.
+fn ticket_preset(preset: &Preset, identity: Option<&crate::tls::Identity>) -> String {
+    match identity {
+        Some(identity) => format!("{}@{}", preset.name(), identity.key_tag()),
+        None => preset.name().to_owned(),
     }
 }
 
