@@ -1,6 +1,7 @@
-//! How a session opens TCP connections, seen from the far end on
-//! loopback: a dead first address does not hold a request up (Happy
-//! Eyeballs), the local address it binds, and TCP keepalive on its sockets.
+//! How a session opens connections, seen from the far end on loopback: a
+//! dead first address does not hold a request up, over TCP (Happy
+//! Eyeballs) or QUIC, the local address it binds, and TCP keepalive on its
+//! sockets.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -68,6 +69,36 @@ async fn a_dead_first_address_does_not_hold_up_the_request() {
         .expect("the second address answers within the connect timeout");
     assert!(response.status().is_success());
     assert_eq!(response.remote_addr().unwrap().ip(), IpAddr::from([127, 0, 0, 1]));
+    assert_eq!(origin.stats().requests(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quic_tries_the_next_address_when_the_first_does_not_answer() {
+    let pki = TestPki::new();
+    let origin =
+        h3fleet::server::H3Origin::bind("127.0.0.1:0".parse().unwrap(), pki.rustls_crypto()).unwrap();
+    let port = origin.local_addr().unwrap().port();
+    // A bound UDP socket nobody reads: datagrams vanish, no ICMP comes back.
+    let _silent = std::net::UdpSocket::bind(("127.0.0.2", port)).unwrap();
+    let session = client(
+        &pki,
+        port,
+        &[IpAddr::from([127, 0, 0, 2]), IpAddr::from([127, 0, 0, 1])],
+    )
+    .protocol(HttpProtocol::Http3)
+    .connect_timeout(Duration::from_secs(3))
+    .build()
+    .unwrap();
+    // Not replay-safe: it must reach the origin once, from the winner only.
+    let response = session
+        .post(format!("https://localhost:{port}/echo"))
+        .body("once")
+        .send()
+        .await
+        .expect("the second address answers within the connect timeout");
+    assert_eq!(response.version(), http::Version::HTTP_3);
+    assert_eq!(response.remote_addr().unwrap().ip(), IpAddr::from([127, 0, 0, 1]));
+    response.bytes().await.unwrap();
     assert_eq!(origin.stats().requests(), 1);
 }
 

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,8 +18,8 @@ use tokio::sync::OnceCell;
 
 use super::conn::{Conn, Connected, EarlyData, OfferedTicket, OnReady, ResponseBody, SharedReady, Tickets};
 use super::ech_offer::EchChoice;
-use super::eyeballs::SocketOptions;
-use super::h3::{Dial, H3Connection};
+use super::eyeballs::{self, SocketOptions};
+use super::h3::{Dial, H3Connection, Handshaken, UNCLAIMED};
 use super::select::{Open, Plan, ProtocolMemory};
 use super::tcp::{TcpConnection, TcpDial};
 use super::{HttpProtocol, PreparedRequest};
@@ -373,28 +374,62 @@ impl Connector {
         handshaken: Option<tokio::sync::oneshot::Sender<()>>,
     ) -> Result<Opened, Error> {
         let ready = SharedReady::new(on_ready);
-        let handshaken = std::sync::Mutex::new(handshaken);
+        let signal = Arc::new(std::sync::Mutex::new(handshaken));
         let opened = self
             .with_ech_retry(&mut target, |t| {
-                let signal = crate::sync::lock(&handshaken).take();
-                let hook = ready.hook();
-                async move { self.open_h3_once(&t, request, hook, signal).await }
+                let (ready, signal) = (&ready, Arc::clone(&signal));
+                async move { self.open_h3_addresses(&t, request, ready, signal).await }
             })
             .await?;
         resend_if_too_early(opened, request).await
     }
 
-    async fn open_h3_once(
+    /// Opens the connection on the first of the target's addresses to
+    /// answer QUIC: a dead first address costs at most the stagger
+    /// ([`eyeballs::first_to_answer`]). Only the first attempt to complete
+    /// its handshake sends a request that must not go twice.
+    async fn open_h3_addresses(
         &self,
         target: &Target,
         request: &PreparedRequest,
-        on_ready: OnReady<'_>,
-        handshaken: Option<tokio::sync::oneshot::Sender<()>>,
+        ready: &SharedReady<'_>,
+        signal: Arc<std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>>,
     ) -> Result<Opened, Error> {
-        let addr = *target
-            .addrs
-            .first()
-            .ok_or_else(|| url_error(&target.origin, "no address"))?;
+        let ordered = self.socket.order(&target.addrs);
+        let slot = Arc::new(AtomicUsize::new(UNCLAIMED));
+        let committed = || Some(slot.load(Ordering::SeqCst)).filter(|i| *i != UNCLAIMED);
+        let attempt = |i, addr| {
+            let handshaken = Handshaken {
+                signal: Arc::clone(&signal),
+                claim: (ordered.len() > 1).then(|| (Arc::clone(&slot), i)),
+            };
+            self.open_h3_at(target, addr, request, ready.hook(), handshaken)
+        };
+        eyeballs::first_to_answer(&ordered, eyeballs::STAGGER, committed, attempt)
+            .await
+            .map_err(|failures| {
+                // The committed attempt's error if there is one, else the last.
+                let winner = committed();
+                let mut failures = failures;
+                let chosen = match failures.iter().position(|(i, _)| Some(*i) == winner) {
+                    Some(at) => Some(failures.swap_remove(at)),
+                    None => failures.pop(),
+                };
+                match chosen {
+                    Some((_, e)) => e,
+                    None => eyeballs::no_address(&target.origin, &self.socket),
+                }
+            })
+    }
+
+    async fn open_h3_at(
+        &self,
+        target: &Target,
+        addr: SocketAddr,
+        request: &PreparedRequest,
+        on_ready: OnReady<'_>,
+        handshaken: Handshaken,
+    ) -> Result<Opened, Error> {
         let endpoint = self.endpoint(&addr).await?;
         let session = target.hit.as_ref().map(|h| h.session.clone());
         let early = session.as_ref().is_some_and(|s| s.envelope.early_data);

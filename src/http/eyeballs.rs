@@ -1,8 +1,9 @@
-//! Opening a TCP connection to a name with several addresses, Happy
-//! Eyeballs style (RFC 8305): the addresses are interleaved by family, and
-//! a new attempt starts every [`STAGGER`] (or as soon as the previous one
-//! fails) while the earlier ones keep running; the first to connect wins
-//! and the others are dropped.
+//! Opening a connection to a name with several addresses, Happy Eyeballs
+//! style (RFC 8305): the addresses are interleaved by family, and a new
+//! attempt starts every [`STAGGER`] (or as soon as the previous one fails)
+//! while the earlier ones keep running; the first to connect wins and the
+//! others are dropped. [`first_to_answer`] is that schedule, for TCP
+//! ([`connect`]) and QUIC (`Connector::open_h3`) alike.
 //!
 //! Why: trying addresses one after the other lets a dead first address
 //! (a black-holed IPv6 route, a host that is down) cost the whole connect
@@ -83,13 +84,53 @@ impl SocketOptions {
     }
 }
 
-async fn attempt(options: &SocketOptions, addr: SocketAddr) -> (SocketAddr, std::io::Result<TcpStream>) {
-    let connected = async {
-        let tcp = options.socket_for(&addr)?.connect(addr).await?;
-        options.apply(&tcp)?;
-        Ok(tcp)
+/// Runs `attempt(i, addr)` on each of `ordered` in turn, the next one
+/// `stagger` after the one before started or as soon as it failed, the
+/// earlier ones still running; the first success wins and the others are
+/// dropped. `committed` names an attempt that has won in all but name (a
+/// QUIC handshake completed, its request under way): no attempt starts
+/// after it, and its failure ends the whole. On failure: every attempt's
+/// error, in the order they came.
+pub(crate) async fn first_to_answer<T, F, Fut>(
+    ordered: &[SocketAddr],
+    stagger: Duration,
+    committed: impl Fn() -> Option<usize>,
+    mut attempt: F,
+) -> Result<T, Vec<(usize, Error)>>
+where
+    F: FnMut(usize, SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = Result<T, Error>>,
+{
+    let mut waiting = ordered.iter().copied().enumerate();
+    let mut running = FuturesUnordered::new();
+    let mut failures = Vec::new();
+    let mut start = |running: &mut FuturesUnordered<_>,
+                     waiting: &mut dyn Iterator<Item = (usize, SocketAddr)>| {
+        if let Some((i, addr)) = waiting.next() {
+            let attempt = attempt(i, addr);
+            running.push(async move { (i, attempt.await) });
+        }
     };
-    (addr, connected.await)
+    start(&mut running, &mut waiting);
+    while !running.is_empty() {
+        let more = waiting.len() > 0 && committed().is_none();
+        tokio::select! {
+            Some((i, outcome)) = running.next() => match outcome {
+                Ok(won) => return Ok(won),
+                Err(e) => {
+                    failures.push((i, e));
+                    if committed() == Some(i) {
+                        return Err(failures);
+                    }
+                    if committed().is_none() {
+                        start(&mut running, &mut waiting);
+                    }
+                }
+            },
+            () = tokio::time::sleep(stagger), if more => start(&mut running, &mut waiting),
+        }
+    }
+    Err(failures)
 }
 
 /// Connects to one of `addrs` (see the module's documentation); the error,
@@ -101,37 +142,38 @@ pub(crate) async fn connect(
     stagger: Duration,
 ) -> Result<TcpStream, Error> {
     let ordered = options.order(addrs);
-    let mut waiting = ordered.iter();
-    let mut running = FuturesUnordered::new();
-    let mut last = None;
-    if let Some(addr) = waiting.next() {
-        running.push(attempt(options, *addr));
-    }
-    while !running.is_empty() {
-        let start_next = tokio::select! {
-            Some((addr, outcome)) = running.next() => match outcome {
-                Ok(tcp) => return Ok(tcp),
-                Err(source) => {
-                    tracing::debug!(%origin, %addr, error = %source, "TCP connect failed");
-                    last = Some(Error::Tcp { origin: origin.to_owned(), addr, source });
-                    true
-                }
-            },
-            () = tokio::time::sleep(stagger), if waiting.len() > 0 => true,
+    let attempt = |_, addr| async move {
+        let connected = async {
+            let tcp = options.socket_for(&addr)?.connect(addr).await?;
+            options.apply(&tcp)?;
+            Ok(tcp)
         };
-        if start_next {
-            if let Some(addr) = waiting.next() {
-                running.push(attempt(options, *addr));
+        connected.await.map_err(|source| {
+            tracing::debug!(%origin, %addr, error = %source, "TCP connect failed");
+            Error::Tcp {
+                origin: origin.to_owned(),
+                addr,
+                source,
             }
-        }
-    }
-    Err(last.unwrap_or_else(|| Error::Url {
+        })
+    };
+    first_to_answer(&ordered, stagger, || None, attempt)
+        .await
+        .map_err(|mut failures| match failures.pop() {
+            Some((_, last)) => last,
+            None => no_address(origin, options),
+        })
+}
+
+/// The error when none of a name's addresses is worth trying.
+pub(crate) fn no_address(origin: &str, options: &SocketOptions) -> Error {
+    Error::Url {
         url: origin.to_owned(),
         reason: match options.local_address {
             Some(local) => format!("no address of the local address {local}'s family"),
             None => "no address".to_owned(),
         },
-    }))
+    }
 }
 
 #[cfg(test)]

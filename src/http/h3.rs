@@ -10,7 +10,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -48,8 +48,54 @@ pub(crate) struct Dial<'a> {
     pub(crate) on_ready: Option<OnReady<'a>>,
     pub(crate) ech_offered: EchOffered,
     /// Told when the QUIC handshake has completed (the server answered),
-    /// before the first response: a race against TCP is decided by it.
-    pub(crate) handshaken: Option<tokio::sync::oneshot::Sender<()>>,
+    /// before the first response.
+    pub(crate) handshaken: Handshaken,
+}
+
+/// What an attempt's completed handshake tells, and whether the attempt
+/// may then carry the request: attempts to a name's addresses race, and
+/// only the first to complete its handshake sends a request that must not
+/// go twice (the others end with [`superseded`]).
+#[derive(Clone, Default)]
+pub(crate) struct Handshaken {
+    /// Told once, by the winner: a race against TCP is decided by it.
+    pub(crate) signal: Arc<std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>>,
+    /// The slot the attempts race for, and this attempt's number.
+    pub(crate) claim: Option<(Arc<AtomicUsize>, usize)>,
+}
+
+/// The claim slot before any attempt has taken it.
+pub(crate) const UNCLAIMED: usize = usize::MAX;
+
+impl Handshaken {
+    /// Claims the connection's place for this attempt; true if it is its.
+    fn won(&self) -> bool {
+        let won = match &self.claim {
+            None => true,
+            Some((slot, me)) => {
+                match slot.compare_exchange(UNCLAIMED, *me, Ordering::SeqCst, Ordering::SeqCst) {
+                    Ok(_) => true,
+                    Err(holder) => holder == *me,
+                }
+            }
+        };
+        if won {
+            if let Some(tx) = crate::sync::lock(&self.signal).take() {
+                let _ = tx.send(());
+            }
+        }
+        won
+    }
+}
+
+/// The end of an attempt whose handshake completed after another's: it
+/// sends nothing (and its error is never the one a caller sees).
+fn superseded(origin: &str) -> Error {
+    tracing::debug!(%origin, "another address answered first; this QUIC attempt sends nothing");
+    Error::Timeout {
+        what: "a QUIC attempt that another address answered before",
+        after: Duration::ZERO,
+    }
 }
 
 /// An open HTTP/3 connection.
@@ -192,8 +238,9 @@ impl H3Connection {
             origin: base.origin.clone(),
             source: source.into(),
         })?;
-        let mut base = base;
-        base.tell_handshaken();
+        if !base.handshaken.won() {
+            return Err(superseded(&base.origin));
+        }
         let conn = base.finish(quic, EarlyData::NotAttempted).await?;
         let (stream, head) = conn.exchange(request).await?;
         Ok(FirstExchange { conn, stream, head })
@@ -272,17 +319,11 @@ struct Setup<'a> {
     ticket: OfferedTicket,
     tickets: Arc<Tickets>,
     on_ready: Option<OnReady<'a>>,
-    handshaken: Option<tokio::sync::oneshot::Sender<()>>,
+    handshaken: Handshaken,
     ech_offered: EchOffered,
 }
 
 impl Setup<'_> {
-    fn tell_handshaken(&mut self) {
-        if let Some(tx) = self.handshaken.take() {
-            let _ = tx.send(());
-        }
-    }
-
     /// Builds the h3 client on a handshaken connection.
     async fn finish(
         self,
@@ -336,7 +377,7 @@ impl Setup<'_> {
     /// The 0-RTT path: the request leaves with the ClientHello. Only a
     /// request proven replay-safe can take it.
     async fn early(
-        mut self,
+        self,
         quic: quinn::Connection,
         accepted: quinn::ZeroRttAccepted,
         request: &PreparedRequest,
@@ -362,7 +403,9 @@ impl Setup<'_> {
                 source: source.into(),
             });
         }
-        self.tell_handshaken();
+        if !self.handshaken.won() {
+            return Err(superseded(&self.origin));
+        }
         if !accepted {
             tracing::debug!(origin = %self.origin, "0-RTT rejected; sending the request again");
             // Everything tied to the lost early data goes before any new stream.
