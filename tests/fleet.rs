@@ -173,7 +173,7 @@ async fn get_posts_data_with_headers_and_writes_the_body_to_a_file() {
     let port = serve.addr.port();
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_h3fleet"))
         .arg("get")
-        .arg(format!("https://localhost:{port}/upload"))
+        .arg(format!("https://localhost:{port}/submit"))
         .args(["--cache", "none", "--cacert", &serve.cert])
         .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
         .args(["-d", "payload=1", "-H", "content-type: text/plain", "-o"])
@@ -191,7 +191,7 @@ async fn get_posts_data_with_headers_and_writes_the_body_to_a_file() {
 fn get_of_a_wrong_url_is_a_clear_error() {
     for (url, says) in [
         ("not-a-url", "invalid URL"),
-        ("http://localhost/", "only https://"),
+        ("ftp://localhost/", "only https:// and http://"),
     ] {
         let out = h3fleet().args(["get", url, "--cache", "none"]).output().unwrap();
         assert!(!out.status.success());
