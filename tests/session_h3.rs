@@ -349,10 +349,12 @@ async fn alice_and_bob_never_resume_each_others_tickets() {
 #[tokio::test]
 async fn wrong_urls_are_clear_errors() {
     let session = Session::builder().build().unwrap();
-    for url in ["http://localhost/", "not a url", "https://"] {
+    for url in ["not a url", "https://"] {
         let err = session.get(url).send().await.unwrap_err();
         assert!(matches!(err, Error::Url { .. }), "{url}: {err}");
     }
+    let err = session.get("ftp://localhost/").send().await.unwrap_err();
+    assert!(matches!(err, Error::Scheme { .. }) && err.is_url(), "{err}");
     let err = session
         .get("https://localhost/")
         .header("bad header", "x")
