@@ -298,3 +298,59 @@ async fn huge_time_limits_never_panic() {
     assert_eq!(response.status(), 200);
     assert!(session.close().await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_requests_version_chooses_its_protocol_and_its_connections() {
+    let mut origin = Origin::new();
+    origin.start_tcp(true);
+    origin.start_h3();
+    let session = origin.session();
+    let send = |path: &'static str, version| {
+        let request = session.get(origin.url(path)).version(version);
+        async move {
+            let response = request.send().await.unwrap();
+            let got = (response.version(), response.tls().connection_reused);
+            response.bytes().await.unwrap();
+            got
+        }
+    };
+    // HTTP/1.1 although the server prefers h2: ALPN offered http/1.1 only.
+    assert_eq!(
+        send("/v11", http::Version::HTTP_11).await,
+        (http::Version::HTTP_11, false)
+    );
+    // Not carried by the HTTP/1.1 connection, then carried by its own.
+    assert_eq!(
+        send("/v2", http::Version::HTTP_2).await,
+        (http::Version::HTTP_2, false)
+    );
+    assert_eq!(
+        send("/v2-again", http::Version::HTTP_2).await,
+        (http::Version::HTTP_2, true)
+    );
+    assert_eq!(
+        send("/v3", http::Version::HTTP_3).await,
+        (http::Version::HTTP_3, false)
+    );
+    assert_eq!(
+        origin.seen(),
+        [
+            ("http/1.1", "/v11".to_owned()),
+            ("h2", "/v2".to_owned()),
+            ("h2", "/v2-again".to_owned()),
+            ("h3", "/v3".to_owned()),
+        ]
+    );
+    let old = session
+        .get(origin.url("/"))
+        .version(http::Version::HTTP_10)
+        .send()
+        .await;
+    assert!(old.is_err_and(|e| e.is_builder()));
+    let h2c = session
+        .get("http://127.0.0.1:9/")
+        .version(http::Version::HTTP_2)
+        .send()
+        .await;
+    assert!(h2c.is_err_and(|e| e.is_builder()));
+}

@@ -80,6 +80,9 @@ pub(crate) struct Connector {
 /// What one new connection is for: the origin, the identifier it is opened
 /// under, its first request and who gets it once it is usable.
 pub(crate) struct NewConnection<'a> {
+    /// The protocol setting for this request (the session's, unless the
+    /// request asked for a version).
+    pub(crate) mode: HttpProtocol,
     pub(crate) identifier: Option<String>,
     pub(crate) host: &'a str,
     pub(crate) port: u16,
@@ -131,6 +134,9 @@ pub(crate) struct Target {
     pub(crate) addrs: Vec<SocketAddr>,
     pub(crate) identifier: Option<String>,
     pub(crate) protocol: Protocol,
+    /// The protocols a ticket was looked for under: for TCP, what ALPN
+    /// offers.
+    pub(crate) protocol_choices: &'static [Protocol],
     pub(crate) hit: Option<CacheHit>,
     pub(crate) tickets: Arc<Tickets>,
     pub(crate) sink: TicketSink,
@@ -165,8 +171,8 @@ impl Connector {
 
     /// How a request to `host:port` goes, from the mode and what has been
     /// learned about the origin.
-    pub(crate) fn plan(&self, host: &str, port: u16) -> Plan {
-        super::select::plan(self.mode, &self.memory, host, port)
+    pub(crate) fn plan(&self, mode: HttpProtocol, host: &str, port: u16) -> Plan {
+        super::select::plan(mode, &self.memory, host, port)
     }
 
     /// Opens a connection as `plan` says and sends the first request on it.
@@ -175,9 +181,9 @@ impl Connector {
             Some(ech) => ech,
             None => self.ech_for(server_name(new.host), new.port).await?,
         };
-        let protocols: &[Protocol] = match open {
+        let protocols: &'static [Protocol] = match open {
             Open::H3 => &[Protocol::H3],
-            Open::Tcp => self.mode.tcp_protocols(),
+            Open::Tcp => new.mode.tcp_protocols(),
             Open::Race { h3_port, expected } => {
                 return self.open_raced(new, ech, h3_port, expected).await;
             }
@@ -222,7 +228,7 @@ impl Connector {
         identifier: Option<String>,
         host: &str,
         port: u16,
-        protocols: &[Protocol],
+        protocols: &'static [Protocol],
         ech: EchChoice,
     ) -> Result<Target, Error> {
         let server_name = server_name(host).to_owned();
@@ -244,6 +250,7 @@ impl Connector {
             addrs,
             identifier,
             protocol,
+            protocol_choices: protocols,
             hit,
             tickets,
             sink,
@@ -553,6 +560,7 @@ impl Connector {
             addrs: target.addrs.clone(),
             socket: self.socket.clone(),
             tls: self.tcp_tls.clone(),
+            alpn: tcp_alpn(target.protocol_choices),
             resume: target.hit.as_ref().map(|h| h.session.clone()),
             sink: Arc::clone(&target.sink),
             ticket: self.offered_ticket(target),
@@ -658,6 +666,19 @@ fn transport(preset: &Preset) -> Result<quinn::TransportConfig, Error> {
         .max_idle_timeout(Some(idle))
         .keep_alive_interval(preset.quic_keep_alive());
     Ok(transport)
+}
+
+/// What ALPN offers on a TCP connection that may resume a ticket of
+/// `protocols`: `h2` for HTTP/2, `http/1.1` for HTTP/1.1, in their order.
+fn tcp_alpn(protocols: &[Protocol]) -> Vec<&'static [u8]> {
+    protocols
+        .iter()
+        .filter_map(|p| match p {
+            Protocol::H2 => Some(&b"h2"[..]),
+            Protocol::H1 => Some(&b"http/1.1"[..]),
+            Protocol::H3 => None,
+        })
+        .collect()
 }
 
 pub(crate) fn url_error(url: &str, reason: &str) -> Error {

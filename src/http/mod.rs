@@ -60,6 +60,17 @@ impl HttpProtocol {
         }
     }
 
+    /// The mode that carries a request of `version`; `None` for a version
+    /// h3fleet does not speak (HTTP/1.0, HTTP/0.9).
+    pub(crate) fn for_version(version: http::Version) -> Option<Self> {
+        match version {
+            http::Version::HTTP_3 => Some(Self::Http3),
+            http::Version::HTTP_2 => Some(Self::Http2),
+            http::Version::HTTP_11 => Some(Self::Http1),
+            _ => None,
+        }
+    }
+
     /// The ALPN protocols offered on TCP, most preferred first.
     pub(crate) fn tcp_alpn(self) -> &'static [&'static [u8]] {
         match self {
@@ -82,6 +93,9 @@ pub(crate) struct PreparedRequest {
     pub(crate) body: body::RequestBody,
     /// Present when this request may ride in 0-RTT early data.
     pub(crate) replay_safe: Option<ReplaySafe>,
+    /// The protocol this request must go over, if not the session's
+    /// ([`RequestBuilder::version`](crate::RequestBuilder::version)).
+    pub(crate) protocol: Option<HttpProtocol>,
 }
 
 impl PreparedRequest {

@@ -180,6 +180,21 @@ pub(crate) fn plan(mode: HttpProtocol, memory: &ProtocolMemory, host: &str, port
     Plan { pooled, open }
 }
 
+impl Plan {
+    /// The plan for a request that must go over `required`: only open
+    /// connections of exactly that protocol carry it.
+    pub(crate) fn requiring(mut self, required: HttpProtocol) -> Self {
+        use Protocol::{H1, H2, H3};
+        self.pooled = match required {
+            HttpProtocol::Http3 => &[H3],
+            HttpProtocol::Http2 => &[H2],
+            HttpProtocol::Http1 => &[H1],
+            HttpProtocol::Auto => self.pooled,
+        };
+        self
+    }
+}
+
 /// What an `Alt-Svc` header value says about HTTP/3.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum AltSvc {

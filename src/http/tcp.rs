@@ -85,6 +85,8 @@ pub(crate) struct TcpDial {
     pub(crate) addrs: Vec<std::net::SocketAddr>,
     pub(crate) socket: SocketOptions,
     pub(crate) tls: TcpClientConfig,
+    /// The ALPN protocols to offer, most preferred first.
+    pub(crate) alpn: Vec<&'static [u8]>,
     pub(crate) resume: Option<CachedSession>,
     pub(crate) sink: TicketSink,
     pub(crate) ticket: OfferedTicket,
@@ -126,6 +128,7 @@ impl TcpConnection {
             report: Arc::clone(&early),
             ech,
             ech_rejection: Arc::clone(&dial.ech_rejection),
+            alpn: &dial.alpn,
         };
         let tls = dial
             .tls

@@ -240,12 +240,21 @@ impl Session {
             .ok_or_else(|| url_error(url.as_str(), "no host"))?
             .to_owned();
         let port = url.port_or_known_default().unwrap_or(443);
+        let mode = request.protocol.unwrap_or(self.inner.mode);
         if url.scheme() == "http" {
+            if mode != HttpProtocol::Http1 && request.protocol.is_some() {
+                return Err(Error::Config(
+                    "an http:// URL is fetched over HTTP/1.1 only".into(),
+                ));
+            }
             return self.execute_plain(request, url, host, port).await;
         }
         let connector = &self.inner.connector;
         let ech = connector.choose_ech_early(&host, port).await?;
-        let plan = connector.plan(&host, port);
+        let mut plan = connector.plan(mode, &host, port);
+        if let Some(required) = request.protocol {
+            plan = plan.requiring(required);
+        }
         let origin = Origin {
             identifier: self.inner.caches.session_identifier(),
             host,
@@ -259,7 +268,7 @@ impl Session {
             Ok(response) => return Ok(response),
             Err(url) => url,
         };
-        self.open_new(plan, origin, ech, request, url).await
+        self.open_new(plan, origin, ech, request, url, mode).await
     }
 
     /// An `http://` request: HTTP/1.1 in the clear, whatever the protocol
@@ -337,11 +346,12 @@ impl Session {
         ech: Option<EchChoice>,
         request: &PreparedRequest,
         url: url::Url,
+        mode: HttpProtocol,
     ) -> Result<Response, Error> {
         let lead = origin.key(plan.open.lead_protocol());
         // HTTP/1.1 connections carry one exchange at a time: each waiting
         // request opens its own rather than queueing behind another.
-        let guard = if self.inner.mode == HttpProtocol::Http1 {
+        let guard = if mode == HttpProtocol::Http1 {
             None
         } else {
             match self.inner.pool.opening(&lead) {
@@ -376,6 +386,7 @@ impl Session {
             }
         };
         let new = NewConnection {
+            mode,
             identifier: origin.identifier.clone(),
             host: &origin.host,
             port: origin.port,

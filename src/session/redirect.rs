@@ -160,6 +160,7 @@ mod tests {
             headers,
             body: crate::http::body::RequestBody::Full(bytes::Bytes::from_static(b"{}")),
             replay_safe: None,
+            protocol: None,
         }
     }
 

@@ -12,7 +12,7 @@ use super::{Response, Session};
 use crate::error::Error;
 use crate::http::body::{Body, RequestBody};
 use crate::http::connect::url_error;
-use crate::http::PreparedRequest;
+use crate::http::{HttpProtocol, PreparedRequest};
 use crate::replay::ReplaySafe;
 
 /// When a first request may be sent as 0-RTT early data.
@@ -42,6 +42,7 @@ pub struct RequestBuilder {
     body: RequestBody,
     early_data: Option<bool>,
     timeout: Option<Duration>,
+    version: Option<http::Version>,
 }
 
 /// What a URL can be given as: `&str`, `String`, or a parsed [`url::Url`].
@@ -100,6 +101,7 @@ impl RequestBuilder {
             body: RequestBody::default(),
             early_data: None,
             timeout: None,
+            version: None,
         }
     }
 
@@ -242,6 +244,17 @@ impl RequestBuilder {
         self
     }
 
+    /// The HTTP version this request must go over, whatever the session's
+    /// [`protocol`](crate::SessionBuilder::protocol), as reqwest's
+    /// `version`: `HTTP_3` (QUIC), `HTTP_2` (TLS, ALPN `h2` only) or
+    /// `HTTP_11` (TLS, ALPN `http/1.1` only; the only one an `http://` URL
+    /// takes). Only open connections of that version carry it. `send` fails
+    /// for any other version.
+    pub fn version(mut self, version: http::Version) -> Self {
+        self.version = Some(version);
+        self
+    }
+
     /// The longest this request may take, from sending it to the last byte
     /// of its body. A limit too large to add to the current time
     /// (`Duration::MAX`) means none.
@@ -279,7 +292,14 @@ impl RequestBuilder {
             opted: self.early_data,
         };
         let replay_safe = rule.proof(&self.method, &self.body);
+        let protocol = match self.version {
+            None => None,
+            Some(v) => Some(HttpProtocol::for_version(v).ok_or_else(|| {
+                Error::Config(format!("{v:?} is not spoken: ask for HTTP/1.1, HTTP/2 or HTTP/3"))
+            })?),
+        };
         let request = PreparedRequest {
+            protocol,
             method: self.method,
             uri,
             headers,

@@ -94,6 +94,12 @@ impl TcpClientConfig {
             .configure()
             .map_err(|e| TlsError::boring("cannot create a connection", e))?;
         tickets::attach_sink(&mut config, options.sink);
+        if !options.alpn.is_empty() {
+            let wire = super::alpn_wire(&super::alpn_list(options.alpn))?;
+            config
+                .set_alpn_protos(&wire)
+                .map_err(|e| TlsError::boring("cannot set ALPN", e))?;
+        }
         let resume = options.resume;
         if let Some(cached) = resume.filter(|c| c.envelope.protocol != Protocol::H3) {
             // TLS 1.2 sessions never leave the process, but one from memory
@@ -143,6 +149,9 @@ pub(crate) struct ConnectOptions<'a> {
     pub(crate) ech: EchOffer<'a>,
     /// Hears if the server rejects ECH, with its retry configs.
     pub(crate) ech_rejection: Arc<EchRejection>,
+    /// The ALPN protocols to offer instead of the configuration's (empty:
+    /// the configuration's).
+    pub(crate) alpn: &'a [&'static [u8]],
 }
 
 /// BoringSSL's error stack somewhere in the chain starting at `first`.
