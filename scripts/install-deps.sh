@@ -2,13 +2,14 @@
 # Installs the Debian packages h3fleet's build and tests need, when missing.
 #   redis-server, redis-tools  the tests start real Redis servers and a Redis Cluster
 #   memcached                  the backend contract suite runs against a real memcached
+#   python3                    Python's http.server: an independent plain-HTTP origin
 #   cmake, clang, libclang-dev BoringSSL's build (the TLS engine, from the QUIC layer on)
 # Usage: scripts/install-deps.sh [--test]   (--test adds the test services)
 set -euo pipefail
 
 packages=(cmake clang libclang-dev)
 if [[ "${1:-}" == "--test" ]]; then
-  packages+=(redis-server redis-tools memcached)
+  packages+=(redis-server redis-tools memcached python3)
 fi
 
 missing=()
