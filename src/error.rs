@@ -162,6 +162,17 @@ pub enum Error {
         /// What was wrong.
         reason: String,
     },
+    /// The egress proxy could not be reached, refused the credentials or
+    /// refused the tunnel.
+    #[error("proxy {proxy}: {reason}")]
+    Proxy {
+        /// The proxy, without its password.
+        proxy: String,
+        /// What went wrong.
+        reason: String,
+        /// The proxy's reply code (SOCKS5's, or CONNECT's HTTP status).
+        reply: Option<u16>,
+    },
     /// A time limit passed.
     #[error("{what} took longer than {after:?}")]
     Timeout {
@@ -180,6 +191,21 @@ impl Error {
             Self::Timeout { .. } => true,
             Self::Connection { source, .. } => source.is_timeout(),
             _ => false,
+        }
+    }
+
+    /// True when the egress proxy failed (unreachable, refused the
+    /// credentials or the tunnel); [`proxy_reply`](Self::proxy_reply) has
+    /// its code.
+    pub fn is_proxy(&self) -> bool {
+        matches!(self, Self::Proxy { .. })
+    }
+
+    /// The proxy's reply code, for a proxy that answered with a refusal.
+    pub fn proxy_reply(&self) -> Option<u16> {
+        match self {
+            Self::Proxy { reply, .. } => *reply,
+            _ => None,
         }
     }
 

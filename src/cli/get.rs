@@ -60,6 +60,15 @@ pub(crate) struct GetArgs {
     /// cache is then not used at all: nothing is read from it or written.
     #[arg(help_heading = "TLS", short = 'k', long)]
     insecure: bool,
+    /// Go through this proxy, as curl's `-x`: `http://` (CONNECT),
+    /// `socks5://` or `socks5h://`, with `user:password@` if it asks. Its
+    /// tickets are cached apart from those of other exits.
+    #[arg(help_heading = "Connection", short = 'x', long, value_name = "URL")]
+    proxy: Option<String>,
+    /// Hosts to reach directly despite `-x`, as curl's `--noproxy`:
+    /// comma-separated names (each also covers its subdomains), or `*`.
+    #[arg(help_heading = "Connection", long, value_name = "LIST")]
+    noproxy: Option<String>,
     /// Connect to ADDR for HOST:PORT (like curl). Repeatable.
     #[arg(help_heading = "Connection", long, value_name = "HOST:PORT:ADDR")]
     resolve: Vec<String>,
@@ -305,6 +314,23 @@ fn identity(cert: &Path, key: Option<&Path>) -> Result<h3fleet::tls::Identity, C
     Ok(h3fleet::tls::Identity::from_pem(&pem).map_err(|e| problem("--cert", cert, &e))?)
 }
 
+/// The URL's host is in `--noproxy` (`*`, the name, or a parent domain).
+fn bypasses(args: &GetArgs) -> bool {
+    let Some(list) = &args.noproxy else { return false };
+    let host = url::Url::parse(&args.url).ok().and_then(|u| {
+        u.host_str()
+            .map(|h| h.trim_matches(['[', ']']).to_ascii_lowercase())
+    });
+    let Some(host) = host else { return false };
+    list.split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .any(|entry| {
+            let entry = entry.trim_start_matches('.').to_ascii_lowercase();
+            entry == "*" || host == entry || host.ends_with(&format!(".{entry}"))
+        })
+}
+
 /// Where and how connections go: `--resolve`, `--dns`, `--interface`,
 /// keepalive and the time limits.
 fn connection(
@@ -316,6 +342,9 @@ fn connection(
     }
     if let Some(dns) = &args.dns {
         builder = builder.dns_server(parse_dns(dns)?);
+    }
+    if let Some(proxy) = args.proxy.as_deref().filter(|_| !bypasses(args)) {
+        builder = builder.proxy(h3fleet::Proxy::all(proxy)?);
     }
     builder = builder.local_address(args.interface);
     builder = builder.tcp_keepalive((!args.no_keepalive).then(|| Duration::from_secs(args.keepalive_time)));

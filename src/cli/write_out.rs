@@ -163,6 +163,9 @@ pub(crate) fn curl_exit_code(e: &(dyn std::error::Error + 'static)) -> u8 {
     ]
     .iter()
     .any(|needle| text.contains(needle));
+    if let h3fleet::Error::Proxy { proxy, reason, .. } = e {
+        return proxy_exit_code(proxy, reason);
+    }
     if e.is_timeout() {
         28
     } else if matches!(e, h3fleet::Error::Scheme { .. }) {
@@ -182,6 +185,21 @@ pub(crate) fn curl_exit_code(e: &(dyn std::error::Error + 'static)) -> u8 {
         7
     } else {
         1
+    }
+}
+
+/// curl's codes for a proxy failure: 5 its name did not resolve, 7 it
+/// could not be reached, 56 an HTTP proxy refused the tunnel, 97 a SOCKS
+/// proxy failed.
+fn proxy_exit_code(proxy: &str, reason: &str) -> u8 {
+    if reason.starts_with("cannot resolve the proxy") {
+        5
+    } else if reason.starts_with("cannot connect to the proxy") {
+        7
+    } else if proxy.starts_with("http://") {
+        56
+    } else {
+        97
     }
 }
 

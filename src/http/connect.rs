@@ -18,6 +18,7 @@ use tokio::sync::OnceCell;
 
 use super::conn::{Conn, Connected, EarlyData, OfferedTicket, OnReady, ResponseBody, SharedReady, Tickets};
 use super::ech_offer::EchChoice;
+use super::egress::Proxy;
 use super::eyeballs::{self, SocketOptions};
 use super::h3::{Dial, H3Connection, Handshaken, UNCLAIMED};
 use super::select::{Open, Plan, ProtocolMemory};
@@ -53,6 +54,8 @@ pub(crate) struct ConnectorSettings {
     pub(crate) accept_invalid_certs: bool,
     /// The client certificate, if any.
     pub(crate) identity: Option<crate::tls::Identity>,
+    /// The egress proxy, if any.
+    pub(crate) proxy: Option<Proxy>,
     /// The local address and keepalive of every TCP socket (the local
     /// address binds QUIC sockets too).
     pub(crate) socket: SocketOptions,
@@ -73,6 +76,8 @@ pub(crate) struct Connector {
     tcp_tls: TcpClientConfig,
     transport: Arc<quinn::TransportConfig>,
     socket: SocketOptions,
+    /// Every connection goes through it (TCP only).
+    pub(crate) proxy: Option<Proxy>,
     v4: OnceCell<quinn::Endpoint>,
     v6: OnceCell<quinn::Endpoint>,
 }
@@ -164,6 +169,7 @@ impl Connector {
             tcp_tls,
             transport: Arc::new(transport(&settings.preset)?),
             socket: settings.socket,
+            proxy: settings.proxy,
             v4: OnceCell::new(),
             v6: OnceCell::new(),
         })
@@ -172,6 +178,10 @@ impl Connector {
     /// How a request to `host:port` goes, from the mode and what has been
     /// learned about the origin.
     pub(crate) fn plan(&self, mode: HttpProtocol, host: &str, port: u16) -> Plan {
+        if self.proxy.is_some() && mode == HttpProtocol::Auto {
+            // HTTP/3 cannot go through the proxy (see `egress`).
+            return Plan::tcp_only();
+        }
         super::select::plan(mode, &self.memory, host, port)
     }
 
@@ -192,7 +202,17 @@ impl Connector {
             .target(new.identifier, new.host, new.port, protocols, ech)
             .await?;
         match open {
-            Open::H3 => self.open_h3(target, new.request, new.on_ready, None).await,
+            Open::H3 => {
+                if let Some(proxy) = &self.proxy {
+                    return Err(Error::Proxy {
+                        proxy: proxy.namespace(),
+                        reason: "HTTP/3 cannot go through a proxy yet (SOCKS5 UDP ASSOCIATE is not built)"
+                            .into(),
+                        reply: None,
+                    });
+                }
+                self.open_h3(target, new.request, new.on_ready, None).await
+            }
             _ => {
                 self.open_tcp(target, new.request, new.on_ready, new.connected)
                     .await
@@ -232,8 +252,12 @@ impl Connector {
         ech: EchChoice,
     ) -> Result<Target, Error> {
         let server_name = server_name(host).to_owned();
-        let addrs = self.resolver.resolve(host, port).await?;
-        if addrs.is_empty() {
+        // A proxy that resolves names gets the name: no lookup leaks it here.
+        let addrs = match &self.proxy {
+            Some(proxy) if proxy.resolves_names() => Vec::new(),
+            _ => self.resolver.resolve(host, port).await?,
+        };
+        if addrs.is_empty() && !self.proxy.as_ref().is_some_and(Proxy::resolves_names) {
             return Err(url_error(host, "no address"));
         }
         let (protocol, hit) = self
@@ -558,7 +582,9 @@ impl Connector {
             origin: target.origin.clone(),
             server_name: target.server_name.clone(),
             addrs: target.addrs.clone(),
+            port: target.port,
             socket: self.socket.clone(),
+            proxy: self.proxy.clone(),
             tls: self.tcp_tls.clone(),
             alpn: tcp_alpn(target.protocol_choices),
             resume: target.hit.as_ref().map(|h| h.session.clone()),
@@ -575,13 +601,22 @@ impl Connector {
 
     /// Opens a plain HTTP/1.1 connection for an `http://` URL.
     pub(crate) async fn open_plain(&self, host: &str, port: u16) -> Result<Conn, Error> {
-        let addrs = self.resolver.resolve(host, port).await?;
-        if addrs.is_empty() {
+        let started = std::time::Instant::now();
+        let remote_dns = self.proxy.as_ref().is_some_and(Proxy::resolves_names);
+        let addrs = if remote_dns {
+            Vec::new()
+        } else {
+            self.resolver.resolve(host, port).await?
+        };
+        if addrs.is_empty() && !remote_dns {
             return Err(url_error(host, "no address"));
         }
         let origin = format!("{host}:{port}");
-        let conn = TcpConnection::open_plain(origin, &addrs, &self.socket).await?;
-        Ok(Conn::Tcp(conn))
+        let tcp = match &self.proxy {
+            Some(proxy) => proxy.connect(host, port, &addrs, &self.socket).await?,
+            None => eyeballs::connect(&origin, &addrs, &self.socket, eyeballs::STAGGER).await?,
+        };
+        Ok(Conn::Tcp(TcpConnection::open_plain(origin, tcp, started).await?))
     }
 
     async fn endpoint(&self, addr: &SocketAddr) -> Result<quinn::Endpoint, Error> {

@@ -104,6 +104,15 @@ impl Connector {
     /// The ECHConfigList and TTL of `host`'s HTTPS record, if it has one;
     /// its `alpn` also teaches protocol selection.
     async fn https_record(&self, host: &str, port: u16, reliant: &AtomicBool) -> Option<(Vec<u8>, Duration)> {
+        // Through a proxy that resolves names, looking the record up here
+        // would tell the resolver where the connection goes.
+        if self
+            .proxy
+            .as_ref()
+            .is_some_and(super::egress::Proxy::resolves_names)
+        {
+            return None;
+        }
         if self.resolver.is_overridden(host, port) {
             return None;
         }

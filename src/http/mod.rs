@@ -15,6 +15,7 @@ pub(crate) mod body;
 pub(crate) mod conn;
 pub(crate) mod connect;
 pub(crate) mod ech_offer;
+pub(crate) mod egress;
 pub(crate) mod eyeballs;
 pub(crate) mod h3;
 pub(crate) mod pool;

@@ -181,6 +181,14 @@ pub(crate) fn plan(mode: HttpProtocol, memory: &ProtocolMemory, host: &str, port
 }
 
 impl Plan {
+    /// TCP only (HTTP/2, else HTTP/1.1): no QUIC attempt at all.
+    pub(crate) fn tcp_only() -> Self {
+        Self {
+            pooled: &[Protocol::H2, Protocol::H1],
+            open: Open::Tcp,
+        }
+    }
+
     /// The plan for a request that must go over `required`: only open
     /// connections of exactly that protocol carry it.
     pub(crate) fn requiring(mut self, required: HttpProtocol) -> Self {

@@ -83,7 +83,10 @@ pub(crate) struct TcpDial {
     pub(crate) server_name: String,
     /// Tried Happy Eyeballs style until one accepts the TCP connection.
     pub(crate) addrs: Vec<std::net::SocketAddr>,
+    pub(crate) port: u16,
     pub(crate) socket: SocketOptions,
+    /// The egress proxy the connection goes through, if any.
+    pub(crate) proxy: Option<super::egress::Proxy>,
     pub(crate) tls: TcpClientConfig,
     /// The ALPN protocols to offer, most preferred first.
     pub(crate) alpn: Vec<&'static [u8]>,
@@ -113,7 +116,14 @@ impl TcpConnection {
     /// Connects, runs the TLS handshake and starts HTTP/2 or HTTP/1.1.
     pub(crate) async fn open(dial: TcpDial) -> Result<Arc<Self>, Error> {
         let started = Instant::now();
-        let tcp = eyeballs::connect(&dial.origin, &dial.addrs, &dial.socket, eyeballs::STAGGER).await?;
+        let tcp = match &dial.proxy {
+            Some(proxy) => {
+                proxy
+                    .connect(&dial.server_name, dial.port, &dial.addrs, &dial.socket)
+                    .await?
+            }
+            None => eyeballs::connect(&dial.origin, &dial.addrs, &dial.socket, eyeballs::STAGGER).await?,
+        };
         let remote_addr = tcp.peer_addr().ok();
         let early = Arc::new(EarlyDataReport::default());
         let ech = match (&dial.ech, dial.ech_offered.grease) {
@@ -173,13 +183,13 @@ impl TcpConnection {
 
     /// Connects for an `http://` URL: HTTP/1.1 in the clear. No ticket,
     /// no early data, no ECH: nothing of it reaches any cache.
+    /// `tcp` is connected (directly or through a proxy) to the origin.
+    /// `started`: when connecting began.
     pub(crate) async fn open_plain(
         origin: String,
-        addrs: &[std::net::SocketAddr],
-        socket: &SocketOptions,
+        tcp: tokio::net::TcpStream,
+        started: Instant,
     ) -> Result<Arc<Self>, Error> {
-        let started = Instant::now();
-        let tcp = eyeballs::connect(&origin, addrs, socket, eyeballs::STAGGER).await?;
         let handshake = Handshake {
             resumed: false,
             early_data: EarlyData::NotAttempted,

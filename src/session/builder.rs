@@ -58,6 +58,7 @@ pub struct SessionBuilder {
     sslkeylogfile: bool,
     accept_invalid_certs: bool,
     identity: Option<crate::tls::Identity>,
+    proxy: Option<crate::Proxy>,
     socket: SocketOptions,
 }
 
@@ -105,6 +106,7 @@ impl Default for SessionBuilder {
             sslkeylogfile: false,
             accept_invalid_certs: false,
             identity: None,
+            proxy: None,
             socket: SocketOptions::default(),
         }
     }
@@ -290,6 +292,27 @@ impl SessionBuilder {
     /// memory, offered only where their chain verifies.
     pub fn danger_accept_invalid_certs(mut self, accept: bool) -> Self {
         self.accept_invalid_certs = accept;
+        self
+    }
+
+    /// Sends every connection through `proxy`, as reqwest's `proxy`: TCP
+    /// through HTTP CONNECT or SOCKS5 (see [`Proxy`](crate::Proxy)); HTTP/3
+    /// cannot go through a proxy yet, so `Auto` speaks TCP only and `Http3`
+    /// fails ([`Error::is_proxy`](crate::Error::is_proxy)).
+    ///
+    /// Tickets won through the proxy are stored under keys that name it
+    /// (`{preset}~{16 hex digits of the SHA-256 of scheme://user@host:port}`),
+    /// so they are resumed only through the same exit, never through
+    /// another or directly; a session identifier still applies on top.
+    pub fn proxy(mut self, proxy: crate::Proxy) -> Self {
+        self.proxy = Some(proxy);
+        self
+    }
+
+    /// No proxy at all (undoes [`proxy`](Self::proxy)), as reqwest's
+    /// `no_proxy`.
+    pub fn no_proxy(mut self) -> Self {
+        self.proxy = None;
         self
     }
 
@@ -557,7 +580,7 @@ impl SessionBuilder {
                 .get_or_insert_with(|| format!("{}:probe", self.key_prefix));
             config
         });
-        let ticket_preset = ticket_preset(&preset, self.identity.as_ref());
+        let ticket_preset = ticket_preset(&preset, self.identity.as_ref(), self.proxy.as_ref());
         let breaker = attach_backend(self.backend, breaker, &caches, &ech, &ticket_preset);
         if let Some(id) = &self.identifier {
             caches.set_session_identifier(id);
@@ -577,6 +600,7 @@ impl SessionBuilder {
             sslkeylogfile: self.sslkeylogfile,
             accept_invalid_certs: self.accept_invalid_certs,
             identity: self.identity,
+            proxy: self.proxy,
             socket: self.socket,
         })?;
         Ok(Session {
@@ -604,12 +628,24 @@ impl SessionBuilder {
 
 /// The preset component of ticket keys. Sessions won with a client
 /// certificate resume its authentication: their keys name it, so they are
-/// never offered without it.
-fn ticket_preset(preset: &Preset, identity: Option<&crate::tls::Identity>) -> String {
-    match identity {
-        Some(identity) => format!("{}@{}", preset.name(), identity.key_tag()),
-        None => preset.name().to_owned(),
+/// never offered without it. Sessions won through a proxy would link its
+/// exit to any other they were resumed through: their keys name the proxy
+/// (a hash of its namespace, so keys do not spell out the exit).
+fn ticket_preset(
+    preset: &Preset,
+    identity: Option<&crate::tls::Identity>,
+    proxy: Option<&crate::Proxy>,
+) -> String {
+    let mut component = preset.name().to_owned();
+    if let Some(identity) = identity {
+        component = format!("{component}@{}", identity.key_tag());
     }
+    if let Some(proxy) = proxy {
+        let digest = boring::sha::sha256(proxy.namespace().as_bytes());
+        let tag: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        component = format!("{component}~{tag}");
+    }
+    component
 }
 
 /// Attaches the backend to the ticket caches and the ECH cache: behind a

@@ -21,18 +21,21 @@ pub type HttpsSpec<'a> = (&'a str, &'a [&'a str], Option<Vec<u8>>);
 pub struct DnsServer {
     addr: SocketAddr,
     https_queries: Arc<AtomicUsize>,
+    queries: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
-/// The catalog, counting HTTPS queries on the way.
+/// The catalog, counting queries (and HTTPS ones) on the way.
 struct Counting {
     catalog: Catalog,
     https_queries: Arc<AtomicUsize>,
+    queries: Arc<AtomicUsize>,
 }
 
 #[async_trait::async_trait]
 impl RequestHandler for Counting {
     async fn handle_request<R: ResponseHandler>(&self, request: &Request, response: R) -> ResponseInfo {
+        self.queries.fetch_add(1, Ordering::SeqCst);
         if request
             .request_info()
             .is_ok_and(|info| info.query.query_type() == RecordType::HTTPS)
@@ -103,9 +106,11 @@ impl DnsServer {
         let mut catalog = Catalog::new();
         catalog.upsert(LowerName::new(&origin), vec![Arc::new(authority)]);
         let https_queries = Arc::new(AtomicUsize::new(0));
+        let queries = Arc::new(AtomicUsize::new(0));
         let mut server = ServerFuture::new(Counting {
             catalog,
             https_queries: Arc::clone(&https_queries),
+            queries: Arc::clone(&queries),
         });
         let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let addr = socket.local_addr().unwrap();
@@ -116,6 +121,7 @@ impl DnsServer {
         Self {
             addr,
             https_queries,
+            queries,
             task,
         }
     }
@@ -128,6 +134,12 @@ impl DnsServer {
     #[allow(dead_code)]
     pub fn https_queries(&self) -> usize {
         self.https_queries.load(Ordering::SeqCst)
+    }
+
+    /// Queries of any type answered so far.
+    #[allow(dead_code)]
+    pub fn queries(&self) -> usize {
+        self.queries.load(Ordering::SeqCst)
     }
 }
 

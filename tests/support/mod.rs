@@ -6,6 +6,7 @@
 
 pub mod dns;
 pub mod memcached;
+pub mod proxies;
 pub mod quic;
 pub mod recording;
 pub mod redis;

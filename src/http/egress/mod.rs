@@ -1,0 +1,250 @@
+//! Egress proxies: a session's TCP connections go out through an HTTP
+//! CONNECT proxy ([`http_connect`]) or a SOCKS5 proxy ([`socks5`]).
+//!
+//! Two rules come with a proxy:
+//!
+//! - **Tickets stay with their exit.** A ticket won through one proxy and
+//!   resumed through another links the two exits (and carries one's
+//!   reputation to the other), so the proxy ([`Proxy::namespace`]: scheme,
+//!   host, port and user, never the password) is part of every ticket key
+//!   the session writes. No identifier has to be set by hand.
+//! - **No name leaks.** Through `socks5h://` and HTTP proxies the proxy
+//!   resolves the target's name: h3fleet looks up neither its addresses nor
+//!   its HTTPS record (ECH configs then come from the builder, this
+//!   process's cache or the backend).
+//!
+//! HTTP/3 needs SOCKS5 UDP ASSOCIATE, which is not built yet: through a
+//! proxy, `Auto` speaks TCP only and `Http3` fails with
+//! [`Error::is_proxy`](crate::Error::is_proxy).
+
+mod http_connect;
+mod socks5;
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use tokio::net::TcpStream;
+
+use super::eyeballs::{self, SocketOptions};
+use crate::error::Error;
+
+/// How a proxy is spoken to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// `http://`: HTTP CONNECT.
+    HttpConnect,
+    /// `socks5://` (names resolved here) or `socks5h://` (by the proxy).
+    Socks5 { remote_dns: bool },
+}
+
+/// An egress proxy, as reqwest's `Proxy`: set one with
+/// [`SessionBuilder::proxy`](crate::SessionBuilder::proxy).
+///
+/// ```
+/// use h3fleet::Proxy;
+///
+/// let exit = Proxy::all("socks5h://fleet:secret@10.0.0.9:1080")?;
+/// // The password is never shown.
+/// assert_eq!(exit.to_string(), "socks5h://fleet@10.0.0.9:1080");
+/// # Ok::<(), h3fleet::Error>(())
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct Proxy {
+    kind: Kind,
+    host: String,
+    port: u16,
+    user: Option<String>,
+    password: Option<String>,
+}
+
+impl fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Proxy({self})")
+    }
+}
+
+/// Shown without its password, so errors and logs never carry it.
+impl fmt::Display for Proxy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.namespace())
+    }
+}
+
+impl Proxy {
+    /// An HTTP CONNECT proxy: `http://[user:password@]host[:port]` (port
+    /// 1080 if none, as curl; `Proxy-Authorization: Basic` with a user).
+    ///
+    /// # Errors
+    ///
+    /// Not such a URL.
+    pub fn http(url: &str) -> Result<Self, Error> {
+        Self::parse(url, &["http"])
+    }
+
+    /// A SOCKS5 proxy: `socks5://` (target names resolved here) or
+    /// `socks5h://` (resolved by the proxy), `[user:password@]host[:port]`
+    /// (port 1080 if none; RFC 1929 authentication with a user).
+    ///
+    /// # Errors
+    ///
+    /// Not such a URL.
+    pub fn socks5(url: &str) -> Result<Self, Error> {
+        Self::parse(url, &["socks5", "socks5h"])
+    }
+
+    /// A proxy of the kind its URL's scheme names (`http`, `socks5`,
+    /// `socks5h`), as reqwest's `Proxy::all`.
+    ///
+    /// # Errors
+    ///
+    /// An unknown scheme, or not a proxy URL.
+    pub fn all(url: &str) -> Result<Self, Error> {
+        Self::parse(url, &["http", "socks5", "socks5h"])
+    }
+
+    fn parse(raw: &str, schemes: &[&str]) -> Result<Self, Error> {
+        // The message never repeats the URL: it may hold a password.
+        let invalid = |why: &str| Error::Config(format!("proxy URL: {why}"));
+        let url = url::Url::parse(raw).map_err(|e| invalid(&e.to_string()))?;
+        let kind = match url.scheme() {
+            s if !schemes.contains(&s) => {
+                return Err(invalid(&format!(
+                    "the scheme must be one of {}",
+                    schemes.join(", ")
+                )))
+            }
+            "http" => Kind::HttpConnect,
+            "socks5" => Kind::Socks5 { remote_dns: false },
+            _ => Kind::Socks5 { remote_dns: true },
+        };
+        let host = url
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| invalid("no host"))?
+            .to_owned();
+        if url.path() != "/" && !url.path().is_empty() {
+            return Err(invalid("a proxy URL has no path"));
+        }
+        let decode = |s: &str| {
+            percent_decode(s)
+                .ok_or_else(|| invalid("the user or password is not valid percent-encoded UTF-8"))
+        };
+        let user = match url.username() {
+            "" => None,
+            user => Some(decode(user)?),
+        };
+        let password = url.password().map(decode).transpose()?;
+        Ok(Self {
+            kind,
+            host,
+            port: url.port().unwrap_or(1080),
+            user,
+            password,
+        })
+    }
+
+    /// What the proxy is, for ticket keys, errors and logs: scheme, user,
+    /// host and port, never the password.
+    pub fn namespace(&self) -> String {
+        let scheme = match self.kind {
+            Kind::HttpConnect => "http",
+            Kind::Socks5 { remote_dns: false } => "socks5",
+            Kind::Socks5 { remote_dns: true } => "socks5h",
+        };
+        let user = self.user.as_ref().map(|u| format!("{u}@")).unwrap_or_default();
+        format!("{scheme}://{user}{}:{}", self.host, self.port)
+    }
+
+    /// The proxy resolves target names: h3fleet must look none up.
+    pub(crate) fn resolves_names(&self) -> bool {
+        !matches!(self.kind, Kind::Socks5 { remote_dns: false })
+    }
+
+    fn error(&self, reason: impl Into<String>, reply: Option<u16>) -> Error {
+        Error::Proxy {
+            proxy: self.namespace(),
+            reason: reason.into(),
+            reply,
+        }
+    }
+
+    /// A TCP connection to `host:port` (or, when names are resolved here,
+    /// to the first of `addrs` the proxy reaches) through the proxy, ready
+    /// for TLS.
+    pub(crate) async fn connect(
+        &self,
+        host: &str,
+        port: u16,
+        addrs: &[SocketAddr],
+        socket: &SocketOptions,
+    ) -> Result<TcpStream, Error> {
+        let proxy_addrs = tokio::net::lookup_host((self.host.as_str(), self.port))
+            .await
+            .map_err(|e| self.error(format!("cannot resolve the proxy: {e}"), None))?
+            .collect::<Vec<_>>();
+        let origin = format!("{}:{}", self.host, self.port);
+        let mut tcp = eyeballs::connect(&origin, &proxy_addrs, socket, eyeballs::STAGGER)
+            .await
+            .map_err(|e| self.error(format!("cannot connect to the proxy: {e}"), None))?;
+        let host = super::connect::server_name(host);
+        match self.kind {
+            Kind::HttpConnect => http_connect::tunnel(self, &mut tcp, host, port).await?,
+            Kind::Socks5 { remote_dns: true } => {
+                socks5::connect(self, &mut tcp, socks5::Target::Name(host, port)).await?;
+            }
+            Kind::Socks5 { remote_dns: false } => {
+                let addr = addrs
+                    .first()
+                    .ok_or_else(|| self.error(format!("no address for {host}"), None))?;
+                socks5::connect(self, &mut tcp, socks5::Target::Addr(*addr)).await?;
+            }
+        }
+        tracing::debug!(proxy = %self, %host, port, "tunnel through the proxy open");
+        Ok(tcp)
+    }
+}
+
+/// `%XX` escapes decoded, if they make UTF-8 (a URL's user and password
+/// are kept percent-encoded).
+fn percent_decode(s: &str) -> Option<String> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut bytes = s.bytes();
+    while let Some(b) = bytes.next() {
+        if b == b'%' {
+            let hex = [bytes.next()?, bytes.next()?];
+            out.push(u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?);
+        } else {
+            out.push(b);
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxy_urls_parse_and_never_show_the_password() {
+        let p = Proxy::all("socks5h://us%40r:p%3Ass@proxy.example:9050").unwrap();
+        assert_eq!(
+            (p.user.as_deref(), p.password.as_deref()),
+            (Some("us@r"), Some("p:ss"))
+        );
+        assert_eq!(p.namespace(), "socks5h://us@r@proxy.example:9050");
+        assert!(!format!("{p:?} {p}").contains("p:ss"));
+        assert!(p.resolves_names());
+        let http = Proxy::http("http://10.0.0.1").unwrap();
+        assert_eq!((http.port, http.resolves_names()), (1080, true));
+        assert!(!Proxy::socks5("socks5://h:1").unwrap().resolves_names());
+    }
+
+    #[test]
+    fn bad_proxy_urls_are_refused_without_echoing_them() {
+        for bad in ["ftp://h:1", "http://", "socks5://u:secret@h:1/path", "not a url"] {
+            let e = Proxy::all(bad).unwrap_err();
+            assert!(e.is_builder() && !e.to_string().contains("secret"), "{bad}: {e}");
+        }
+        assert!(Proxy::http("socks5://h:1").is_err());
+    }
+}

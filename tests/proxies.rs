@@ -1,0 +1,232 @@
+//! Egress through real proxies started here: Dante (SOCKS5) and tinyproxy
+//! (HTTP CONNECT), to h3fleet's origin on BoringSSL. Tickets stay with the
+//! exit that won them; `socks5h://` makes no lookup of its own.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use h3fleet::cache::{backend_from_uri, SessionCacheBackend, TicketSource};
+use h3fleet::server::TcpOrigin;
+use h3fleet::tls::TcpServerConfig;
+use h3fleet::{HttpProtocol, Proxy, Session, SessionBuilder};
+use support::dns::DnsServer;
+use support::proxies::ProxyProcess;
+use support::quic::TestPki;
+
+fn origin(pki: &TestPki) -> TcpOrigin {
+    let tls = TcpServerConfig::builder(pki.cert_pem.as_bytes(), pki.key_pem.as_bytes())
+        .build()
+        .unwrap();
+    TcpOrigin::bind("127.0.0.1:0".parse().unwrap(), tls).unwrap()
+}
+
+fn builder(pki: &TestPki) -> SessionBuilder {
+    Session::builder()
+        .system_roots(false)
+        .add_root_certificate_pem(pki.ca_pem.as_bytes())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_and_h1_go_through_socks5_socks5h_and_http_connect() {
+    let pki = TestPki::new();
+    let origin = origin(&pki);
+    let url = format!("https://localhost:{}/echo", origin.local_addr().port());
+    let dante = ProxyProcess::dante(None);
+    let tiny = ProxyProcess::tinyproxy(None);
+    let proxies = [
+        format!("socks5://127.0.0.1:{}", dante.port),
+        format!("socks5h://127.0.0.1:{}", dante.port),
+        format!("http://127.0.0.1:{}", tiny.port),
+    ];
+    for proxy in &proxies {
+        for (protocol, version) in [
+            (HttpProtocol::Http2, http::Version::HTTP_2),
+            (HttpProtocol::Http1, http::Version::HTTP_11),
+            // Auto through a proxy: TCP only, no QUIC attempt.
+            (HttpProtocol::Auto, http::Version::HTTP_2),
+        ] {
+            let session = builder(&pki)
+                .proxy(Proxy::all(proxy).unwrap())
+                .protocol(protocol)
+                .build()
+                .unwrap();
+            let response = session.get(&url).send().await.unwrap();
+            assert_eq!(response.version(), version, "{proxy} {protocol:?}");
+            // The connection's far end is the proxy.
+            assert!(response
+                .remote_addr()
+                .is_some_and(|a| a.port() != origin.local_addr().port()));
+            response.bytes().await.unwrap();
+        }
+        let h3 = builder(&pki)
+            .proxy(Proxy::all(proxy).unwrap())
+            .protocol(HttpProtocol::Http3)
+            .build()
+            .unwrap();
+        let refused = h3.get(&url).send().await.unwrap_err();
+        assert!(refused.is_proxy(), "{refused}");
+    }
+    assert_eq!(origin.stats().requests(), 9);
+    assert_eq!(origin.stats().connections(), 9, "each through its own tunnel");
+}
+
+/// A session through `proxy` (or direct) on the shared `backend`, all
+/// under one identifier.
+async fn fetch(
+    pki: &TestPki,
+    backend: &Arc<dyn SessionCacheBackend>,
+    proxy: Option<&str>,
+    url: &str,
+) -> Option<TicketSource> {
+    let mut b = builder(pki)
+        .protocol(HttpProtocol::Http2)
+        .session_cache(Arc::clone(backend), None)
+        .session_identifier("fleet");
+    if let Some(proxy) = proxy {
+        b = b.proxy(Proxy::all(proxy).unwrap());
+    }
+    let session = b.build().unwrap();
+    let response = session.get(url).send().await.unwrap();
+    let source = response.tls().ticket_source;
+    assert_eq!(response.tls().resumed, source.is_some());
+    response.bytes().await.unwrap();
+    session.close().await;
+    source
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tickets_stay_with_the_exit_that_won_them() {
+    let pki = TestPki::new();
+    let origin = origin(&pki);
+    let url = format!("https://localhost:{}/", origin.local_addr().port());
+    let dante = ProxyProcess::dante(None);
+    let tiny = ProxyProcess::tinyproxy(None);
+    let socks = format!("socks5h://127.0.0.1:{}", dante.port);
+    let http = format!("http://127.0.0.1:{}", tiny.port);
+    let backend: Arc<dyn SessionCacheBackend> = backend_from_uri("memory:").unwrap();
+    assert_eq!(fetch(&pki, &backend, Some(&socks), &url).await, None);
+    // Another replica through the same exit resumes the first one's ticket.
+    assert_eq!(
+        fetch(&pki, &backend, Some(&socks), &url).await,
+        Some(TicketSource::Backend)
+    );
+    // Directly, or through another exit, it is not offered: same identifier.
+    assert_eq!(fetch(&pki, &backend, None, &url).await, None);
+    assert_eq!(fetch(&pki, &backend, Some(&http), &url).await, None);
+    // Each then has a ticket of its own: three keys.
+    assert_eq!(backend.list_keys("", 100).await.unwrap().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socks5h_leaves_every_lookup_to_the_proxy() {
+    let pki = TestPki::new();
+    let origin = origin(&pki);
+    let port = origin.local_addr().port();
+    let url = format!("https://origin.fleet.test:{port}/");
+    // The name is known to the test DNS server and to the proxy only.
+    let dns = DnsServer::start("fleet.test.", &[("origin.fleet.test.", Ipv4Addr::LOCALHOST)]).await;
+    let dante = ProxyProcess::dante(Some("127.0.0.1 localhost\n127.0.0.1 origin.fleet.test\n"));
+    let session = |proxy: &str| {
+        builder(&pki)
+            .dns_server(dns.addr())
+            .proxy(Proxy::all(&format!("{proxy}://127.0.0.1:{}", dante.port)).unwrap())
+            .build()
+            .unwrap()
+    };
+    let response = session("socks5h").get(&url).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(dns.queries(), 0, "no A, AAAA or HTTPS query for the target");
+    // The control: through socks5:// the name is resolved here.
+    let response = session("socks5").get(&url).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(dns.queries() > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_that_is_down_or_refuses_the_password_fails_clearly() {
+    let pki = TestPki::new();
+    let origin = origin(&pki);
+    let url = format!("https://localhost:{}/", origin.local_addr().port());
+    let nobody = support::free_port(None);
+    let down = builder(&pki)
+        .proxy(Proxy::all(&format!("socks5://127.0.0.1:{nobody}")).unwrap())
+        .build()
+        .unwrap();
+    let e = down.get(&url).send().await.unwrap_err();
+    assert!(
+        e.is_proxy() && e.to_string().contains("cannot connect to the proxy"),
+        "{e}"
+    );
+
+    let tiny = ProxyProcess::tinyproxy(Some(("fleet", "s3cret")));
+    let with = |password: &str| {
+        let proxy = format!("http://fleet:{password}@127.0.0.1:{}", tiny.port);
+        builder(&pki).proxy(Proxy::http(&proxy).unwrap()).build().unwrap()
+    };
+    let e = with("wrong").get(&url).send().await.unwrap_err();
+    // tinyproxy answers a refused CONNECT password 401 (RFC 9110 says 407).
+    assert!(e.is_proxy() && matches!(e.proxy_reply(), Some(401 | 407)), "{e}");
+    assert!(!format!("{e} {e:?}").contains("wrong"), "{e:?}");
+    let response = with("s3cret").get(&url).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_goes_through_x_skips_it_for_noproxy_and_exits_with_curls_codes() {
+    let pki = TestPki::new();
+    let origin = origin(&pki);
+    let port = origin.local_addr().port();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &pki.ca_pem).unwrap();
+    let dante = ProxyProcess::dante(None);
+    let tiny = ProxyProcess::tinyproxy(Some(("fleet", "s3cret")));
+    let get = |extra: Vec<String>| {
+        let ca = ca.clone();
+        async move {
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_h3fleet"))
+                .args([
+                    "get",
+                    &format!("https://localhost:{port}/"),
+                    "--cache",
+                    "none",
+                    "-sS",
+                    "-o",
+                    "/dev/null",
+                ])
+                .arg("--cacert")
+                .arg(&ca)
+                .args(["-w", "%{http_code} %{remote_port}"])
+                .args(extra)
+                .output()
+                .await
+                .unwrap()
+        }
+    };
+    let out = get(vec!["-x".into(), format!("socks5h://127.0.0.1:{}", dante.port)]).await;
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("200 {}", dante.port)
+    );
+    let dead = format!("socks5://127.0.0.1:{}", support::free_port(None));
+    let out = get(vec!["-x".into(), dead.clone()]).await;
+    assert_eq!(out.status.code(), Some(7), "could not connect to the proxy");
+    let out = get(vec![
+        "-x".into(),
+        dead,
+        "--noproxy".into(),
+        "example.com,localhost".into(),
+    ])
+    .await;
+    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("200 {port}"));
+    let out = get(vec![
+        "--proxy".into(),
+        format!("http://fleet:nope@127.0.0.1:{}", tiny.port),
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(56), "the tunnel was refused");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("nope"));
+}
