@@ -61,14 +61,19 @@ async fn h2_and_h1_go_through_socks5_socks5h_and_http_connect() {
                 .is_some_and(|a| a.port() != origin.local_addr().port()));
             response.bytes().await.unwrap();
         }
-        let h3 = builder(&pki)
-            .proxy(Proxy::all(proxy).unwrap())
-            .protocol(HttpProtocol::Http3)
-            .build()
-            .unwrap();
-        let refused = h3.get(&url).send().await.unwrap_err();
-        assert!(refused.is_proxy(), "{refused}");
     }
+    // An HTTP proxy carries TCP only.
+    let http_proxy = Proxy::all(&proxies[2]).unwrap();
+    let h3 = builder(&pki)
+        .proxy(http_proxy)
+        .protocol(HttpProtocol::Http3)
+        .build()
+        .unwrap();
+    let refused = h3.get(&url).send().await.unwrap_err();
+    assert!(
+        refused.is_proxy() && refused.to_string().contains("TCP only"),
+        "{refused}"
+    );
     assert_eq!(origin.stats().requests(), 9);
     assert_eq!(origin.stats().connections(), 9, "each through its own tunnel");
 }
@@ -229,4 +234,63 @@ async fn get_goes_through_x_skips_it_for_noproxy_and_exits_with_curls_codes() {
     .await;
     assert_eq!(out.status.code(), Some(56), "the tunnel was refused");
     assert!(!String::from_utf8_lossy(&out.stderr).contains("nope"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h3_goes_through_the_socks5_udp_relay() {
+    let pki = TestPki::new();
+    let h3 = h3fleet::server::H3Origin::bind("127.0.0.1:0".parse().unwrap(), pki.rustls_crypto()).unwrap();
+    let url = format!("https://localhost:{}/echo", h3.local_addr().unwrap().port());
+    let dante = ProxyProcess::dante(None);
+    for scheme in ["socks5", "socks5h"] {
+        let proxy = Proxy::all(&format!("{scheme}://127.0.0.1:{}", dante.port)).unwrap();
+        let session = builder(&pki)
+            .proxy(proxy)
+            .protocol(HttpProtocol::Http3)
+            .build()
+            .unwrap();
+        for _ in 0..2 {
+            let response = session.post(&url).body("through the relay").send().await;
+            let response = response.unwrap_or_else(|e| panic!("{e}\n{}", dante.log()));
+            assert_eq!(response.version(), http::Version::HTTP_3, "{scheme}");
+            // The far end reported is the proxy's relay.
+            let far = response.remote_addr().unwrap();
+            assert!(
+                far.ip().is_loopback() && far.port() != h3.local_addr().unwrap().port(),
+                "{far}"
+            );
+            let echo: serde_json::Value = response.json().await.unwrap();
+            assert_eq!(echo["body"], "through the relay");
+        }
+    }
+    assert_eq!(h3.stats().requests(), 4, "each request once");
+    assert_eq!(h3.stats().connections(), 2, "one QUIC connection per session");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socks5_proxy_without_udp_sends_auto_to_tcp_at_once() {
+    let serve = support::serve::Serve::start();
+    let url = format!("https://localhost:{}/", serve.addr.port());
+    let cert = std::fs::read(&serve.cert).unwrap();
+    let dante = ProxyProcess::dante_without_udp();
+    let session = |protocol| {
+        Session::builder()
+            .system_roots(false)
+            .add_root_certificate_pem(cert.clone())
+            .proxy(Proxy::all(&format!("socks5h://127.0.0.1:{}", dante.port)).unwrap())
+            .protocol(protocol)
+            .build()
+            .unwrap()
+    };
+    let started = std::time::Instant::now();
+    let response = session(HttpProtocol::Auto).get(&url).send().await.unwrap();
+    assert_eq!(response.version(), http::Version::HTTP_2);
+    // Not the QUIC head start, let alone a QUIC timeout: the refusal is known at once.
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(250),
+        "{:?}",
+        started.elapsed()
+    );
+    let refused = session(HttpProtocol::Http3).get(&url).send().await.unwrap_err();
+    assert!(refused.is_proxy() && refused.proxy_reply().is_some(), "{refused}");
 }

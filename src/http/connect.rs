@@ -178,8 +178,8 @@ impl Connector {
     /// How a request to `host:port` goes, from the mode and what has been
     /// learned about the origin.
     pub(crate) fn plan(&self, mode: HttpProtocol, host: &str, port: u16) -> Plan {
-        if self.proxy.is_some() && mode == HttpProtocol::Auto {
-            // HTTP/3 cannot go through the proxy (see `egress`).
+        if self.proxy.as_ref().is_some_and(|p| !p.carries_udp()) && mode == HttpProtocol::Auto {
+            // HTTP/3 cannot go through an HTTP proxy (see `egress`).
             return Plan::tcp_only();
         }
         super::select::plan(mode, &self.memory, host, port)
@@ -202,17 +202,7 @@ impl Connector {
             .target(new.identifier, new.host, new.port, protocols, ech)
             .await?;
         match open {
-            Open::H3 => {
-                if let Some(proxy) = &self.proxy {
-                    return Err(Error::Proxy {
-                        proxy: proxy.namespace(),
-                        reason: "HTTP/3 cannot go through a proxy yet (SOCKS5 UDP ASSOCIATE is not built)"
-                            .into(),
-                        reply: None,
-                    });
-                }
-                self.open_h3(target, new.request, new.on_ready, None).await
-            }
+            Open::H3 => self.open_h3(target, new.request, new.on_ready, None).await,
             _ => {
                 self.open_tcp(target, new.request, new.on_ready, new.connected)
                     .await
@@ -426,7 +416,11 @@ impl Connector {
         ready: &SharedReady<'_>,
         signal: Arc<std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>>,
     ) -> Result<Opened, Error> {
-        let ordered = self.socket.order(&target.addrs);
+        let ordered = match &self.proxy {
+            // The proxy resolves the name: one attempt, to the relay.
+            Some(proxy) if proxy.resolves_names() => vec![Proxy::quic_placeholder(target.port)],
+            _ => self.socket.order(&target.addrs),
+        };
         let slot = Arc::new(AtomicUsize::new(UNCLAIMED));
         let committed = || Some(slot.load(Ordering::SeqCst)).filter(|i| *i != UNCLAIMED);
         let attempt = |i, addr| {
@@ -461,7 +455,14 @@ impl Connector {
         on_ready: OnReady<'_>,
         handshaken: Handshaken,
     ) -> Result<Opened, Error> {
-        let endpoint = self.endpoint(&addr).await?;
+        let (endpoint, addr, via) = match &self.proxy {
+            Some(proxy) => {
+                proxy
+                    .quic_endpoint(&target.server_name, target.port, addr, &self.socket)
+                    .await?
+            }
+            None => (self.endpoint(&addr).await?, addr, None),
+        };
         let session = target.hit.as_ref().map(|h| h.session.clone());
         let early = session.as_ref().is_some_and(|s| s.envelope.early_data);
         // Offer early data only when this request will use it.
@@ -491,6 +492,7 @@ impl Connector {
             on_ready: Some(on_ready),
             handshaken,
             ech_offered: target.ech.offered(),
+            via,
         };
         let first = H3Connection::open(dial, &request).await?;
         let conn = Conn::H3(first.conn);

@@ -47,6 +47,9 @@ pub(crate) struct Dial<'a> {
     pub(crate) tickets: Arc<Tickets>,
     pub(crate) on_ready: Option<OnReady<'a>>,
     pub(crate) ech_offered: EchOffered,
+    /// The address reported as the connection's far end, when it is not
+    /// `addr` (through a proxy: its UDP relay).
+    pub(crate) via: Option<std::net::SocketAddr>,
     /// Told when the QUIC handshake has completed (the server answered),
     /// before the first response.
     pub(crate) handshaken: Handshaken,
@@ -207,6 +210,7 @@ impl H3Connection {
             on_ready,
             handshaken,
             ech_offered,
+            via,
         } = dial;
         let mut client = quinn::ClientConfig::new(Arc::new(tls));
         client.transport_config(transport);
@@ -225,6 +229,7 @@ impl H3Connection {
             on_ready,
             handshaken,
             ech_offered,
+            via,
         };
         let connecting = if let Some(proof) = request.replay_safe {
             match connecting.into_0rtt() {
@@ -321,6 +326,7 @@ struct Setup<'a> {
     on_ready: Option<OnReady<'a>>,
     handshaken: Handshaken,
     ech_offered: EchOffered,
+    via: Option<std::net::SocketAddr>,
 }
 
 impl Setup<'_> {
@@ -353,7 +359,7 @@ impl Setup<'_> {
             duration,
             ech_accepted: data.as_ref().is_some_and(|d| d.ech_accepted),
             ech_offered: self.ech_offered,
-            remote_addr: Some(quic.remote_address()),
+            remote_addr: Some(self.via.unwrap_or_else(|| quic.remote_address())),
             alpn: data
                 .and_then(|d| d.protocol)
                 .map(|p| String::from_utf8_lossy(&p).into_owned()),

@@ -43,6 +43,16 @@ impl ProxyProcess {
     /// resolves names from that `/etc/hosts` text (bind-mounted in a mount
     /// namespace of its own), so a test can name origins only it knows.
     pub fn dante(hosts: Option<&str>) -> Self {
+        Self::dante_with(hosts, "connect udpassociate udpreply")
+    }
+
+    /// Dante relaying TCP only: UDP ASSOCIATE is refused.
+    #[allow(dead_code)]
+    pub fn dante_without_udp() -> Self {
+        Self::dante_with(None, "connect")
+    }
+
+    fn dante_with(hosts: Option<&str>, commands: &str) -> Self {
         let danted = require_binary("danted", "dante-server");
         let dir = tempfile::tempdir().unwrap();
         let port = free_port(None);
@@ -58,7 +68,7 @@ impl ProxyProcess {
                  user.privileged: root\n\
                  user.unprivileged: nobody\n\
                  client pass {{ from: 127.0.0.0/8 to: 0.0.0.0/0 }}\n\
-                 socks pass {{ from: 127.0.0.0/8 to: 0.0.0.0/0 command: connect udpassociate }}\n"
+                 socks pass {{ from: 127.0.0.0/8 to: 0.0.0.0/0 command: {commands} }}\n"
             ),
         )
         .unwrap();

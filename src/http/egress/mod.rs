@@ -13,12 +13,15 @@
 //!   its HTTPS record (ECH configs then come from the builder, this
 //!   process's cache or the backend).
 //!
-//! HTTP/3 needs SOCKS5 UDP ASSOCIATE, which is not built yet: through a
-//! proxy, `Auto` speaks TCP only and `Http3` fails with
-//! [`Error::is_proxy`](crate::Error::is_proxy).
+//! HTTP/3 goes through a SOCKS5 proxy's UDP relay ([`socks5_udp`], UDP
+//! ASSOCIATE). An HTTP proxy carries TCP only: through one, `Auto` speaks
+//! TCP without a QUIC attempt and `Http3` fails with
+//! [`Error::is_proxy`](crate::Error::is_proxy); so does a SOCKS5 proxy that
+//! refuses UDP, at once, so `Auto` goes on over TCP.
 
 mod http_connect;
 mod socks5;
+mod socks5_udp;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -160,6 +163,60 @@ impl Proxy {
         !matches!(self.kind, Kind::Socks5 { remote_dns: false })
     }
 
+    /// The proxy can relay UDP, so HTTP/3 may go through it.
+    pub(crate) fn carries_udp(&self) -> bool {
+        matches!(self.kind, Kind::Socks5 { .. })
+    }
+
+    /// A TCP connection to the proxy itself.
+    async fn dial(&self, socket: &SocketOptions) -> Result<TcpStream, Error> {
+        let proxy_addrs = tokio::net::lookup_host((self.host.as_str(), self.port))
+            .await
+            .map_err(|e| self.error(format!("cannot resolve the proxy: {e}"), None))?
+            .collect::<Vec<_>>();
+        let origin = format!("{}:{}", self.host, self.port);
+        eyeballs::connect(&origin, &proxy_addrs, socket, eyeballs::STAGGER)
+            .await
+            .map_err(|e| self.error(format!("cannot connect to the proxy: {e}"), None))
+    }
+
+    /// A QUIC endpoint for one connection to `host:port` (or to `addr`,
+    /// when names are resolved here) whose datagrams go through the
+    /// proxy's UDP relay, the address to give quinn for the origin, and
+    /// the relay's (the connection's far end as reports show it).
+    pub(crate) async fn quic_endpoint(
+        &self,
+        host: &str,
+        port: u16,
+        addr: SocketAddr,
+        socket: &SocketOptions,
+    ) -> Result<(quinn::Endpoint, SocketAddr, Option<SocketAddr>), Error> {
+        let Kind::Socks5 { remote_dns } = self.kind else {
+            return Err(self.error(
+                "HTTP/3 cannot go through an HTTP proxy (it carries TCP only)",
+                None,
+            ));
+        };
+        let control = self.dial(socket).await?;
+        let host = super::connect::server_name(host);
+        let addr = (!remote_dns).then_some(addr);
+        let relayed = socks5_udp::RelayedSocket::associate(self, control, host, port, addr).await?;
+        let relay = relayed.relay();
+        let endpoint = quinn::Endpoint::new_with_abstract_socket(
+            quinn::EndpointConfig::default(),
+            None,
+            std::sync::Arc::new(relayed),
+            std::sync::Arc::new(quinn::TokioRuntime),
+        )
+        .map_err(Error::Socket)?;
+        Ok((endpoint, socks5_udp::placeholder(port), Some(relay)))
+    }
+
+    /// Where quinn is told a name-resolving proxy's origin is.
+    pub(crate) fn quic_placeholder(port: u16) -> SocketAddr {
+        socks5_udp::placeholder(port)
+    }
+
     fn error(&self, reason: impl Into<String>, reply: Option<u16>) -> Error {
         Error::Proxy {
             proxy: self.namespace(),
@@ -178,14 +235,7 @@ impl Proxy {
         addrs: &[SocketAddr],
         socket: &SocketOptions,
     ) -> Result<TcpStream, Error> {
-        let proxy_addrs = tokio::net::lookup_host((self.host.as_str(), self.port))
-            .await
-            .map_err(|e| self.error(format!("cannot resolve the proxy: {e}"), None))?
-            .collect::<Vec<_>>();
-        let origin = format!("{}:{}", self.host, self.port);
-        let mut tcp = eyeballs::connect(&origin, &proxy_addrs, socket, eyeballs::STAGGER)
-            .await
-            .map_err(|e| self.error(format!("cannot connect to the proxy: {e}"), None))?;
+        let mut tcp = self.dial(socket).await?;
         let host = super::connect::server_name(host);
         match self.kind {
             Kind::HttpConnect => http_connect::tunnel(self, &mut tcp, host, port).await?,

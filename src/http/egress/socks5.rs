@@ -14,8 +14,10 @@ const NO_AUTH: u8 = 0;
 const USER_PASSWORD: u8 = 2;
 const NO_ACCEPTABLE: u8 = 0xff;
 const CONNECT: u8 = 1;
+const UDP_ASSOCIATE: u8 = 3;
 
-/// Where the proxy is asked to connect.
+/// Where the proxy is asked to connect (or to send a datagram).
+#[derive(Debug, Clone)]
 pub(super) enum Target<'a> {
     /// A name the proxy resolves (`socks5h://`).
     Name(&'a str, u16),
@@ -41,6 +43,36 @@ fn reply_text(code: u8) -> &'static str {
 /// Asks the proxy on `tcp` to connect to `target`; on success `tcp` is the
 /// tunnel.
 pub(super) async fn connect(proxy: &Proxy, tcp: &mut TcpStream, target: Target<'_>) -> Result<(), Error> {
+    negotiate(proxy, tcp).await?;
+    command(proxy, tcp, CONNECT, &target).await.map(drop)
+}
+
+/// Asks the proxy on `tcp` to relay UDP datagrams (UDP ASSOCIATE) from
+/// `from` (the client's UDP socket); returns where to send them. The
+/// association lasts as long as `tcp` stays open.
+pub(super) async fn udp_associate(
+    proxy: &Proxy,
+    tcp: &mut TcpStream,
+    from: SocketAddr,
+) -> Result<SocketAddr, Error> {
+    negotiate(proxy, tcp).await?;
+    let relay = command(proxy, tcp, UDP_ASSOCIATE, &Target::Addr(from)).await?;
+    match relay {
+        // "Send to me": the proxy's own address.
+        Some(relay) if relay.ip().is_unspecified() => {
+            let proxy_ip = tcp
+                .peer_addr()
+                .map_err(|e| proxy.error(e.to_string(), None))?
+                .ip();
+            Ok(SocketAddr::new(proxy_ip, relay.port()))
+        }
+        Some(relay) => Ok(relay),
+        None => Err(proxy.error("the proxy named its UDP relay by name", None)),
+    }
+}
+
+/// The greeting and, with a user, RFC 1929 authentication.
+async fn negotiate(proxy: &Proxy, tcp: &mut TcpStream) -> Result<(), Error> {
     let io = |e: std::io::Error| proxy.error(format!("SOCKS5 exchange failed: {e}"), None);
     let method = if proxy.user.is_some() {
         USER_PASSWORD
@@ -65,26 +97,46 @@ pub(super) async fn connect(proxy: &Proxy, tcp: &mut TcpStream, target: Target<'
     if method == USER_PASSWORD {
         authenticate(proxy, tcp).await?;
     }
-    tcp.write_all(&request(proxy, &target)?).await.map_err(io)?;
+    Ok(())
+}
+
+/// Sends request `cmd` for `target` and reads the reply: the bound
+/// address, if it is one (not a name).
+async fn command(
+    proxy: &Proxy,
+    tcp: &mut TcpStream,
+    cmd: u8,
+    target: &Target<'_>,
+) -> Result<Option<SocketAddr>, Error> {
+    let io = |e: std::io::Error| proxy.error(format!("SOCKS5 exchange failed: {e}"), None);
+    tcp.write_all(&request(proxy, cmd, target)?).await.map_err(io)?;
     let mut head = [0u8; 4];
     tcp.read_exact(&mut head).await.map_err(io)?;
     if head[0] != VERSION {
         return Err(proxy.error("not a SOCKS5 reply", None));
     }
     if head[1] != 0 {
-        let why = format!("the proxy could not connect: {}", reply_text(head[1]));
+        let why = format!("the proxy refused: {}", reply_text(head[1]));
         return Err(proxy.error(why, Some(u16::from(head[1]))));
     }
-    // The bound address that follows is not needed; it must be read off.
-    let rest = match head[3] {
-        1 => 4 + 2,
-        4 => 16 + 2,
-        3 => usize::from(tcp.read_u8().await.map_err(io)?) + 2,
+    let len = match head[3] {
+        1 => 4,
+        4 => 16,
+        3 => usize::from(tcp.read_u8().await.map_err(io)?),
         _ => return Err(proxy.error("a SOCKS5 reply with an unknown address type", None)),
     };
-    let mut bound = vec![0u8; rest];
+    let mut bound = vec![0u8; len + 2];
     tcp.read_exact(&mut bound).await.map_err(io)?;
-    Ok(())
+    let port = u16::from_be_bytes([bound[len], bound[len + 1]]);
+    Ok(match head[3] {
+        1 => <[u8; 4]>::try_from(&bound[..4])
+            .ok()
+            .map(|ip| SocketAddr::from((ip, port))),
+        4 => <[u8; 16]>::try_from(&bound[..16])
+            .ok()
+            .map(|ip| SocketAddr::from((ip, port))),
+        _ => None,
+    })
 }
 
 /// RFC 1929: the user and password; the proxy answers 0 for success.
@@ -111,9 +163,17 @@ async fn authenticate(proxy: &Proxy, tcp: &mut TcpStream) -> Result<(), Error> {
     Ok(())
 }
 
-/// The CONNECT request for `target`.
-fn request(proxy: &Proxy, target: &Target<'_>) -> Result<Vec<u8>, Error> {
-    let mut message = vec![VERSION, CONNECT, 0];
+/// Request `cmd` for `target`.
+fn request(proxy: &Proxy, cmd: u8, target: &Target<'_>) -> Result<Vec<u8>, Error> {
+    let mut message = vec![VERSION, cmd, 0];
+    message.extend(address(proxy, target)?);
+    Ok(message)
+}
+
+/// `ATYP`, the address and the port, as requests and UDP headers carry
+/// them.
+pub(super) fn address(proxy: &Proxy, target: &Target<'_>) -> Result<Vec<u8>, Error> {
+    let mut message = Vec::with_capacity(22);
     let port = match target {
         Target::Addr(SocketAddr::V4(a)) => {
             message.push(1);
@@ -144,11 +204,11 @@ mod tests {
     #[test]
     fn connect_requests_carry_the_name_or_the_address() {
         let proxy = Proxy::socks5("socks5h://h:1").unwrap();
-        let by_name = request(&proxy, &Target::Name("a.example", 443)).unwrap();
+        let by_name = request(&proxy, CONNECT, &Target::Name("a.example", 443)).unwrap();
         assert_eq!(by_name[..5], [5, 1, 0, 3, 9]);
         assert_eq!(&by_name[5..14], b"a.example");
         assert_eq!(by_name[14..], [1, 187]);
-        let by_addr = request(&proxy, &Target::Addr("10.0.0.1:80".parse().unwrap())).unwrap();
+        let by_addr = request(&proxy, CONNECT, &Target::Addr("10.0.0.1:80".parse().unwrap())).unwrap();
         assert_eq!(by_addr, [5, 1, 0, 1, 10, 0, 0, 1, 0, 80]);
     }
 }
