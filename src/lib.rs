@@ -159,7 +159,7 @@ pub mod tls;
 pub use dns::DnsError;
 pub use error::{Error, QuicError};
 pub use http::body::{Body, REPLAY_LIMIT};
-pub use http::egress::Proxy;
+pub use http::egress::{NoProxy, Proxy};
 pub use http::{EarlyData, HttpProtocol};
 pub use preset::UnknownPresetError;
 pub use preset::{Preset, DEFAULT_PRESET, KNOWN_PRESETS};

@@ -227,6 +227,39 @@ async fn get_goes_through_x_skips_it_for_noproxy_and_exits_with_curls_codes() {
     ])
     .await;
     assert_eq!(String::from_utf8_lossy(&out.stdout), format!("200 {port}"));
+    // Without -x, the environment's proxy and no-proxy list, as curl.
+    let via_env = |no_proxy: &'static str| {
+        let ca = ca.clone();
+        let all_proxy = format!("socks5h://127.0.0.1:{}", dante.port);
+        async move {
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_h3fleet"))
+                .args([
+                    "get",
+                    &format!("https://localhost:{port}/"),
+                    "--cache",
+                    "none",
+                    "-s",
+                    "-o",
+                    "/dev/null",
+                ])
+                .arg("--cacert")
+                .arg(&ca)
+                .args(["-w", "%{remote_port}"])
+                .env("ALL_PROXY", all_proxy)
+                .env("NO_PROXY", no_proxy)
+                .output()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        String::from_utf8_lossy(&via_env("").await.stdout),
+        dante.port.to_string()
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&via_env("other.example, LOCALHOST").await.stdout),
+        port.to_string()
+    );
     let out = get(vec![
         "--proxy".into(),
         format!("http://fleet:nope@127.0.0.1:{}", tiny.port),

@@ -61,12 +61,14 @@ pub(crate) struct GetArgs {
     #[arg(help_heading = "TLS", short = 'k', long)]
     insecure: bool,
     /// Go through this proxy, as curl's `-x`: `http://` (CONNECT),
-    /// `socks5://` or `socks5h://`, with `user:password@` if it asks. Its
-    /// tickets are cached apart from those of other exits.
+    /// `socks5://` or `socks5h://` (HTTP/3 too, over its UDP relay), with
+    /// `user:password@` if it asks. Without it, `HTTPS_PROXY` or
+    /// `ALL_PROXY`, as curl. Its tickets are cached apart from other exits'.
     #[arg(help_heading = "Connection", short = 'x', long, value_name = "URL")]
     proxy: Option<String>,
-    /// Hosts to reach directly despite `-x`, as curl's `--noproxy`:
-    /// comma-separated names (each also covers its subdomains), or `*`.
+    /// Hosts to reach directly despite the proxy, as curl's `--noproxy`:
+    /// comma-separated names (each also covering its subdomains), IP
+    /// addresses or ranges, or `*`. Replaces `NO_PROXY`.
     #[arg(help_heading = "Connection", long, value_name = "LIST")]
     noproxy: Option<String>,
     /// Connect to ADDR for HOST:PORT (like curl). Repeatable.
@@ -314,21 +316,17 @@ fn identity(cert: &Path, key: Option<&Path>) -> Result<h3fleet::tls::Identity, C
     Ok(h3fleet::tls::Identity::from_pem(&pem).map_err(|e| problem("--cert", cert, &e))?)
 }
 
-/// The URL's host is in `--noproxy` (`*`, the name, or a parent domain).
-fn bypasses(args: &GetArgs) -> bool {
-    let Some(list) = &args.noproxy else { return false };
-    let host = url::Url::parse(&args.url).ok().and_then(|u| {
-        u.host_str()
-            .map(|h| h.trim_matches(['[', ']']).to_ascii_lowercase())
-    });
-    let Some(host) = host else { return false };
-    list.split(',')
-        .map(str::trim)
-        .filter(|e| !e.is_empty())
-        .any(|entry| {
-            let entry = entry.trim_start_matches('.').to_ascii_lowercase();
-            entry == "*" || host == entry || host.ends_with(&format!(".{entry}"))
-        })
+/// The proxy of `-x`, else the environment's (`HTTPS_PROXY`, `ALL_PROXY`),
+/// as curl; `--noproxy` replaces `NO_PROXY`.
+fn proxy(args: &GetArgs) -> Result<Option<h3fleet::Proxy>, CliError> {
+    let proxy = match &args.proxy {
+        Some(url) => Some(h3fleet::Proxy::all(url)?.no_proxy(h3fleet::NoProxy::from_env())),
+        None => h3fleet::Proxy::from_env(),
+    };
+    Ok(match (&args.noproxy, proxy) {
+        (Some(list), Some(proxy)) => Some(proxy.no_proxy(h3fleet::NoProxy::from_string(list))),
+        (_, proxy) => proxy,
+    })
 }
 
 /// Where and how connections go: `--resolve`, `--dns`, `--interface`,
@@ -343,8 +341,8 @@ fn connection(
     if let Some(dns) = &args.dns {
         builder = builder.dns_server(parse_dns(dns)?);
     }
-    if let Some(proxy) = args.proxy.as_deref().filter(|_| !bypasses(args)) {
-        builder = builder.proxy(h3fleet::Proxy::all(proxy)?);
+    if let Some(proxy) = proxy(args)? {
+        builder = builder.proxy(proxy);
     }
     builder = builder.local_address(args.interface);
     builder = builder.tcp_keepalive((!args.no_keepalive).then(|| Duration::from_secs(args.keepalive_time)));

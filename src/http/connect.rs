@@ -178,7 +178,7 @@ impl Connector {
     /// How a request to `host:port` goes, from the mode and what has been
     /// learned about the origin.
     pub(crate) fn plan(&self, mode: HttpProtocol, host: &str, port: u16) -> Plan {
-        if self.proxy.as_ref().is_some_and(|p| !p.carries_udp()) && mode == HttpProtocol::Auto {
+        if self.proxy_for(host).is_some_and(|p| !p.carries_udp()) && mode == HttpProtocol::Auto {
             // HTTP/3 cannot go through an HTTP proxy (see `egress`).
             return Plan::tcp_only();
         }
@@ -243,11 +243,12 @@ impl Connector {
     ) -> Result<Target, Error> {
         let server_name = server_name(host).to_owned();
         // A proxy that resolves names gets the name: no lookup leaks it here.
-        let addrs = match &self.proxy {
+        let proxy = self.proxy_for(host);
+        let addrs = match proxy {
             Some(proxy) if proxy.resolves_names() => Vec::new(),
             _ => self.resolver.resolve(host, port).await?,
         };
-        if addrs.is_empty() && !self.proxy.as_ref().is_some_and(Proxy::resolves_names) {
+        if addrs.is_empty() && !proxy.is_some_and(Proxy::resolves_names) {
             return Err(url_error(host, "no address"));
         }
         let (protocol, hit) = self
@@ -416,7 +417,7 @@ impl Connector {
         ready: &SharedReady<'_>,
         signal: Arc<std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>>,
     ) -> Result<Opened, Error> {
-        let ordered = match &self.proxy {
+        let ordered = match self.proxy_for(&target.server_name) {
             // The proxy resolves the name: one attempt, to the relay.
             Some(proxy) if proxy.resolves_names() => vec![Proxy::quic_placeholder(target.port)],
             _ => self.socket.order(&target.addrs),
@@ -455,7 +456,7 @@ impl Connector {
         on_ready: OnReady<'_>,
         handshaken: Handshaken,
     ) -> Result<Opened, Error> {
-        let (endpoint, addr, via) = match &self.proxy {
+        let (endpoint, addr, via) = match self.proxy_for(&target.server_name) {
             Some(proxy) => {
                 proxy
                     .quic_endpoint(&target.server_name, target.port, addr, &self.socket)
@@ -586,7 +587,7 @@ impl Connector {
             addrs: target.addrs.clone(),
             port: target.port,
             socket: self.socket.clone(),
-            proxy: self.proxy.clone(),
+            proxy: self.proxy_for(&target.server_name).cloned(),
             tls: self.tcp_tls.clone(),
             alpn: tcp_alpn(target.protocol_choices),
             resume: target.hit.as_ref().map(|h| h.session.clone()),
@@ -601,10 +602,17 @@ impl Connector {
         .await
     }
 
+    /// The proxy connections to `host` go through: none if it is in the
+    /// proxy's no-proxy list.
+    pub(crate) fn proxy_for(&self, host: &str) -> Option<&Proxy> {
+        self.proxy.as_ref().filter(|p| p.applies_to(host))
+    }
+
     /// Opens a plain HTTP/1.1 connection for an `http://` URL.
     pub(crate) async fn open_plain(&self, host: &str, port: u16) -> Result<Conn, Error> {
         let started = std::time::Instant::now();
-        let remote_dns = self.proxy.as_ref().is_some_and(Proxy::resolves_names);
+        let proxy = self.proxy_for(host);
+        let remote_dns = proxy.is_some_and(Proxy::resolves_names);
         let addrs = if remote_dns {
             Vec::new()
         } else {
@@ -614,7 +622,7 @@ impl Connector {
             return Err(url_error(host, "no address"));
         }
         let origin = format!("{host}:{port}");
-        let tcp = match &self.proxy {
+        let tcp = match proxy {
             Some(proxy) => proxy.connect(host, port, &addrs, &self.socket).await?,
             None => eyeballs::connect(&origin, &addrs, &self.socket, eyeballs::STAGGER).await?,
         };

@@ -107,8 +107,7 @@ impl Connector {
         // Through a proxy that resolves names, looking the record up here
         // would tell the resolver where the connection goes.
         if self
-            .proxy
-            .as_ref()
+            .proxy_for(host)
             .is_some_and(super::egress::Proxy::resolves_names)
         {
             return None;

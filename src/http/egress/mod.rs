@@ -20,8 +20,11 @@
 //! refuses UDP, at once, so `Auto` goes on over TCP.
 
 mod http_connect;
+mod no_proxy;
 mod socks5;
 mod socks5_udp;
+
+pub use no_proxy::NoProxy;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -58,6 +61,8 @@ pub struct Proxy {
     port: u16,
     user: Option<String>,
     password: Option<String>,
+    /// Hosts reached directly.
+    no_proxy: Option<NoProxy>,
 }
 
 impl fmt::Debug for Proxy {
@@ -143,7 +148,39 @@ impl Proxy {
             port: url.port().unwrap_or(1080),
             user,
             password,
+            no_proxy: None,
         })
+    }
+
+    /// The proxy the environment names for HTTPS, as curl and reqwest read
+    /// it: `HTTPS_PROXY` (or `https_proxy`), else `ALL_PROXY` (or
+    /// `all_proxy`), with the hosts of `NO_PROXY` (or `no_proxy`) reached
+    /// directly. `None` if none is set; a value that is not a proxy URL is
+    /// skipped with a warning (never echoed: it may hold a password).
+    pub fn from_env() -> Option<Self> {
+        let names = ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"];
+        let (name, value) = names
+            .iter()
+            .find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()).map(|v| (*n, v)))?;
+        match Self::all(&value) {
+            Ok(proxy) => Some(proxy.no_proxy(NoProxy::from_env())),
+            Err(e) => {
+                tracing::warn!(variable = name, error = %e, "ignoring a proxy variable that is not a proxy URL");
+                None
+            }
+        }
+    }
+
+    /// Hosts to reach directly, not through this proxy, as reqwest's
+    /// `Proxy::no_proxy`.
+    pub fn no_proxy(mut self, hosts: Option<NoProxy>) -> Self {
+        self.no_proxy = hosts;
+        self
+    }
+
+    /// True if connections to `host` go through this proxy.
+    pub(crate) fn applies_to(&self, host: &str) -> bool {
+        !self.no_proxy.as_ref().is_some_and(|n| n.matches(host))
     }
 
     /// What the proxy is, for ticket keys, errors and logs: scheme, user,
