@@ -327,3 +327,53 @@ async fn a_socks5_proxy_without_udp_sends_auto_to_tcp_at_once() {
     let refused = session(HttpProtocol::Http3).get(&url).send().await.unwrap_err();
     assert!(refused.is_proxy() && refused.proxy_reply().is_some(), "{refused}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_through_one_exit_share_0rtt_and_others_do_not() {
+    let serve = support::serve::Serve::start();
+    let port = serve.addr.port();
+    let dante = ProxyProcess::dante(None);
+    let dir = tempfile::tempdir().unwrap();
+    let cache = format!("sqlite:{}", dir.path().join("fleet.db").display());
+    let get = |proxy: Option<String>| {
+        let (cache, cert) = (cache.clone(), serve.cert.clone());
+        async move {
+            let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_h3fleet"));
+            command
+                .args([
+                    "get",
+                    &format!("https://localhost:{port}/"),
+                    "--cache",
+                    &cache,
+                    "--cacert",
+                    &cert,
+                ])
+                .args([
+                    "--resolve",
+                    &format!("localhost:{port}:127.0.0.1"),
+                    "--id",
+                    "fleet",
+                ])
+                .args(["-s", "-o", "/dev/null", "-w", "%{json}"]);
+            if let Some(proxy) = proxy {
+                command.args(["-x", &proxy]);
+            }
+            let out = command.output().await.unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+        }
+    };
+    let exit = format!("socks5h://127.0.0.1:{}", dante.port);
+    let first = get(Some(exit.clone())).await;
+    assert_eq!(first["ticket_source"], "none");
+    // Replica 2, another process through the same exit: 0-RTT on replica 1's ticket.
+    let second = get(Some(exit)).await;
+    assert_eq!(
+        (second["ticket_source"].as_str(), second["early_data"].as_str()),
+        (Some("backend"), Some("accepted")),
+        "{second}"
+    );
+    // Replica 3, same identifier, directly: the exit's ticket is not offered.
+    let third = get(None).await;
+    assert_eq!(third["ticket_source"], "none", "{third}");
+}
