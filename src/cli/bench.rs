@@ -63,6 +63,12 @@ pub(crate) struct BenchArgs {
     /// `single-use`, a run with `shared` tickets is added for comparison.
     #[arg(long, default_value = "shared", value_parser = ["shared", "single-use"])]
     ticket_reuse: String,
+    /// Every replica goes out through this proxy, in both runs (`socks5://`
+    /// for HTTP/3: the origins' names are known here only, so the proxy
+    /// cannot resolve them). Read from the environment, too, so a password
+    /// never shows in argv.
+    #[arg(long, value_name = "URL", env = "H3FLEET_PROXY", hide_env_values = true)]
+    proxy: Option<String>,
 }
 
 /// One replica of a bench run (started by `h3fleet bench`, not by hand).
@@ -91,6 +97,9 @@ pub(crate) struct ReplicaArgs {
     /// `shared` or `single-use`.
     #[arg(long, default_value = "shared")]
     ticket_reuse: String,
+    /// The egress proxy (from the environment only).
+    #[arg(long, env = "H3FLEET_PROXY", hide_env_values = true)]
+    proxy: Option<String>,
 }
 
 /// What a replica saw at one host; one JSON line each.
@@ -293,6 +302,9 @@ fn spawn_replicas(
             .args(["--requests-per-host", &args.requests_per_host.to_string()])
             .args(["--seed", &(seed_base + r as u64).to_string()])
             .args(["--ticket-reuse", run.reuse]);
+        if let Some(proxy) = &args.proxy {
+            command.env("H3FLEET_PROXY", proxy);
+        }
         for target in &fleet.targets {
             command.args(["--target", target]);
         }
@@ -556,6 +568,9 @@ fn replica_session(args: &ReplicaArgs) -> Result<(Session, Vec<(String, u16)>), 
             .parse()
             .map_err(|e| format!("--ticket-reuse: {e}"))?,
     );
+    if let Some(proxy) = &args.proxy {
+        builder = builder.proxy(h3fleet::Proxy::all(proxy)?);
+    }
     if args.cache != "none" {
         builder = builder.session_cache(backend_from_uri(&args.cache)?, None);
         if let Some(keys) = super::cache_keys(args.cache_keys.as_deref())? {
