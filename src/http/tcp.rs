@@ -104,6 +104,30 @@ pub(crate) struct TcpDial {
     pub(crate) ech_rejection: Arc<EchRejection>,
 }
 
+impl TcpDial {
+    /// The TCP connection: through the proxy, or to the first address to
+    /// answer.
+    async fn tcp(&self) -> Result<tokio::net::TcpStream, Error> {
+        match &self.proxy {
+            Some(proxy) => {
+                proxy
+                    .connect(&self.server_name, self.port, &self.addrs, &self.socket)
+                    .await
+            }
+            None => eyeballs::connect(&self.origin, &self.addrs, &self.socket, eyeballs::STAGGER).await,
+        }
+    }
+
+    /// What the ClientHello offers of ECH.
+    fn ech_offer(&self) -> EchOffer<'_> {
+        match (&self.ech, self.ech_offered.grease) {
+            (Some(list), _) => EchOffer::Config(list),
+            (None, true) => EchOffer::Grease,
+            (None, false) => EchOffer::None,
+        }
+    }
+}
+
 fn http_error(origin: &str, http: TcpHttp, e: impl std::error::Error + Send + Sync + 'static) -> Error {
     Error::Http {
         origin: origin.to_owned(),
@@ -116,21 +140,10 @@ impl TcpConnection {
     /// Connects, runs the TLS handshake and starts HTTP/2 or HTTP/1.1.
     pub(crate) async fn open(dial: TcpDial) -> Result<Arc<Self>, Error> {
         let started = Instant::now();
-        let tcp = match &dial.proxy {
-            Some(proxy) => {
-                proxy
-                    .connect(&dial.server_name, dial.port, &dial.addrs, &dial.socket)
-                    .await?
-            }
-            None => eyeballs::connect(&dial.origin, &dial.addrs, &dial.socket, eyeballs::STAGGER).await?,
-        };
+        let tcp = dial.tcp().await?;
         let remote_addr = tcp.peer_addr().ok();
         let early = Arc::new(EarlyDataReport::default());
-        let ech = match (&dial.ech, dial.ech_offered.grease) {
-            (Some(list), _) => EchOffer::Config(list),
-            (None, true) => EchOffer::Grease,
-            (None, false) => EchOffer::None,
-        };
+        let ech = dial.ech_offer();
         let options = ConnectOptions {
             resume: dial.resume.as_ref(),
             sink: Some(dial.sink.clone()),
