@@ -3,13 +3,15 @@
 #   redis-server, redis-tools  the tests start real Redis servers and a Redis Cluster
 #   memcached                  the backend contract suite runs against a real memcached
 #   python3                    Python's http.server: an independent plain-HTTP origin
+#   dante-server               SOCKS5 egress proxy (CONNECT and UDP ASSOCIATE) for the proxy tests
+#   tinyproxy, stunnel4        HTTP CONNECT egress proxy, and TLS in front of it (an https:// proxy)
 #   cmake, clang, libclang-dev BoringSSL's build (the TLS engine, from the QUIC layer on)
 # Usage: scripts/install-deps.sh [--test]   (--test adds the test services)
 set -euo pipefail
 
 packages=(cmake clang libclang-dev)
 if [[ "${1:-}" == "--test" ]]; then
-  packages+=(redis-server redis-tools memcached python3)
+  packages+=(redis-server redis-tools memcached python3 dante-server tinyproxy stunnel4)
 fi
 
 missing=()

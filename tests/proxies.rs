@@ -5,15 +5,15 @@
 
 mod support;
 
-use std::net::Ipv4Addr;
-use std::sync::Arc;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Arc, Mutex};
 
 use h3fleet::cache::{backend_from_uri, SessionCacheBackend, TicketSource};
 use h3fleet::server::TcpOrigin;
 use h3fleet::tls::TcpServerConfig;
 use h3fleet::{HttpProtocol, Proxy, Session, SessionBuilder};
 use support::dns::DnsServer;
-use support::proxies::ProxyProcess;
+use support::proxies::{ProxyProcess, DANTE_EXIT, TINYPROXY_EXIT};
 use support::quic::TestPki;
 
 fn origin(pki: &TestPki) -> TcpOrigin {
@@ -21,6 +21,16 @@ fn origin(pki: &TestPki) -> TcpOrigin {
         .build()
         .unwrap();
     TcpOrigin::bind("127.0.0.1:0".parse().unwrap(), tls).unwrap()
+}
+
+/// Where each request the origin answers came from, in order.
+fn peers_of(set_log: impl FnOnce(h3fleet::server::RequestLog)) -> Arc<Mutex<Vec<IpAddr>>> {
+    let peers = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&peers);
+    set_log(Arc::new(move |r: &h3fleet::server::RequestRecord| {
+        seen.lock().unwrap().push(r.peer.unwrap().ip());
+    }));
+    peers
 }
 
 fn builder(pki: &TestPki) -> SessionBuilder {
@@ -34,6 +44,7 @@ async fn h2_and_h1_go_through_socks5_socks5h_and_http_connect() {
     let pki = TestPki::new();
     let origin = origin(&pki);
     let url = format!("https://localhost:{}/echo", origin.local_addr().port());
+    let peers = peers_of(|log| origin.set_request_log(Some(log)));
     let dante = ProxyProcess::dante(None);
     let tiny = ProxyProcess::tinyproxy(None);
     let proxies = [
@@ -76,6 +87,13 @@ async fn h2_and_h1_go_through_socks5_socks5h_and_http_connect() {
     );
     assert_eq!(origin.stats().requests(), 9);
     assert_eq!(origin.stats().connections(), 9, "each through its own tunnel");
+    // The origin saw each request come from the proxy's exit address.
+    let exits: Vec<IpAddr> = [[DANTE_EXIT; 3], [DANTE_EXIT; 3], [TINYPROXY_EXIT; 3]]
+        .concat()
+        .into_iter()
+        .map(IpAddr::V4)
+        .collect();
+    assert_eq!(*peers.lock().unwrap(), exits);
 }
 
 /// A session through `proxy` (or direct) on the shared `backend`, all
@@ -267,6 +285,27 @@ async fn get_goes_through_x_skips_it_for_noproxy_and_exits_with_curls_codes() {
     .await;
     assert_eq!(out.status.code(), Some(56), "the tunnel was refused");
     assert!(!String::from_utf8_lossy(&out.stderr).contains("nope"));
+    // An https:// proxy: verified with --cacert's roots; one from another CA
+    // is curl's 60.
+    let front = ProxyProcess::stunnel(tiny.port, &pki.cert_pem, &pki.key_pem);
+    let out = get(vec![
+        "-x".into(),
+        format!("https://fleet:s3cret@localhost:{}", front.port),
+    ])
+    .await;
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("200 {}", front.port)
+    );
+    let stranger = TestPki::new();
+    let untrusted = ProxyProcess::stunnel(tiny.port, &stranger.cert_pem, &stranger.key_pem);
+    let out = get(vec!["-x".into(), format!("https://localhost:{}", untrusted.port)]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(60),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -274,6 +313,7 @@ async fn h3_goes_through_the_socks5_udp_relay() {
     let pki = TestPki::new();
     let h3 = h3fleet::server::H3Origin::bind("127.0.0.1:0".parse().unwrap(), pki.rustls_crypto()).unwrap();
     let url = format!("https://localhost:{}/echo", h3.local_addr().unwrap().port());
+    let peers = peers_of(|log| h3.set_request_log(Some(log)));
     let dante = ProxyProcess::dante(None);
     for scheme in ["socks5", "socks5h"] {
         let proxy = Proxy::all(&format!("{scheme}://127.0.0.1:{}", dante.port)).unwrap();
@@ -297,6 +337,11 @@ async fn h3_goes_through_the_socks5_udp_relay() {
         }
     }
     assert_eq!(h3.stats().requests(), 4, "each request once");
+    assert_eq!(
+        *peers.lock().unwrap(),
+        [IpAddr::V4(DANTE_EXIT); 4],
+        "datagrams from the relay"
+    );
     assert_eq!(h3.stats().connections(), 2, "one QUIC connection per session");
 }
 
@@ -376,4 +421,166 @@ async fn replicas_through_one_exit_share_0rtt_and_others_do_not() {
     // Replica 3, same identifier, directly: the exit's ticket is not offered.
     let third = get(None).await;
     assert_eq!(third["ticket_source"], "none", "{third}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_and_h1_go_through_an_https_proxy_inside_its_tls() {
+    let pki = TestPki::new();
+    let origin = origin(&pki);
+    let peers = peers_of(|log| origin.set_request_log(Some(log)));
+    let url = format!("https://localhost:{}/", origin.local_addr().port());
+    let tiny = ProxyProcess::tinyproxy(Some(("fleet", "s3cret")));
+    // TLS in front of tinyproxy, with a certificate for `localhost` from the
+    // session's CA.
+    let front = ProxyProcess::stunnel(tiny.port, &pki.cert_pem, &pki.key_pem);
+    let through = |pki: &TestPki, password: &str, protocol| {
+        let proxy = format!("https://fleet:{password}@localhost:{}", front.port);
+        builder(pki)
+            .proxy(Proxy::http(&proxy).unwrap())
+            .protocol(protocol)
+            .build()
+            .unwrap()
+    };
+    for (protocol, version) in [
+        (HttpProtocol::Http2, http::Version::HTTP_2),
+        (HttpProtocol::Http1, http::Version::HTTP_11),
+        (HttpProtocol::Auto, http::Version::HTTP_2),
+    ] {
+        let response = through(&pki, "s3cret", protocol).get(&url).send().await;
+        let response = response.unwrap_or_else(|e| panic!("{e}\n{}\n{}", front.log(), tiny.log()));
+        assert_eq!(response.version(), version);
+        assert_eq!(response.remote_addr().unwrap().port(), front.port);
+        assert!(
+            response.tls().alpn.is_some(),
+            "the origin's TLS, inside the proxy's"
+        );
+        response.bytes().await.unwrap();
+    }
+    assert_eq!(*peers.lock().unwrap(), [IpAddr::V4(TINYPROXY_EXIT); 3]);
+    // The password went inside the proxy's TLS: a wrong one is refused.
+    let refused = through(&pki, "wrong", HttpProtocol::Http2)
+        .get(&url)
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        refused.is_proxy() && matches!(refused.proxy_reply(), Some(401 | 407)),
+        "{refused}"
+    );
+    // A proxy whose certificate the session's roots do not trust.
+    let stranger = TestPki::new();
+    let untrusted = ProxyProcess::stunnel(tiny.port, &stranger.cert_pem, &stranger.key_pem);
+    let proxy = format!("https://fleet:s3cret@localhost:{}", untrusted.port);
+    let session = builder(&pki).proxy(Proxy::all(&proxy).unwrap()).build().unwrap();
+    let e = session.get(&url).send().await.unwrap_err();
+    assert!(
+        e.is_proxy() && e.to_string().contains("TLS with the proxy"),
+        "{e}"
+    );
+    assert!(!format!("{e} {e:?}").contains("s3cret"), "{e:?}");
+    assert_eq!(
+        origin.stats().requests(),
+        3,
+        "nothing reached the origin past an untrusted proxy"
+    );
+}
+
+/// crypt(3) SHA-512 of `secret` (salt `h3fleet`): Dante checks the SOCKS5
+/// password against the system's accounts.
+const SECRET_HASH: &str =
+    "$6$h3fleet$0DFFVcDzNBGUlt9nBFlnkP60JuWeBO4bVZ/VPcBZEh5/Z4xPCYOTrWPnkqyZGiRlaKzmlOgCYHwB10ojDsVSS1";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socks5_with_a_password_carries_h3_h2_and_h1_and_refuses_a_wrong_one() {
+    let pki = TestPki::new();
+    let tcp = origin(&pki);
+    let port = tcp.local_addr().port();
+    let h3 = h3fleet::server::H3Origin::bind(([127, 0, 0, 1], port).into(), pki.rustls_crypto()).unwrap();
+    let url = format!("https://localhost:{port}/");
+    let dante = ProxyProcess::dante_with_account("fleet", SECRET_HASH);
+    let through = |credentials: &str, protocol| {
+        let proxy = format!("socks5h://{credentials}127.0.0.1:{}", dante.port);
+        builder(&pki)
+            .proxy(Proxy::socks5(&proxy).unwrap())
+            .protocol(protocol)
+            .build()
+            .unwrap()
+    };
+    for (protocol, version) in [
+        (HttpProtocol::Http3, http::Version::HTTP_3),
+        (HttpProtocol::Http2, http::Version::HTTP_2),
+        (HttpProtocol::Http1, http::Version::HTTP_11),
+    ] {
+        let response = through("fleet:secret@", protocol).get(&url).send().await;
+        let response = response.unwrap_or_else(|e| panic!("{e}\n{}", dante.log()));
+        assert_eq!(response.version(), version);
+        response.bytes().await.unwrap();
+    }
+    assert_eq!((h3.stats().requests(), tcp.stats().requests()), (1, 2));
+    for credentials in ["fleet:wrong@", ""] {
+        for protocol in [HttpProtocol::Http2, HttpProtocol::Http3] {
+            let e = through(credentials, protocol).get(&url).send().await.unwrap_err();
+            assert!(e.is_proxy(), "{credentials:?} {protocol:?}: {e}");
+            assert!(!format!("{e} {e:?}").contains("wrong"), "{e:?}");
+        }
+    }
+    assert_eq!((h3.stats().requests(), tcp.stats().requests()), (1, 2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socks5h_offers_ech_with_a_config_from_the_backend_and_asks_dns_nothing() {
+    use h3fleet::ech::{EchPolicy, EchSource, EchStatus};
+    let pki = TestPki::new();
+    let keys = Arc::new(h3fleet::tls::EchKeys::generate("public.fleet.test").unwrap());
+    let port = support::free_port(None);
+    let tls = TcpServerConfig::builder(pki.cert_pem.as_bytes(), pki.key_pem.as_bytes())
+        .ech_keys(Arc::clone(&keys))
+        .build()
+        .unwrap();
+    let tcp = TcpOrigin::bind(([127, 0, 0, 1], port).into(), tls).unwrap();
+    let quic = h3fleet::quic::QuicServerConfig::builder(pki.cert_pem.as_bytes(), pki.key_pem.as_bytes())
+        .ech_keys(Arc::clone(&keys))
+        .build()
+        .unwrap();
+    let h3 = h3fleet::server::H3Origin::bind(([127, 0, 0, 1], port).into(), Arc::new(quic)).unwrap();
+    let name = "origin.fleet.test";
+    let dns = DnsServer::start_with_https(
+        "fleet.test.",
+        &[(&format!("{name}."), Ipv4Addr::LOCALHOST)],
+        &[(&format!("{name}."), keys.config_list().to_vec())],
+    )
+    .await;
+    let dante = ProxyProcess::dante(Some("127.0.0.1 localhost\n127.0.0.1 origin.fleet.test\n"));
+    let backend: Arc<dyn SessionCacheBackend> = backend_from_uri("memory:").unwrap();
+    let session = |proxy: Option<&str>, protocol, ech| {
+        let mut b = builder(&pki)
+            .dns_server(dns.addr())
+            .session_cache(Arc::clone(&backend), None)
+            .protocol(protocol)
+            .ech(ech);
+        if let Some(proxy) = proxy {
+            b = b.proxy(Proxy::all(proxy).unwrap());
+        }
+        b.build().unwrap()
+    };
+    let url = format!("https://{name}:{port}/");
+    // A direct replica learns the config from DNS and shares it.
+    let direct = session(None, HttpProtocol::Http2, EchPolicy::Auto);
+    let response = direct.get(&url).send().await.unwrap();
+    assert_eq!(response.tls().ech_source, Some(EchSource::Dns));
+    direct.close().await;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let asked = dns.queries();
+    // Replicas behind the name-resolving exit, over TCP and over the UDP
+    // relay: ECH required, the config from the backend, no DNS query.
+    let exit = format!("socks5h://127.0.0.1:{}", dante.port);
+    for protocol in [HttpProtocol::Http2, HttpProtocol::Http3] {
+        let behind = session(Some(&exit), protocol, EchPolicy::Require);
+        let response = behind.get(&url).send().await.unwrap();
+        let report = response.tls().clone();
+        assert_eq!(report.ech, EchStatus::Accepted, "{protocol:?} {report:?}");
+        assert_eq!(report.ech_source, Some(EchSource::Backend), "{protocol:?}");
+        assert_eq!(dns.queries(), asked, "{protocol:?}: a lookup of the target");
+    }
+    assert_eq!((tcp.stats().requests(), h3.stats().requests()), (2, 1));
 }

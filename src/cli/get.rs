@@ -61,6 +61,7 @@ pub(crate) struct GetArgs {
     #[arg(help_heading = "TLS", short = 'k', long)]
     insecure: bool,
     /// Go through this proxy, as curl's `-x`: `http://` (CONNECT),
+    /// `https://` (CONNECT inside TLS, verified with `--cacert`'s roots),
     /// `socks5://` or `socks5h://` (HTTP/3 too, over its UDP relay), with
     /// `user:password@` if it asks. Without it, `HTTPS_PROXY` or
     /// `ALL_PROXY`, as curl. Its tickets are cached apart from other exits'.

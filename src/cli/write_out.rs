@@ -164,7 +164,7 @@ pub(crate) fn curl_exit_code(e: &(dyn std::error::Error + 'static)) -> u8 {
     .iter()
     .any(|needle| text.contains(needle));
     if let h3fleet::Error::Proxy { proxy, reason, .. } = e {
-        return proxy_exit_code(proxy, reason);
+        return proxy_exit_code(proxy, reason, untrusted);
     }
     if e.is_timeout() {
         28
@@ -189,14 +189,21 @@ pub(crate) fn curl_exit_code(e: &(dyn std::error::Error + 'static)) -> u8 {
 }
 
 /// curl's codes for a proxy failure: 5 its name did not resolve, 7 it
-/// could not be reached, 56 an HTTP proxy refused the tunnel, 97 a SOCKS
-/// proxy failed.
-fn proxy_exit_code(proxy: &str, reason: &str) -> u8 {
+/// could not be reached, 60 or 35 TLS with an `https://` proxy failed (its
+/// certificate untrusted, or otherwise), 56 an HTTP proxy refused the
+/// tunnel, 97 a SOCKS proxy failed.
+fn proxy_exit_code(proxy: &str, reason: &str, untrusted: bool) -> u8 {
     if reason.starts_with("cannot resolve the proxy") {
         5
     } else if reason.starts_with("cannot connect to the proxy") {
         7
-    } else if proxy.starts_with("http://") {
+    } else if reason.starts_with("TLS with the proxy") {
+        if untrusted {
+            60
+        } else {
+            35
+        }
+    } else if proxy.starts_with("http://") || proxy.starts_with("https://") {
         56
     } else {
         97

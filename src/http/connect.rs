@@ -18,7 +18,7 @@ use tokio::sync::OnceCell;
 
 use super::conn::{Conn, Connected, EarlyData, OfferedTicket, OnReady, ResponseBody, SharedReady, Tickets};
 use super::ech_offer::EchChoice;
-use super::egress::Proxy;
+use super::egress::{Proxy, Tunnel};
 use super::eyeballs::{self, SocketOptions};
 use super::h3::{Dial, H3Connection, Handshaken, UNCLAIMED};
 use super::select::{Open, Plan, ProtocolMemory};
@@ -74,6 +74,8 @@ pub(crate) struct Connector {
     caches: TicketCaches,
     tls: QuicClientConfig,
     tcp_tls: TcpClientConfig,
+    /// Speaks to an `https://` proxy: the session's roots, `http/1.1`.
+    proxy_tls: Option<TcpClientConfig>,
     transport: Arc<quinn::TransportConfig>,
     socket: SocketOptions,
     /// Every connection goes through it (TCP only).
@@ -156,6 +158,12 @@ impl Connector {
     /// Builds the TLS configurations, the resolver and the QUIC transport.
     pub(crate) fn new(settings: ConnectorSettings) -> Result<Self, Error> {
         let (tls, tcp_tls) = tls_configs(&settings)?;
+        let proxy_tls = settings
+            .proxy
+            .as_ref()
+            .is_some_and(Proxy::speaks_tls)
+            .then(|| proxy_tls_config(&settings))
+            .transpose()?;
         Ok(Self {
             mode: settings.mode,
             head_start: settings.head_start,
@@ -167,6 +175,7 @@ impl Connector {
             caches: settings.caches,
             tls,
             tcp_tls,
+            proxy_tls,
             transport: Arc::new(transport(&settings.preset)?),
             socket: settings.socket,
             proxy: settings.proxy,
@@ -588,6 +597,7 @@ impl Connector {
             port: target.port,
             socket: self.socket.clone(),
             proxy: self.proxy_for(&target.server_name).cloned(),
+            proxy_tls: self.proxy_tls.clone(),
             tls: self.tcp_tls.clone(),
             alpn: tcp_alpn(target.protocol_choices),
             resume: target.hit.as_ref().map(|h| h.session.clone()),
@@ -623,8 +633,11 @@ impl Connector {
         }
         let origin = format!("{host}:{port}");
         let tcp = match proxy {
-            Some(proxy) => proxy.connect(host, port, &addrs, &self.socket).await?,
-            None => eyeballs::connect(&origin, &addrs, &self.socket, eyeballs::STAGGER).await?,
+            Some(proxy) => {
+                let tls = self.proxy_tls.as_ref();
+                proxy.connect(host, port, &addrs, &self.socket, tls).await?
+            }
+            None => Tunnel::Tcp(eyeballs::connect(&origin, &addrs, &self.socket, eyeballs::STAGGER).await?),
         };
         Ok(Conn::Tcp(TcpConnection::open_plain(origin, tcp, started).await?))
     }
@@ -685,6 +698,20 @@ fn tls_configs(settings: &ConnectorSettings) -> Result<(QuicClientConfig, TcpCli
         tcp_tls = tcp_tls.add_root_certificates_pem(pem.clone());
     }
     Ok((tls.build()?, tcp_tls.build()?))
+}
+
+/// The TLS context for an `https://` proxy: the session's roots (and
+/// certificate checks), ALPN `http/1.1`, no client certificate (that is the
+/// origin's), no key log.
+fn proxy_tls_config(settings: &ConnectorSettings) -> Result<TcpClientConfig, Error> {
+    let mut tls = TcpClientConfig::builder()
+        .alpn_protocols([b"http/1.1"])
+        .system_roots(settings.system_roots)
+        .danger_accept_invalid_certs(settings.accept_invalid_certs);
+    for pem in &settings.roots_pem {
+        tls = tls.add_root_certificates_pem(pem.clone());
+    }
+    Ok(tls.build()?)
 }
 
 fn resolver(specs: Vec<String>, dns_server: Option<SocketAddr>) -> Result<Resolver, Error> {

@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 
 use super::body::Outgoing;
 use super::conn::{EarlyData, EchOffered, Handshake, OfferedTicket, Tickets};
+use super::egress::Tunnel;
 use super::eyeballs::{self, SocketOptions};
 use super::PreparedRequest;
 use crate::cache::CachedSession;
@@ -87,6 +88,8 @@ pub(crate) struct TcpDial {
     pub(crate) socket: SocketOptions,
     /// The egress proxy the connection goes through, if any.
     pub(crate) proxy: Option<super::egress::Proxy>,
+    /// Speaks to an `https://` proxy.
+    pub(crate) proxy_tls: Option<TcpClientConfig>,
     pub(crate) tls: TcpClientConfig,
     /// The ALPN protocols to offer, most preferred first.
     pub(crate) alpn: Vec<&'static [u8]>,
@@ -107,14 +110,17 @@ pub(crate) struct TcpDial {
 impl TcpDial {
     /// The TCP connection: through the proxy, or to the first address to
     /// answer.
-    async fn tcp(&self) -> Result<tokio::net::TcpStream, Error> {
+    async fn tcp(&self) -> Result<Tunnel, Error> {
         match &self.proxy {
             Some(proxy) => {
+                let tls = self.proxy_tls.as_ref();
                 proxy
-                    .connect(&self.server_name, self.port, &self.addrs, &self.socket)
+                    .connect(&self.server_name, self.port, &self.addrs, &self.socket, tls)
                     .await
             }
-            None => eyeballs::connect(&self.origin, &self.addrs, &self.socket, eyeballs::STAGGER).await,
+            None => eyeballs::connect(&self.origin, &self.addrs, &self.socket, eyeballs::STAGGER)
+                .await
+                .map(Tunnel::Tcp),
         }
     }
 
@@ -141,7 +147,7 @@ impl TcpConnection {
     pub(crate) async fn open(dial: TcpDial) -> Result<Arc<Self>, Error> {
         let started = Instant::now();
         let tcp = dial.tcp().await?;
-        let remote_addr = tcp.peer_addr().ok();
+        let remote_addr = tcp.peer_addr();
         let early = Arc::new(EarlyDataReport::default());
         let ech = dial.ech_offer();
         let options = ConnectOptions {
@@ -200,7 +206,7 @@ impl TcpConnection {
     /// `started`: when connecting began.
     pub(crate) async fn open_plain(
         origin: String,
-        tcp: tokio::net::TcpStream,
+        tcp: Tunnel,
         started: Instant,
     ) -> Result<Arc<Self>, Error> {
         let handshake = Handshake {
@@ -212,7 +218,7 @@ impl TcpConnection {
             alpn: None,
             ech_accepted: false,
             ech_offered: EchOffered::default(),
-            remote_addr: tcp.peer_addr().ok(),
+            remote_addr: tcp.peer_addr(),
         };
         let (http, sender, task) = start_http(TokioIo::new(tcp), None, &origin).await?;
         tracing::debug!(%origin, "plain HTTP/1.1 connection ready");

@@ -209,6 +209,7 @@ async fn serve_requests(
                 ech: data.as_ref().is_some_and(|d| d.ech_accepted),
                 server_name: data.as_ref().and_then(|d| d.server_name.clone()),
                 status: 0,
+                peer: Some(conn.remote_address()),
             };
             match answer(request, stream, record.early_data, record.ech, &shared.stats).await {
                 Ok(status) => {

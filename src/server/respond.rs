@@ -75,6 +75,9 @@ pub struct RequestRecord {
     pub server_name: Option<String>,
     /// The status the origin answered with.
     pub status: u16,
+    /// The address the request came from: the client's, or the egress
+    /// proxy's when the client used one.
+    pub peer: Option<std::net::SocketAddr>,
 }
 
 /// Receives a [`RequestRecord`] for every request answered.

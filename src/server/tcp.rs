@@ -144,8 +144,8 @@ async fn accept_loop(listener: TcpListener, tls: Option<TcpServerConfig>, shared
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => {
-                    connections.spawn(serve_connection(tcp, tls.clone(), Arc::clone(&shared)));
+                Ok((tcp, peer)) => {
+                    connections.spawn(serve_connection(tcp, peer, tls.clone(), Arc::clone(&shared)));
                 }
                 Err(e) => tracing::debug!(error = %e, "origin accept failed"),
             },
@@ -154,11 +154,16 @@ async fn accept_loop(listener: TcpListener, tls: Option<TcpServerConfig>, shared
     }
 }
 
-async fn serve_connection(tcp: TcpStream, tls: Option<TcpServerConfig>, shared: Arc<Shared>) {
+async fn serve_connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    tls: Option<TcpServerConfig>,
+    shared: Arc<Shared>,
+) {
     let _ = tcp.set_nodelay(true);
     let Some(tls) = tls else {
         shared.stats.connections.fetch_add(1, Ordering::Relaxed);
-        let handler = Handler::new(&shared, None, "http/1.1");
+        let handler = Handler::new(&shared, None, "http/1.1", peer);
         let served = serve_http(TokioIo::new(tcp), false, handler).await;
         return count_close(&shared, served);
     };
@@ -173,7 +178,7 @@ async fn serve_connection(tcp: TcpStream, tls: Option<TcpServerConfig>, shared: 
     shared.stats.connections.fetch_add(1, Ordering::Relaxed);
     let facts = stream.tls();
     let h2 = facts.alpn() == Some(b"h2");
-    let handler = Handler::new(&shared, Some(facts), if h2 { "h2" } else { "http/1.1" });
+    let handler = Handler::new(&shared, Some(facts), if h2 { "h2" } else { "http/1.1" }, peer);
     let served = serve_http(TokioIo::new(stream), h2, handler).await;
     count_close(&shared, served);
 }
@@ -211,15 +216,23 @@ struct Handler {
     protocol: &'static str,
     /// Requests seen on this connection so far.
     seen: Arc<AtomicU64>,
+    /// Where the connection came from.
+    peer: SocketAddr,
 }
 
 impl Handler {
-    fn new(shared: &Arc<Shared>, tls: Option<Arc<ServerTls>>, protocol: &'static str) -> Self {
+    fn new(
+        shared: &Arc<Shared>,
+        tls: Option<Arc<ServerTls>>,
+        protocol: &'static str,
+        peer: SocketAddr,
+    ) -> Self {
         Self {
             shared: Arc::clone(shared),
             tls,
             protocol,
             seen: Arc::new(AtomicU64::new(0)),
+            peer,
         }
     }
 
@@ -275,6 +288,7 @@ impl Handler {
                 .as_ref()
                 .and_then(|tls| tls.server_name().map(str::to_owned)),
             status: status.as_u16(),
+            peer: Some(self.peer),
         });
         Ok(response
             .body(body)

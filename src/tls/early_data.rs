@@ -182,6 +182,11 @@ where
         self.inner.ssl()
     }
 
+    /// The stream TLS runs on.
+    pub(crate) fn get_ref(&self) -> &S {
+        self.inner.get_ref()
+    }
+
     fn complete(&self, early_data_accepted: Option<bool>) {
         let ssl = self.inner.ssl();
         self.report.set_outcome(HandshakeOutcome {

@@ -2,8 +2,7 @@
 //! with `Proxy-Authorization: Basic` when the proxy URL has a user.
 
 use base64::Engine as _;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::Proxy;
 use crate::error::Error;
@@ -13,7 +12,10 @@ const MAX_HEAD: usize = 16 * 1024;
 
 /// Asks the proxy on `tcp` for a tunnel to `host:port`; on a 2xx answer
 /// `tcp` is the tunnel.
-pub(super) async fn tunnel(proxy: &Proxy, tcp: &mut TcpStream, host: &str, port: u16) -> Result<(), Error> {
+pub(super) async fn tunnel<S>(proxy: &Proxy, tcp: &mut S, host: &str, port: u16) -> Result<(), Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let io = |e: std::io::Error| proxy.error(format!("CONNECT exchange failed: {e}"), None);
     let authority = if host.contains(':') {
         format!("[{host}]:{port}")
@@ -28,6 +30,7 @@ pub(super) async fn tunnel(proxy: &Proxy, tcp: &mut TcpStream, host: &str, port:
     }
     request.push_str("\r\n");
     tcp.write_all(request.as_bytes()).await.map_err(io)?;
+    tcp.flush().await.map_err(io)?;
     // Byte by byte, so nothing after the head (the tunnel's first bytes) is
     // taken from the socket.
     let mut head = Vec::new();

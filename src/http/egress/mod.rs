@@ -1,5 +1,11 @@
 //! Egress proxies: a session's TCP connections go out through an HTTP
-//! CONNECT proxy ([`http_connect`]) or a SOCKS5 proxy ([`socks5`]).
+//! CONNECT proxy ([`http_connect`], spoken in the clear or, to an
+//! `https://` proxy, inside TLS: [`tunnel`]) or a SOCKS5 proxy
+//! ([`socks5`]).
+//!
+//! An `https://` proxy's certificate is verified against the session's
+//! roots (as reqwest does), under the proxy's host name; the proxy's TLS
+//! keeps no session: its tickets would link nothing the fleet shares.
 //!
 //! Two rules come with a proxy:
 //!
@@ -23,8 +29,10 @@ mod http_connect;
 mod no_proxy;
 mod socks5;
 mod socks5_udp;
+mod tunnel;
 
 pub use no_proxy::NoProxy;
+pub(crate) use tunnel::Tunnel;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -33,12 +41,13 @@ use tokio::net::TcpStream;
 
 use super::eyeballs::{self, SocketOptions};
 use crate::error::Error;
+use crate::tls::TcpClientConfig;
 
 /// How a proxy is spoken to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
-    /// `http://`: HTTP CONNECT.
-    HttpConnect,
+    /// `http://` (in the clear) or `https://` (inside TLS): HTTP CONNECT.
+    HttpConnect { tls: bool },
     /// `socks5://` (names resolved here) or `socks5h://` (by the proxy).
     Socks5 { remote_dns: bool },
 }
@@ -80,13 +89,14 @@ impl fmt::Display for Proxy {
 
 impl Proxy {
     /// An HTTP CONNECT proxy: `http://[user:password@]host[:port]` (port
-    /// 1080 if none, as curl; `Proxy-Authorization: Basic` with a user).
+    /// 1080 if none, as curl; `Proxy-Authorization: Basic` with a user), or
+    /// `https://...` (port 443 if none), spoken to inside TLS.
     ///
     /// # Errors
     ///
     /// Not such a URL.
     pub fn http(url: &str) -> Result<Self, Error> {
-        Self::parse(url, &["http"])
+        Self::parse(url, &["http", "https"])
     }
 
     /// A SOCKS5 proxy: `socks5://` (target names resolved here) or
@@ -100,14 +110,14 @@ impl Proxy {
         Self::parse(url, &["socks5", "socks5h"])
     }
 
-    /// A proxy of the kind its URL's scheme names (`http`, `socks5`,
-    /// `socks5h`), as reqwest's `Proxy::all`.
+    /// A proxy of the kind its URL's scheme names (`http`, `https`,
+    /// `socks5`, `socks5h`), as reqwest's `Proxy::all`.
     ///
     /// # Errors
     ///
     /// An unknown scheme, or not a proxy URL.
     pub fn all(url: &str) -> Result<Self, Error> {
-        Self::parse(url, &["http", "socks5", "socks5h"])
+        Self::parse(url, &["http", "https", "socks5", "socks5h"])
     }
 
     fn parse(raw: &str, schemes: &[&str]) -> Result<Self, Error> {
@@ -121,7 +131,8 @@ impl Proxy {
                     schemes.join(", ")
                 )))
             }
-            "http" => Kind::HttpConnect,
+            "http" => Kind::HttpConnect { tls: false },
+            "https" => Kind::HttpConnect { tls: true },
             "socks5" => Kind::Socks5 { remote_dns: false },
             _ => Kind::Socks5 { remote_dns: true },
         };
@@ -145,7 +156,10 @@ impl Proxy {
         Ok(Self {
             kind,
             host,
-            port: url.port().unwrap_or(1080),
+            port: explicit_port(raw, &url).unwrap_or(match kind {
+                Kind::HttpConnect { tls: true } => 443,
+                _ => 1080,
+            }),
             user,
             password,
             no_proxy: None,
@@ -187,7 +201,8 @@ impl Proxy {
     /// host and port, never the password.
     pub fn namespace(&self) -> String {
         let scheme = match self.kind {
-            Kind::HttpConnect => "http",
+            Kind::HttpConnect { tls: false } => "http",
+            Kind::HttpConnect { tls: true } => "https",
             Kind::Socks5 { remote_dns: false } => "socks5",
             Kind::Socks5 { remote_dns: true } => "socks5h",
         };
@@ -198,6 +213,11 @@ impl Proxy {
     /// The proxy resolves target names: h3fleet must look none up.
     pub(crate) fn resolves_names(&self) -> bool {
         !matches!(self.kind, Kind::Socks5 { remote_dns: false })
+    }
+
+    /// The proxy is spoken to inside TLS (`https://`).
+    pub(crate) fn speaks_tls(&self) -> bool {
+        self.kind == Kind::HttpConnect { tls: true }
     }
 
     /// The proxy can relay UDP, so HTTP/3 may go through it.
@@ -262,33 +282,77 @@ impl Proxy {
         }
     }
 
-    /// A TCP connection to `host:port` (or, when names are resolved here,
-    /// to the first of `addrs` the proxy reaches) through the proxy, ready
-    /// for TLS.
+    /// A connection to `host:port` (or, when names are resolved here, to
+    /// the first of `addrs` the proxy reaches) through the proxy, ready
+    /// for the origin's TLS. `tls` speaks to an `https://` proxy.
     pub(crate) async fn connect(
         &self,
         host: &str,
         port: u16,
         addrs: &[SocketAddr],
         socket: &SocketOptions,
-    ) -> Result<TcpStream, Error> {
+        tls: Option<&TcpClientConfig>,
+    ) -> Result<Tunnel, Error> {
         let mut tcp = self.dial(socket).await?;
         let host = super::connect::server_name(host);
-        match self.kind {
-            Kind::HttpConnect => http_connect::tunnel(self, &mut tcp, host, port).await?,
+        let tunnel = match self.kind {
+            Kind::HttpConnect { tls: false } => {
+                http_connect::tunnel(self, &mut tcp, host, port).await?;
+                Tunnel::Tcp(tcp)
+            }
+            Kind::HttpConnect { tls: true } => {
+                let tls = tls.ok_or_else(|| self.error("no TLS configuration for an https proxy", None))?;
+                let mut stream = self.handshake(tls, tcp).await?;
+                http_connect::tunnel(self, &mut stream, host, port).await?;
+                Tunnel::Tls(Box::new(stream))
+            }
             Kind::Socks5 { remote_dns: true } => {
                 socks5::connect(self, &mut tcp, socks5::Target::Name(host, port)).await?;
+                Tunnel::Tcp(tcp)
             }
             Kind::Socks5 { remote_dns: false } => {
                 let addr = addrs
                     .first()
                     .ok_or_else(|| self.error(format!("no address for {host}"), None))?;
                 socks5::connect(self, &mut tcp, socks5::Target::Addr(*addr)).await?;
+                Tunnel::Tcp(tcp)
             }
-        }
+        };
         tracing::debug!(proxy = %self, %host, port, "tunnel through the proxy open");
-        Ok(tcp)
+        Ok(tunnel)
     }
+
+    /// TLS to an `https://` proxy: its certificate verified for its host
+    /// name; no session offered or kept.
+    async fn handshake(
+        &self,
+        tls: &TcpClientConfig,
+        tcp: TcpStream,
+    ) -> Result<crate::tls::early_data::EarlyDataStream<TcpStream>, Error> {
+        let options = crate::tls::ConnectOptions {
+            resume: None,
+            sink: None,
+            early_data: None,
+            report: std::sync::Arc::default(),
+            ech: crate::tls::EchOffer::None,
+            ech_rejection: std::sync::Arc::default(),
+            alpn: &[b"http/1.1"],
+        };
+        let host = super::connect::server_name(&self.host);
+        tls.connect(host, tcp, options)
+            .await
+            .map_err(|e| self.error(format!("TLS with the proxy failed: {e}"), None))
+    }
+}
+
+/// The port the URL names, also when it is its scheme's default (which
+/// `url` elides: `http://proxy:80` must not become port 1080).
+fn explicit_port(raw: &str, url: &url::Url) -> Option<u16> {
+    url.port().or_else(|| {
+        let default = url.port_or_known_default()?;
+        let authority = raw.split_once("://")?.1.split(['/', '?', '#']).next()?;
+        authority.ends_with(&format!(":{default}")).then_some(default)
+    })
 }
 
 /// `%XX` escapes decoded, if they make UTF-8 (a URL's user and password
@@ -324,6 +388,19 @@ mod tests {
         let http = Proxy::http("http://10.0.0.1").unwrap();
         assert_eq!((http.port, http.resolves_names()), (1080, true));
         assert!(!Proxy::socks5("socks5://h:1").unwrap().resolves_names());
+    }
+
+    #[test]
+    fn a_proxy_port_is_the_one_named_even_when_it_is_the_schemes_default() {
+        let port = |url: &str| Proxy::all(url).unwrap().port;
+        assert_eq!(port("http://proxy:80"), 80);
+        assert_eq!(port("http://u:p@proxy:80/"), 80);
+        assert_eq!(port("http://proxy"), 1080);
+        assert_eq!(port("https://proxy"), 443);
+        assert_eq!(port("https://proxy:8443"), 8443);
+        let tls = Proxy::http("https://proxy").unwrap();
+        assert_eq!(tls.to_string(), "https://proxy:443");
+        assert!(tls.resolves_names() && !tls.carries_udp());
     }
 
     #[test]
