@@ -296,9 +296,15 @@ impl SessionBuilder {
     }
 
     /// Sends every connection through `proxy`, as reqwest's `proxy`: TCP
-    /// through HTTP CONNECT or SOCKS5 (see [`Proxy`](crate::Proxy)); HTTP/3
-    /// cannot go through a proxy yet, so `Auto` speaks TCP only and `Http3`
-    /// fails ([`Error::is_proxy`](crate::Error::is_proxy)).
+    /// through HTTP CONNECT (`http://`, or `https://` inside TLS) or SOCKS5
+    /// (see [`Proxy`](crate::Proxy)), and HTTP/3 through a SOCKS5 proxy's
+    /// UDP relay. An HTTP proxy carries TCP only: `Auto` then speaks TCP
+    /// and `Http3` fails ([`Error::is_proxy`](crate::Error::is_proxy)).
+    ///
+    /// Unlike reqwest, a session reads no proxy from the environment unless
+    /// told to (`.proxy(..)` with [`Proxy::from_env`](crate::Proxy::from_env)):
+    /// a fleet's replicas should not change exits, and so ticket keys, with
+    /// a variable set in one of them. `h3fleet get` reads it, as curl.
     ///
     /// Tickets won through the proxy are stored under keys that name it
     /// (`{preset}~{16 hex digits of the SHA-256 of scheme://user@host:port}`),
