@@ -49,8 +49,12 @@ impl MemcachedServer {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        let mut child = child;
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("memcached exited ({status}) before listening on port {port}");
+            }
             assert!(
                 Instant::now() < deadline,
                 "memcached did not start on port {port}"

@@ -33,17 +33,38 @@ pub fn require_binary(binary: &str, package: &str) -> PathBuf {
 
 /// A loopback TCP port that is free now (and, with `plus`, whose port +
 /// `plus` is free too, as Redis Cluster's bus port needs).
+///
+/// A port is handed out once per test binary: the tests in it run in
+/// parallel, and the kernel may give a port that one test has just closed
+/// to the next one asking, so two servers would race for it and the loser's
+/// readiness check would see the winner (a flake seen in CI).
 pub fn free_port(plus: Option<u16>) -> u16 {
-    for _ in 0..200 {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    let mut guard = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    let handed_out = guard.get_or_insert_with(HashSet::new);
+    for _ in 0..500 {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let Some(plus) = plus else { return port };
-        let Some(other) = port.checked_add(plus) else {
-            continue;
+        let other = match plus {
+            None => port,
+            Some(plus) => match port.checked_add(plus) {
+                Some(other) => other,
+                None => continue,
+            },
         };
-        if TcpListener::bind(("127.0.0.1", other)).is_ok() && UdpSocket::bind(("127.0.0.1", other)).is_ok() {
-            return port;
+        if handed_out.contains(&port) || handed_out.contains(&other) {
+            continue;
         }
+        if plus.is_some()
+            && (TcpListener::bind(("127.0.0.1", other)).is_err()
+                || UdpSocket::bind(("127.0.0.1", other)).is_err())
+        {
+            continue;
+        }
+        handed_out.extend([port, other]);
+        return port;
     }
     panic!("no free loopback port found");
 }
