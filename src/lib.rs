@@ -84,6 +84,10 @@
 //! a backend with bounded, single-flight reads and background writes. The
 //! [`ech`] module validates ECHConfigLists and finds them in DNS.
 //!
+//! Above the session sits [`proxy`] (the second way in, after a [`Session`]
+//! in Rust): a local HTTP proxy that performs the requests of clients in
+//! any language with a session, so they share the fleet's tickets too.
+//!
 //! "Session" names three things here: the HTTP client ([`Session`]),
 //! BoringSSL's per-connection TLS state, and a resumable TLS session (a
 //! ticket, what [`cache::PersistableSessionCache`] stores); the session
@@ -133,6 +137,7 @@
 //! | `redis-cluster` | [`cache::RedisClusterBackend`] |
 //! | `memcached` | [`cache::MemcachedBackend`] (its own text-protocol client) |
 //! | `server` | [`server::H3Origin`], h3fleet's own origin (tests, benchmarks, `serve`), on rustls or BoringSSL, and the server-side TLS types (`quic::QuicServerConfig`, `tls::TcpServerConfig`, `tls::EchKeys`) |
+//! | `local-proxy` | [`proxy::LocalProxy`], the local HTTP proxy that performs other languages' requests with a [`Session`] (`h3fleet proxy`) |
 //! | `cli` | the `h3fleet` command-line tool |
 //!
 //! BoringSSL (through `boring-sys`) is always built: it needs `cmake`, a C
@@ -147,6 +152,8 @@ mod error;
 mod expiring;
 mod http;
 mod preset;
+#[cfg(feature = "local-proxy")]
+pub mod proxy;
 pub mod quic;
 mod replay;
 #[cfg(feature = "server")]

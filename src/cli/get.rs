@@ -1,17 +1,15 @@
 //! `h3fleet get`: one request, curl-style, through the shared session cache.
 
 use std::io::Write;
-use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use h3fleet::cache::{backend_from_uri, ErrorCallback, TicketReuse};
-use h3fleet::ech::{EchPolicy, EchSource};
+use h3fleet::ech::EchSource;
 use h3fleet::redirect::Policy;
-use h3fleet::{HttpProtocol, Response, Session};
+use h3fleet::{Response, Session};
 
+use super::session_args::seconds_arg;
 use super::write_out::{self, GetReport};
 use super::{get_request, CliError};
 
@@ -19,65 +17,6 @@ use super::{get_request, CliError};
 pub(crate) struct GetArgs {
     /// The URL to request: `https://`, or `http://` for plain HTTP/1.1.
     url: String,
-    /// Session-cache backend URI, or `none` for memory only (default: the
-    /// embedded SQLite file under the user's cache directory). Prefer the
-    /// environment for a URI with a password: argv is visible to every
-    /// local user.
-    #[arg(
-        help_heading = "Fleet cache",
-        long,
-        env = "H3FLEET_CACHE",
-        hide_env_values = true
-    )]
-    cache: Option<String>,
-    /// Seal the cache's values with the keys in FILE (lines `ID BASE64KEY`,
-    /// the first seals; `h3fleet cache keygen` makes one).
-    #[arg(
-        help_heading = "Fleet cache",
-        long,
-        value_name = "FILE",
-        env = "H3FLEET_CACHE_KEYS_FILE"
-    )]
-    cache_keys: Option<PathBuf>,
-    /// Client profile; its name is part of every cache key.
-    #[arg(help_heading = "Fleet cache", long, default_value = h3fleet::DEFAULT_PRESET)]
-    preset: String,
-    /// Session identifier: tickets are shared only between equal identifiers.
-    #[arg(help_heading = "Fleet cache", long)]
-    id: Option<String>,
-    /// Trust only the roots in this PEM file (instead of the system's).
-    #[arg(help_heading = "TLS", long)]
-    cacert: Vec<PathBuf>,
-    /// Client certificate (PEM) for servers that ask for one, as curl's
-    /// `--cert`; its private key too, unless `--key` gives it. Its sessions
-    /// are cached apart from those of other certificates.
-    #[arg(help_heading = "TLS", short = 'E', long, value_name = "PEM")]
-    cert: Option<PathBuf>,
-    /// The private key of `--cert` (PEM).
-    #[arg(help_heading = "TLS", long, value_name = "PEM", requires = "cert")]
-    key: Option<PathBuf>,
-    /// Accept any certificate, verifying none (curl's `-k`). The fleet's
-    /// cache is then not used at all: nothing is read from it or written.
-    #[arg(help_heading = "TLS", short = 'k', long)]
-    insecure: bool,
-    /// Go through this proxy, as curl's `-x`: `http://` (CONNECT),
-    /// `https://` (CONNECT inside TLS, verified with `--cacert`'s roots),
-    /// `socks5://` or `socks5h://` (HTTP/3 too, over its UDP relay), with
-    /// `user:password@` if it asks. Without it, `HTTPS_PROXY` or
-    /// `ALL_PROXY`, as curl. Its tickets are cached apart from other exits'.
-    #[arg(help_heading = "Connection", short = 'x', long, value_name = "URL")]
-    proxy: Option<String>,
-    /// Hosts to reach directly despite the proxy, as curl's `--noproxy`:
-    /// comma-separated names (each also covering its subdomains), IP
-    /// addresses or ranges, or `*`. Replaces `NO_PROXY`.
-    #[arg(help_heading = "Connection", long, value_name = "LIST")]
-    noproxy: Option<String>,
-    /// Connect to ADDR for HOST:PORT (like curl). Repeatable.
-    #[arg(help_heading = "Connection", long, value_name = "HOST:PORT:ADDR")]
-    resolve: Vec<String>,
-    /// Look names up at this DNS server (ADDR or ADDR:PORT).
-    #[arg(help_heading = "Connection", long, value_name = "ADDR")]
-    dns: Option<String>,
     /// The request method (default GET, or POST with -d).
     #[arg(
         help_heading = "Request",
@@ -171,20 +110,6 @@ pub(crate) struct GetArgs {
     /// The `Referer` header.
     #[arg(help_heading = "Request", short = 'e', long = "referer", value_name = "URL")]
     referer: Option<String>,
-    /// The longest connecting may take, in seconds.
-    #[arg(help_heading = "Connection", long = "connect-timeout", value_name = "SECONDS")]
-    connect_timeout: Option<f64>,
-    /// Connect from this local IP address (curl's `--interface`, an
-    /// address only).
-    #[arg(help_heading = "Connection", long, value_name = "ADDR")]
-    interface: Option<IpAddr>,
-    /// TCP keepalive idle time, in seconds (curl's default 60).
-    #[arg(help_heading = "Connection", long = "keepalive-time", value_name = "SECONDS", default_value_t = 60,
-        value_parser = clap::value_parser!(u64).range(1..))]
-    keepalive_time: u64,
-    /// No TCP keepalive probes.
-    #[arg(help_heading = "Connection", long = "no-keepalive")]
-    no_keepalive: bool,
     /// The longest the whole transfer may take, in seconds.
     #[arg(
         help_heading = "Connection",
@@ -193,37 +118,11 @@ pub(crate) struct GetArgs {
         value_name = "SECONDS"
     )]
     max_time: Option<f64>,
-    /// HTTP/3, falling back to TCP if QUIC does not answer (as curl's).
-    #[arg(help_heading = "Protocol", long, group = "version")]
-    http3: bool,
     /// The schemes allowed, as curl's `--proto`: `=https` (only https),
     /// `-http`, `+http,+https`; a URL or redirect outside them fails with
     /// exit code 1.
     #[arg(help_heading = "Protocol", long, value_name = "PROTOCOLS")]
     proto: Option<String>,
-    /// HTTP/3 over QUIC only.
-    #[arg(help_heading = "Protocol", long = "http3-only", group = "version")]
-    http3_only: bool,
-    /// HTTP/2 over TLS over TCP only.
-    #[arg(help_heading = "Protocol", long, group = "version")]
-    http2: bool,
-    /// HTTP/1.1 over TLS over TCP only (`--http1` also works).
-    #[arg(
-        help_heading = "Protocol",
-        long = "http1.1",
-        alias = "http1",
-        group = "version"
-    )]
-    http1: bool,
-    /// Encrypted Client Hello: `auto` (ECH when the origin publishes a
-    /// config, else GREASE), `require` (fail without a config) or `off`.
-    #[arg(help_heading = "TLS", long, value_name = "POLICY", default_value = "auto", value_parser = ["auto", "require", "off"])]
-    ech: String,
-    /// `shared` (every connection offers the origin's one ticket) or
-    /// `single-use` (each takes a ticket of its own from the fleet's pool,
-    /// for servers that accept a 0-RTT ticket once).
-    #[arg(help_heading = "Fleet cache", long, value_name = "POLICY", default_value = "shared", value_parser = ["shared", "single-use"])]
-    ticket_reuse: String,
     /// Ask for a compressed response (gzip, br, zstd, deflate) and decode
     /// it, as curl's `--compressed`; without it none is asked for.
     #[arg(help_heading = "Request", long)]
@@ -240,47 +139,21 @@ pub(crate) struct GetArgs {
         default_value_t = 50
     )]
     max_redirs: usize,
-}
-
-fn parse_dns(spec: &str) -> Result<SocketAddr, CliError> {
-    if let Ok(addr) = spec.parse::<SocketAddr>() {
-        return Ok(addr);
-    }
-    let ip: IpAddr = spec
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse()
-        .map_err(|_| format!("--dns {spec:?}: expected an IP address, optionally with :PORT"))?;
-    Ok(SocketAddr::new(ip, 53))
+    /// The options that configure the session.
+    #[command(flatten)]
+    pub(crate) session: super::session_args::SessionArgs,
 }
 
 fn session(args: &GetArgs) -> Result<Session, CliError> {
-    let mut builder = Session::builder().preset(&args.preset);
-    builder = builder.protocol(if args.http3_only {
-        HttpProtocol::Http3
-    } else if args.http2 {
-        HttpProtocol::Http2
-    } else if args.http1 {
-        HttpProtocol::Http1
-    } else {
-        HttpProtocol::Auto
-    });
-    builder = builder.ech(match args.ech.as_str() {
-        "require" => EchPolicy::Require,
-        "off" => EchPolicy::Off,
-        _ => EchPolicy::Auto,
-    });
-    builder = builder.ticket_reuse(
-        args.ticket_reuse
-            .parse::<TicketReuse>()
-            .map_err(|e| format!("--ticket-reuse: {e}"))?,
-    );
+    let mut builder = args.session.builder()?;
     builder = builder.redirect(if args.location {
         Policy::limited(args.max_redirs)
     } else {
         Policy::none()
     });
-    builder = connection(builder, args)?;
+    if let Some(secs) = args.max_time {
+        builder = builder.timeout(seconds_arg("--max-time", secs)?);
+    }
     builder = builder.https_only(!get_request::Protocols::parse(args.proto.as_deref())?.http);
     // curl honours SSLKEYLOGFILE whenever it is set.
     builder = builder.tls_sslkeylogfile(true);
@@ -289,98 +162,7 @@ fn session(args: &GetArgs) -> Result<Session, CliError> {
     if let Some(agent) = &args.user_agent {
         builder = builder.user_agent(agent.as_str());
     }
-    builder = with_cache(builder, args)?.danger_accept_invalid_certs(args.insecure);
-    if let Some(cert) = &args.cert {
-        builder = builder.identity(identity(cert, args.key.as_deref())?);
-    }
-    if !args.cacert.is_empty() {
-        builder = builder.system_roots(false);
-        for path in &args.cacert {
-            let pem = std::fs::read(path).map_err(|e| format!("--cacert {}: {e}", path.display()))?;
-            builder = builder.add_root_certificate_pem(pem);
-        }
-    }
     Ok(builder.build()?)
-}
-
-/// The client certificate of `--cert`, with its key from `--key` or from
-/// the same file.
-fn identity(cert: &Path, key: Option<&Path>) -> Result<h3fleet::tls::Identity, CliError> {
-    let problem = |flag: &str, path: &Path, e: &dyn std::fmt::Display| {
-        write_out::CertProblem(format!("{flag} {}: {e}", path.display()))
-    };
-    let mut pem = std::fs::read(cert).map_err(|e| problem("--cert", cert, &e))?;
-    if let Some(key) = key {
-        pem.push(b'\n');
-        pem.extend(std::fs::read(key).map_err(|e| problem("--key", key, &e))?);
-    }
-    Ok(h3fleet::tls::Identity::from_pem(&pem).map_err(|e| problem("--cert", cert, &e))?)
-}
-
-/// The proxy of `-x`, else the environment's (`HTTPS_PROXY`, `ALL_PROXY`),
-/// as curl; `--noproxy` replaces `NO_PROXY`.
-fn proxy(args: &GetArgs) -> Result<Option<h3fleet::Proxy>, CliError> {
-    let proxy = match &args.proxy {
-        Some(url) => Some(h3fleet::Proxy::all(url)?.no_proxy(h3fleet::NoProxy::from_env())),
-        None => h3fleet::Proxy::from_env(),
-    };
-    Ok(match (&args.noproxy, proxy) {
-        (Some(list), Some(proxy)) => Some(proxy.no_proxy(h3fleet::NoProxy::from_string(list))),
-        (_, proxy) => proxy,
-    })
-}
-
-/// Where and how connections go: `--resolve`, `--dns`, `--interface`,
-/// keepalive and the time limits.
-fn connection(
-    mut builder: h3fleet::SessionBuilder,
-    args: &GetArgs,
-) -> Result<h3fleet::SessionBuilder, CliError> {
-    for spec in &args.resolve {
-        builder = builder.resolve_spec(spec);
-    }
-    if let Some(dns) = &args.dns {
-        builder = builder.dns_server(parse_dns(dns)?);
-    }
-    if let Some(proxy) = proxy(args)? {
-        builder = builder.proxy(proxy);
-    }
-    builder = builder.local_address(args.interface);
-    builder = builder.tcp_keepalive((!args.no_keepalive).then(|| Duration::from_secs(args.keepalive_time)));
-    if let Some(secs) = args.connect_timeout {
-        builder = builder.connect_timeout(seconds_arg("--connect-timeout", secs)?);
-    }
-    if let Some(secs) = args.max_time {
-        builder = builder.timeout(seconds_arg("--max-time", secs)?);
-    }
-    Ok(builder)
-}
-
-/// The backend, keys and identifier `--cache`, `--cache-keys` and `--id`
-/// ask for.
-fn with_cache(
-    mut builder: h3fleet::SessionBuilder,
-    args: &GetArgs,
-) -> Result<h3fleet::SessionBuilder, CliError> {
-    let uri = args.cache.clone().unwrap_or_else(super::default_cache_uri);
-    // Under -k the session would refuse the backend anyway: say nothing.
-    if uri != "none" && !args.insecure {
-        let on_error: ErrorCallback =
-            Arc::new(|op, key, e| tracing::warn!("session cache {op} of {key} failed: {e}"));
-        builder = builder.session_cache(backend_from_uri(&uri)?, Some(on_error));
-    }
-    if let Some(keys) = super::cache_keys(args.cache_keys.as_deref())? {
-        builder = builder.cache_keys(keys);
-    }
-    if let Some(id) = &args.id {
-        builder = builder.session_identifier(id);
-    }
-    Ok(builder)
-}
-
-fn seconds_arg(flag: &str, secs: f64) -> Result<Duration, CliError> {
-    Duration::try_from_secs_f64(secs)
-        .map_err(|_| format!("{flag} {secs}: expected seconds, 0 or more").into())
 }
 
 pub(crate) async fn run(args: GetArgs, verbose: bool) -> Result<(), CliError> {

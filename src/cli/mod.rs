@@ -7,7 +7,9 @@ mod cache_inspect;
 mod demo;
 mod get;
 mod get_request;
+mod proxy;
 mod serve;
+mod session_args;
 mod verbose;
 mod write_out;
 
@@ -34,6 +36,10 @@ enum Command {
     /// Make one request (HTTP/3, HTTP/2 or HTTP/1.1) through the shared
     /// session cache.
     Get(Box<get::GetArgs>),
+    /// Run a local HTTP proxy that performs other programs' requests
+    /// (curl, Python, Node...) with the fleet's session cache: shared
+    /// tickets, 0-RTT, ECH, HTTP/3.
+    Proxy(Box<proxy::ProxyArgs>),
     /// Run a local origin (HTTP/3 on UDP, HTTP/2 and HTTP/1.1 on TCP) with
     /// session tickets and 0-RTT.
     Serve(serve::ServeArgs),
@@ -76,6 +82,7 @@ pub(crate) fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Get(args) => get::run(*args, cli.verbose > 0).await,
+            Command::Proxy(args) => proxy::run(*args).await,
             Command::Serve(args) => serve::run(args).await,
             Command::Demo(args) => demo::run(args).await,
             Command::Cache(cmd) => cache_cmd::run(cmd).await,

@@ -274,7 +274,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
-async fn stopped() -> Result<(), CliError> {
+pub(crate) async fn stopped() -> Result<(), CliError> {
     #[cfg(unix)]
     {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

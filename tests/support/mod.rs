@@ -5,6 +5,7 @@
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod dns;
+pub mod local_proxy;
 pub mod memcached;
 pub mod proxies;
 pub mod quic;
