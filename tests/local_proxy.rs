@@ -9,7 +9,7 @@ mod support;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use h3fleet::server::LatencyRelay;
+use h3fleet::server::{LatencyRelay, TcpLatencyRelay};
 
 use support::local_proxy::{curl, node_fetch, python_requests, ProxyProc};
 use support::serve::Serve;
@@ -211,9 +211,8 @@ fn a_decoded_body_loses_its_coding_and_length_and_streams_both_ways() {
 
 /// Proxy 1 pays a full handshake and is stopped at once (SIGTERM); a fresh
 /// proxy 2 on the same cache resumes its ticket with 0-RTT.
-fn second_proxy_resumes_the_first_ones_ticket(cache: &str) {
+fn second_proxy_resumes_the_first_ones_ticket(rt: &tokio::runtime::Runtime, cache: &str) {
     let serve = Serve::start();
-    let rt = tokio::runtime::Runtime::new().unwrap();
     let relay = rt
         .block_on(LatencyRelay::start(serve.addr, Duration::from_millis(20)))
         .unwrap();
@@ -254,13 +253,29 @@ fn second_proxy_resumes_the_first_ones_ticket(cache: &str) {
 #[test]
 fn a_second_proxy_process_resumes_with_0rtt_through_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    second_proxy_resumes_the_first_ones_ticket(&format!("sqlite:{}", dir.path().join("fleet.db").display()));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    second_proxy_resumes_the_first_ones_ticket(
+        &rt,
+        &format!("sqlite:{}", dir.path().join("fleet.db").display()),
+    );
 }
 
+/// Redis is 300 ms away, so proxy 1's ticket write is still on its way
+/// when it is told to stop: only a graceful shutdown that waits for it
+/// lets proxy 2 resume.
 #[test]
-fn a_second_proxy_process_resumes_with_0rtt_through_redis() {
+fn a_second_proxy_process_resumes_with_0rtt_through_a_distant_redis() {
     let redis = support::redis::RedisServer::start();
-    second_proxy_resumes_the_first_ones_ticket(&redis.uri());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let upstream = std::net::SocketAddr::from(([127, 0, 0, 1], redis.port()));
+    let relay = rt
+        .block_on(TcpLatencyRelay::start(
+            "127.0.0.1:0".parse().unwrap(),
+            upstream,
+            Duration::from_millis(300),
+        ))
+        .unwrap();
+    second_proxy_resumes_the_first_ones_ticket(&rt, &format!("redis://{}", relay.addr()));
 }
 
 #[test]
